@@ -1,0 +1,3 @@
+from mmtools.cli import main
+
+main()

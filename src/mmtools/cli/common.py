@@ -1,0 +1,178 @@
+"""What every subcommand shares: its error boundary, stderr messages, progress, and common options.
+
+Only typer and the standard library are imported here, so that `mmtools --help` and completion stay instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from enum import Enum
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from mmtools.errors import (EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_INPUTS_FAILED, MmtoolsError,
+                            Problem, UsageError)
+
+PROG = "mmtools"
+
+
+class Settings:
+    """Process-wide switches set by the top-level options (`mmtools -q ...`)."""
+
+    quiet = False
+    debug = bool(os.environ.get("MMTOOLS_DEBUG"))
+
+
+class Reporter:
+    """Writes one line per message to stderr, prefixed with the command, and counts skipped inputs."""
+
+    def __init__(self, command: str):
+        self.command = command
+        self.problems = 0
+
+    def _write(self, text: str) -> None:
+        sys.stderr.write(f"{PROG} {self.command}: {text}\n")
+        sys.stderr.flush()
+
+    def problem(self, problem: Problem) -> None:
+        self.problems += 1
+        self._write(_one_line(str(problem)))
+
+    def info(self, text: str) -> None:
+        if not Settings.quiet:
+            self._write(text)
+
+    def warning(self, text: str) -> None:
+        if not Settings.quiet:
+            self._write(f"warning: {_one_line(text)}")
+
+    def error(self, text: str, hint: str | None = None) -> None:
+        self._write(f"error: {_one_line(text)}")
+        if hint:
+            self._write(f"hint: {_one_line(hint)}")
+
+    def progress(self, description: str, total: int | None = None) -> "ProgressBar":
+        return ProgressBar(description, total, enabled=sys.stderr.isatty() and not Settings.quiet)
+
+
+class _ReporterLogHandler(logging.Handler):
+    """Routes the library's `mmtools` logger (warnings such as truncated texts) through the reporter."""
+
+    def __init__(self, reporter: Reporter):
+        super().__init__(logging.WARNING)
+        self.reporter = reporter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reporter.warning(record.getMessage())
+
+
+class ProgressBar:
+    """A tqdm bar on stderr, only on a terminal (never in pipes, logs or cron mail)."""
+
+    def __init__(self, description: str, total: int | None, enabled: bool):
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=description, unit="item", file=sys.stderr, dynamic_ncols=True,
+                             leave=False)
+
+    def __call__(self, count: int) -> None:
+        if self._bar is not None:
+            self._bar.update(count)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@contextmanager
+def command_session(command: str) -> Iterator[Reporter]:
+    """The one error boundary of a subcommand: typed errors become messages and exit codes, never tracebacks.
+
+    Exit codes: 0 all inputs processed; 1 finished but some inputs were skipped; 2 usage error;
+    3 fatal error (nothing useful could be done); 130 interrupted. A closed pipe (`| head`) ends quietly.
+    """
+    reporter = Reporter(command)
+    logger = logging.getLogger("mmtools")
+    handler = _ReporterLogHandler(reporter)
+    logger.addHandler(handler)
+    logger.propagate = False
+    code = EXIT_OK
+    try:
+        yield reporter
+        sys.stdout.flush()
+        code = EXIT_SOME_INPUTS_FAILED if reporter.problems else EXIT_OK
+    except MmtoolsError as exc:
+        reporter.error(exc.message, exc.hint)
+        code = exc.exit_code
+    except BrokenPipeError:
+        _silence_stdout()
+        code = EXIT_OK
+    except KeyboardInterrupt:
+        reporter.error("interrupted")
+        code = EXIT_INTERRUPTED
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug, not a user error: say so, and how to get the details
+        if Settings.debug:
+            traceback.print_exc(file=sys.stderr)
+        reporter.error(f"internal error: {type(exc).__name__}: {exc}",
+                       None if Settings.debug else "run again with MMTOOLS_DEBUG=1 for a traceback, and "
+                                                   "report it with that output")
+        code = EXIT_FATAL
+    finally:
+        logger.removeHandler(handler)
+    raise typer.Exit(code)
+
+
+def _silence_stdout() -> None:
+    """After the reader of our stdout went away, stop Python complaining when it flushes at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def require_input(inputs: list[str], what: str) -> list[str]:
+    """No inputs means stdin, unless stdin is a terminal (then the user forgot the inputs)."""
+    if inputs:
+        return inputs
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(f"no {what} given and nothing on standard input",
+                         hint=f"name {what} as arguments, or pipe JSONL records in")
+    return ["-"]
+
+
+# ------------------------------------------------------------------------------------------ shared options
+
+
+class EmbeddingFormat(str, Enum):
+    base64 = "base64"
+    list = "list"
+
+
+ModelOption = Annotated[Optional[str], typer.Option(
+    "--model", "-m", envvar="MMTOOLS_MODEL", show_envvar=True,
+    help="Model: a Hugging Face id, a local directory, or an alias "
+         "[default: google/siglip2-base-patch16-224].")]
+DeviceOption = Annotated[str, typer.Option(
+    "--device", envvar="MMTOOLS_DEVICE", show_envvar=True,
+    help="Where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+OutputOption = Annotated[Optional[str], typer.Option(
+    "--output", "-o", help="Write JSONL here (atomically) instead of standard output.")]
+FormatOption = Annotated[EmbeddingFormat, typer.Option(
+    "--embedding-format", envvar="MMTOOLS_EMBEDDING_FORMAT", show_envvar=True,
+    help="How vectors are written: base64 of little-endian float32 (compact), or a list of numbers.")]
+IndexOption = Annotated[str, typer.Option(
+    "--index", "-i", envvar="MMTOOLS_INDEX", show_envvar=True, help="The FAISS index file.")]

@@ -1,0 +1,97 @@
+"""embed-images and embed-texts: inputs in, embedding records (JSONL) out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from mmtools.cli.common import (DeviceOption, EmbeddingFormat, FormatOption, ModelOption, OutputOption,
+                                command_session, require_input)
+
+BatchOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, envvar="MMTOOLS_BATCH_SIZE",
+                                          show_envvar=True, help="Inputs per forward pass.")]
+
+
+def embed_images_command(
+    inputs: Annotated[Optional[list[str]], typer.Argument(
+        help="Image files, folders (searched recursively), globs, JSONL files of records with a 'path', "
+             "or - for JSONL on standard input (the default when input is piped).")] = None,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    output: OutputOption = None,
+    embedding_format: FormatOption = EmbeddingFormat.base64,
+    batch_size: BatchOption = 32,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=1, help="Threads decoding images ahead of the model [default: CPU count, at most 8].")] = None,
+    root: Annotated[Optional[str], typer.Option(
+        "--root", help="Resolve relative 'path' fields of JSONL records against this folder "
+                       "[default: the current directory].")] = None,
+    max_pixels: Annotated[int, typer.Option(
+        "--max-pixels", min=1, help="Refuse images larger than this many pixels (decompression bombs).")]
+        = 100_000_000,
+) -> None:
+    """Embed images: one record per image with its id, path and embedding.
+
+    Example: mmtools embed-images photos/ | mmtools index -o idx.faiss
+    """
+    with command_session("embed-images") as report:
+        from mmtools.embed import embed_images
+        from mmtools.images import discover_images
+        from mmtools.models import load_encoder
+        from mmtools.records import RecordWriter, open_output
+
+        sources = discover_images(require_input(inputs or [], "images"), root=root, on_problem=report.problem)
+        encoder = load_encoder(model, device)
+        bar = report.progress("embedding images")
+        try:
+            with open_output(output) as stream:
+                writer = RecordWriter(stream, flush_each=output is None)
+                writer.write_all(embed_images(sources, encoder, batch_size=batch_size, workers=workers,
+                                              max_pixels=max_pixels, vector_format=embedding_format.value,
+                                              on_problem=report.problem, progress=bar))
+        finally:
+            bar.close()
+
+
+def embed_texts_command(
+    inputs: Annotated[Optional[list[str]], typer.Argument(
+        help="JSONL files (or plain text files with --lines); - or nothing reads standard input.")] = None,
+    field: Annotated[str, typer.Option(
+        "--field", "-f", help="The record field holding the text (a list of texts gives one record each).")]
+        = "text",
+    lines: Annotated[bool, typer.Option(
+        "--lines", help="Inputs are plain text, one text per line, not JSONL.")] = False,
+    model: ModelOption = None,
+    device: DeviceOption = "auto",
+    output: OutputOption = None,
+    embedding_format: FormatOption = EmbeddingFormat.base64,
+    batch_size: BatchOption = 64,
+) -> None:
+    """Embed texts: one record per text with its id and embedding, other fields passed through.
+
+    The model's text rules are applied first (Unicode NFC and tone marks; lower case and 64-token padding
+    for SigLIP; word segmentation for PhoBERT-based models).
+
+    Example: mmtools embed-texts --field caption captions.jsonl > caption-vectors.jsonl
+    """
+    with command_session("embed-texts") as report:
+        from mmtools.embed import embed_texts, text_items_from_lines, text_items_from_records
+        from mmtools.models import load_encoder
+        from mmtools.records import RecordWriter, open_output, read_records, read_text_lines
+
+        sources = require_input(inputs or [], "texts")
+        if lines:
+            items = text_items_from_lines(read_text_lines(sources, report.problem), field)
+        else:
+            items = text_items_from_records(read_records(sources, report.problem), field, report.problem)
+        encoder = load_encoder(model, device)
+        bar = report.progress("embedding texts")
+        try:
+            with open_output(output) as stream:
+                writer = RecordWriter(stream, flush_each=output is None)
+                writer.write_all(embed_texts(items, encoder, batch_size=batch_size,
+                                             vector_format=embedding_format.value, on_problem=report.problem,
+                                             progress=bar))
+        finally:
+            bar.close()

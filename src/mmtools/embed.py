@@ -1,0 +1,216 @@
+"""Embedding pipelines: sources in, embedding records out, streaming.
+
+Images: a thread pool decodes and preprocesses batches ahead of the model, so decoding overlaps the
+forward pass; batches come out in input order, and only a bounded number are ever in flight, so memory
+does not grow with the number of images. Texts: batched, with the model's text rules applied.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from mmtools.errors import Problem, ProblemHandler, raise_problem
+from mmtools.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, load_image
+from mmtools.models.encoder import Encoder
+from mmtools.records import EMBEDDING, EMBEDDING_KIND, EMBEDDING_MODEL, Record, encode_vector, record_id, text_id
+
+log = logging.getLogger("mmtools")
+
+Progress = Callable[[int], None]  # called with the number of inputs just finished
+
+
+def default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 2)))
+
+
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def embedding_fields(vector: Any, encoder: Encoder, kind: str, vector_format: str) -> Record:
+    return {EMBEDDING: encode_vector(vector, vector_format), EMBEDDING_MODEL: encoder.name, EMBEDDING_KIND: kind}
+
+
+# ------------------------------------------------------------------------------------------------ images
+
+
+@dataclass
+class _DecodedBatch:
+    sources: list[ImageSource]
+    pixels: Any
+    problems: list[Problem] = field(default_factory=list)
+
+
+def embed_images(
+    sources: Iterable[ImageSource],
+    encoder: Encoder,
+    *,
+    batch_size: int = 32,
+    workers: int | None = None,
+    prefetch: int | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    vector_format: str = "base64",
+    on_problem: ProblemHandler = raise_problem,
+    progress: Progress | None = None,
+) -> Iterator[Record]:
+    """Yield one embedding record per readable image, in input order; report unreadable ones."""
+    workers = workers or default_workers()
+    prefetch = prefetch or workers + 1  # batches decoded ahead of the model
+    draft_size = encoder.image_size
+    pending: deque[Future[_DecodedBatch]] = deque()
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmtools-decode")
+
+    def finish(future: Future[_DecodedBatch]) -> Iterator[Record]:
+        decoded = future.result()
+        for problem in decoded.problems:
+            on_problem(problem)
+        if decoded.sources:
+            vectors = encoder.encode_image_batch(decoded.pixels)
+            for source, vector in zip(decoded.sources, vectors):
+                yield {**source.record, "id": source.id,
+                       **embedding_fields(vector, encoder, "image", vector_format)}
+        if progress:
+            progress(len(decoded.sources) + len(decoded.problems))
+
+    try:
+        for batch in batched(sources, batch_size):
+            pending.append(executor.submit(_decode_batch, batch, encoder, draft_size, max_pixels))
+            if len(pending) > prefetch:
+                yield from finish(pending.popleft())
+        while pending:
+            yield from finish(pending.popleft())
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _decode_batch(batch: list[ImageSource], encoder: Encoder, draft_size: int | None,
+                  max_pixels: int) -> _DecodedBatch:
+    good: list[ImageSource] = []
+    images: list[Any] = []
+    problems: list[Problem] = []
+    for source in batch:
+        try:
+            images.append(load_image(source.path, max_pixels=max_pixels, draft_size=draft_size))
+            good.append(source)
+        except ImageDecodeError as exc:
+            problems.append(Problem(source.path, str(exc)))
+    if not images:
+        return _DecodedBatch([], None, problems)
+    try:
+        return _DecodedBatch(good, encoder.preprocess_images(images), problems)
+    except Exception:
+        # One odd image (e.g. 1×1 pixel) can fail the processor for the whole batch: find it, keep the rest.
+        return _preprocess_one_by_one(good, images, encoder, problems)
+
+
+def _preprocess_one_by_one(sources: list[ImageSource], images: list[Any], encoder: Encoder,
+                           problems: list[Problem]) -> _DecodedBatch:
+    good, kept = [], []
+    for source, image in zip(sources, images):
+        try:
+            encoder.preprocess_images([image])
+        except Exception as exc:
+            problems.append(Problem(source.path, f"the model's image processor rejected it ({exc})"))
+            continue
+        good.append(source)
+        kept.append(image)
+    pixels = encoder.preprocess_images(kept) if kept else None
+    return _DecodedBatch(good, pixels, problems)
+
+
+# ------------------------------------------------------------------------------------------------- texts
+
+
+@dataclass
+class TextItem:
+    id: str
+    text: str
+    record: Record = field(default_factory=dict)
+
+
+def text_items_from_records(records: Iterable[Record], field_name: str = "text",
+                            on_problem: ProblemHandler = raise_problem) -> Iterator[TextItem]:
+    """Texts from records' ``field_name``. A list of strings gives one item per string, with id ``ID#N``."""
+    for number, record in enumerate(records, 1):
+        value = record.get(field_name)
+        rid = record_id(record, "")
+        where = rid or f"record {number}"
+        if isinstance(value, str):
+            yield TextItem(rid or text_id(value), value, record)
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            base = rid or text_id(value[0])
+            for i, text in enumerate(value):
+                yield TextItem(f"{base}#{i}", text, {**record, field_name: text, "source_id": base})
+        elif value is None:
+            on_problem(Problem(where, f"record has no {field_name!r} field, skipped"))
+        else:
+            on_problem(Problem(where, f"field {field_name!r} is not text (or a list of texts), skipped"))
+
+
+def text_items_from_lines(lines: Iterable[tuple[str, str]], field_name: str = "text") -> Iterator[TextItem]:
+    """Texts from ``(where, line)`` pairs (records.read_text_lines); ids are stable hashes of the text."""
+    for _where, line in lines:
+        yield TextItem(text_id(line), line, {field_name: line})
+
+
+def embed_texts(
+    items: Iterable[TextItem],
+    encoder: Encoder,
+    *,
+    batch_size: int = 64,
+    vector_format: str = "base64",
+    on_problem: ProblemHandler = raise_problem,
+    progress: Progress | None = None,
+) -> Iterator[Record]:
+    """Yield one embedding record per non-empty text, in input order."""
+    truncation = TruncationReport(encoder.text_rules.max_length)
+    for batch in batched(_non_empty(items, on_problem), batch_size):
+        vectors = encoder.encode_texts([item.text for item in batch],
+                                       on_truncated=lambda i, b=batch: truncation.add(b[i].id))
+        for item, vector in zip(batch, vectors):
+            yield {**item.record, "id": item.id, **embedding_fields(vector, encoder, "text", vector_format)}
+        if progress:
+            progress(len(batch))
+    truncation.finish()
+
+
+def _non_empty(items: Iterable[TextItem], on_problem: ProblemHandler) -> Iterator[TextItem]:
+    for item in items:
+        if item.text.strip():
+            yield item
+        else:
+            on_problem(Problem(item.id, "text is empty, skipped"))
+
+
+class TruncationReport:
+    """Names the first truncated text, then counts the rest: one warning per run, not one per text."""
+
+    def __init__(self, max_length: int):
+        self.max_length = max_length
+        self.count = 0
+
+    def add(self, item_id: str) -> None:
+        self.count += 1
+        if self.count == 1:
+            log.warning("%s: text is longer than the model's %d tokens and was truncated "
+                        "(further truncations are counted, not listed)", item_id, self.max_length)
+
+    def finish(self) -> None:
+        if self.count > 1:
+            log.warning("%d texts in all were truncated to %d tokens", self.count, self.max_length)
+
+
+def encode_query_texts(encoder: Encoder, texts: Sequence[str]) -> Any:
+    """Vectors for a few query texts (search, tag): same rules as embed-texts, truncation logged."""
+    truncation = TruncationReport(encoder.text_rules.max_length)
+    vectors = encoder.encode_texts(list(texts), on_truncated=lambda i: truncation.add(repr(texts[i][:40])))
+    truncation.finish()
+    return vectors

@@ -1,0 +1,163 @@
+"""Finding image files and decoding them safely into RGB.
+
+Inputs may be files, folders (walked recursively), globs, or JSONL records with a ``path`` field. Decoding
+applies the EXIF orientation, converts any Pillow mode to RGB (transparency over white), refuses images
+above a pixel budget before decoding them, and decodes large JPEGs at reduced scale (Pillow's draft mode)
+when the model will shrink them anyway.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from mmtools.errors import Problem, ProblemHandler, raise_problem
+from mmtools.records import STDIN, Record, read_records, record_id
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff",
+                              ".ppm", ".pgm", ".jfif", ".avif", ".heic", ".heif"})
+JSONL_EXTENSIONS = frozenset({".jsonl", ".ndjson", ".json"})
+DEFAULT_MAX_PIXELS = 100_000_000  # about 10,000 × 10,000; larger images are refused, not decoded
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+class ImageDecodeError(Exception):
+    """One image could not be used; the message is the reason, phrased for the user."""
+
+
+@dataclass
+class ImageSource:
+    """One image to embed: ``id`` is stable across runs, ``record`` holds fields to pass through."""
+
+    id: str
+    path: str
+    record: Record = field(default_factory=dict)
+
+
+def discover_images(
+    inputs: Iterable[str], *, root: str | None = None, on_problem: ProblemHandler = raise_problem
+) -> Iterator[ImageSource]:
+    """Expand inputs into image sources, in a stable order (folders sorted, globs sorted).
+
+    ``-`` and ``*.jsonl`` inputs are JSONL records with a ``path`` (relative paths resolve against ``root``,
+    default the current directory). A folder yields the files with image extensions below it; a file named
+    directly is tried whatever its extension.
+    """
+    for item in inputs:
+        if item == STDIN or (Path(item).suffix.lower() in JSONL_EXTENSIONS and Path(item).is_file()):
+            yield from _sources_from_records(read_records([item], on_problem), root, on_problem)
+        elif os.path.isdir(item):
+            yield from (_source(p) for p in walk_images(item))
+        elif os.path.isfile(item):
+            yield _source(item)
+        elif GLOB_CHARACTERS & set(item):
+            matches = sorted(glob.glob(item, recursive=True))
+            files = [m for m in matches if os.path.isfile(m)]
+            if not files:
+                on_problem(Problem(item, "no files match this pattern"))
+            for match in files:
+                yield _source(match)
+        elif os.path.lexists(item):
+            on_problem(Problem(item, "not a regular file or folder (a broken link?)"))
+        else:
+            on_problem(Problem(item, "no such file or folder"))
+
+
+def walk_images(folder: str) -> Iterator[str]:
+    """Image files below ``folder``, sorted, skipping hidden files and folders (.git, .thumbnails...)."""
+    for current, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                yield os.path.join(current, name)
+
+
+def _source(path: str) -> ImageSource:
+    return ImageSource(id=path, path=path, record={"path": path})
+
+
+def _sources_from_records(records: Iterable[Record], root: str | None,
+                          on_problem: ProblemHandler) -> Iterator[ImageSource]:
+    for number, record in enumerate(records, 1):
+        path = record.get("path")
+        if not isinstance(path, str) or not path:
+            on_problem(Problem(record_id(record, f"record {number}"), "record has no 'path' field, skipped"))
+            continue
+        resolved = path if os.path.isabs(path) or root is None else os.path.join(root, path)
+        yield ImageSource(id=record_id(record, path), path=resolved, record=record)
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+
+def load_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Any:
+    """Open ``path`` as an RGB PIL image; raises ImageDecodeError with a user-facing reason."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageDecodeError("file is empty (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageDecodeError(_too_large(width, height, max_pixels))
+                if draft_size and image.format == "JPEG":
+                    # Decode at 1/2, 1/4 or 1/8 scale when the result still covers the model's input size.
+                    image.draft("RGB", (draft_size, draft_size))
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return to_rgb(image)
+    except ImageDecodeError:
+        raise
+    except FileNotFoundError:
+        raise ImageDecodeError("no such file") from None
+    except PermissionError:
+        raise ImageDecodeError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageDecodeError("is a folder, not an image file") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image Pillow can read (wrong extension, or an unsupported format?)") \
+            from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageDecodeError(f"image is too large to decode safely (over {max_pixels:,} pixels)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageDecodeError(f"image is corrupt or truncated ({exc})") from None
+    except MemoryError:
+        raise ImageDecodeError("not enough memory to decode this image") from None
+
+
+def to_rgb(image: Any) -> Any:
+    """Any Pillow mode to RGB; transparent areas become white rather than black."""
+    from PIL import Image
+
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if image.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N", "F"):
+        return _high_depth_to_rgb(image)
+    return image.convert("RGB")
+
+
+def _high_depth_to_rgb(image: Any) -> Any:
+    """16-bit and float greyscale: stretch to 8 bits (a plain convert would clip most of the range)."""
+    import numpy as np
+    from PIL import Image
+
+    array = np.asarray(image, dtype=np.float32)
+    low, high = float(array.min()), float(array.max())
+    scaled = np.zeros_like(array) if high <= low else (array - low) * (255.0 / (high - low))
+    return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
+
+
+def _too_large(width: int, height: int, limit: int) -> str:
+    return f"image is {width}×{height} pixels, over the limit of {limit:,} (raise it with --max-pixels)"

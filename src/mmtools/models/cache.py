@@ -1,0 +1,58 @@
+"""The shared model cache: a model is named once, loaded once per process, placed on the best device, reused."""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from mmtools.errors import ModelError
+from mmtools.models.device import choose_device
+from mmtools.models.encoder import Encoder
+from mmtools.models.registry import ModelRef, resolve_model
+
+EncoderFactory = Callable[[ModelRef, str], Encoder]
+
+
+def _hf_dual_encoder(ref: ModelRef, device: str) -> Encoder:
+    from mmtools.models.hf_dual import HFDualEncoder
+
+    return HFDualEncoder(ref, device)
+
+
+# Model families by the name a manifest gives (mmtools.json "family"). mmtools-trained models register here.
+FAMILIES: dict[str, EncoderFactory] = {"hf-dual-encoder": _hf_dual_encoder}
+
+
+class ModelCache:
+    def __init__(self) -> None:
+        self._encoders: dict[tuple[str, str], Encoder] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str | None = None, device: str | None = None) -> Encoder:
+        ref = resolve_model(model)
+        chosen = choose_device(device)
+        key = (ref.name, chosen)
+        with self._lock:
+            encoder = self._encoders.get(key)
+            if encoder is None:
+                factory = FAMILIES.get(ref.family)
+                if factory is None:
+                    raise ModelError(f"model {ref.name} is of family {ref.family!r}, which this mmtools "
+                                     f"cannot load (known: {', '.join(sorted(FAMILIES))})",
+                                     hint="upgrade mmtools")
+                encoder = self._encoders[key] = factory(ref, chosen)
+            return encoder
+
+    def clear(self) -> None:
+        with self._lock:
+            self._encoders.clear()
+
+
+default_cache = ModelCache()
+
+
+def load_encoder(model: str | None = None, device: str | None = None) -> Encoder:
+    """The process-wide encoder for ``model`` on ``device`` (``MMTOOLS_MODEL`` / ``MMTOOLS_DEVICE`` by default)."""
+    import os
+
+    return default_cache.get(model, device or os.environ.get("MMTOOLS_DEVICE"))

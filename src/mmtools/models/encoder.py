@@ -1,0 +1,58 @@
+"""The model abstraction every command uses: images and texts in, L2-normalised float32 vectors out.
+
+An Encoder is not tied to one model family: the Hugging Face dual encoders (CLIP, SigLIP, SigLIP 2,
+VisionTextDualEncoder) implement it today; models trained by mmtools and a warm model server can implement
+it later without the pipeline, the index or search noticing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+    from mmtools.text.prepare import TextRules
+
+ImageBatch = Any  # whatever an encoder's preprocessing produces; opaque to the pipeline
+
+
+class Encoder(ABC):
+    """A loaded model. ``name`` is what records and indexes store to say which model made a vector."""
+
+    name: str
+    dim: int
+    device: str
+    text_rules: "TextRules"
+
+    # -- images: preprocessing is split from the forward pass so the pipeline can run it in worker threads
+    @property
+    def image_size(self) -> int | None:
+        """The side length the model resizes images to; lets decoders shrink large JPEGs cheaply."""
+        return None
+
+    @abstractmethod
+    def preprocess_images(self, images: Sequence["Image.Image"]) -> ImageBatch:
+        """Turn RGB images into a model-ready batch. Thread-safe; runs on the CPU."""
+
+    @abstractmethod
+    def encode_image_batch(self, batch: ImageBatch) -> "np.ndarray":
+        """Forward pass on a preprocessed batch: an (n, dim) float32 array of unit vectors."""
+
+    def encode_images(self, images: Sequence["Image.Image"]) -> "np.ndarray":
+        return self.encode_image_batch(self.preprocess_images(images))
+
+    # -- texts
+    @abstractmethod
+    def encode_texts(
+        self, texts: Sequence[str], on_truncated: Callable[[int], None] | None = None
+    ) -> "np.ndarray":
+        """Apply the model's text rules, tokenise and encode: an (n, dim) float32 array of unit vectors.
+
+        ``on_truncated(i)`` is called for each text longer than the model's limit (it is truncated).
+        """
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.name, "dim": self.dim, "device": self.device}

@@ -1,0 +1,85 @@
+"""Randomly initialised dual encoders saved exactly like real ones, for offline tests, benchmarks and demos.
+
+Weights are random, so vectors carry no meaning, but loading, preprocessing, batching, indexing and speed are
+those of the real thing: a random model of a real architecture costs what the trained one costs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+SAMPLE_TEXTS = [
+    "một chiếc xe hơi màu đỏ đậu trước ngôi nhà",
+    "con mèo đang ngủ trên ghế",
+    "người đàn ông đang chơi bóng chày",
+    "a red car parked in front of a house",
+    "xe_hơi ngôi_nhà điều_hòa",
+]
+
+# name: (family, vision config, text config, image size)
+ARCHITECTURES = {
+    "clip-tiny": ("clip", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                               image_size=32, patch_size=8),
+                  dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                       max_position_embeddings=77), 32),
+    "siglip-tiny": ("siglip", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=2, image_size=32, patch_size=8),
+                    dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                         max_position_embeddings=64), 32),
+    # SigLIP 2 base/16 at 224 px (google/siglip2-base-patch16-224 uses the SigLIP architecture).
+    "siglip2-base": ("siglip", dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                    num_attention_heads=12, image_size=224, patch_size=16),
+                     dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                          max_position_embeddings=64), 224),
+    # A ViT-S/16 image tower (CLIP layout) at 224 px.
+    "vit-s16": ("clip", dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=12, num_attention_heads=6,
+                             image_size=224, patch_size=16),
+                dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=4, num_attention_heads=6,
+                     max_position_embeddings=77), 224),
+}
+
+
+def build_random_model(directory: str | Path, architecture: str = "siglip-tiny",
+                       texts: Iterable[str] = SAMPLE_TEXTS, seed: int = 0) -> Path:
+    """Write a randomly initialised model (weights, tokenizer, image processor) to ``directory``."""
+    import torch
+    from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
+
+    family, vision, text, image_size = ARCHITECTURES[architecture]
+    directory = Path(directory)
+    tokenizer = _word_tokenizer(texts, max_length=text["max_position_embeddings"])
+    text = dict(text, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    if family == "clip":
+        from transformers import CLIPImageProcessorPil as Processor
+
+        model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=vision["hidden_size"]))
+        processor = Processor(size={"shortest_edge": image_size}, crop_size={"height": image_size,
+                                                                               "width": image_size})
+    else:
+        from transformers import SiglipImageProcessorPil as Processor
+
+        model = SiglipModel(SiglipConfig(text_config=text, vision_config=vision))
+        processor = Processor(size={"height": image_size, "width": image_size})
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def _word_tokenizer(texts: Iterable[str], max_length: int):
+    """A whitespace word-level tokenizer trained on ``texts``: small, offline, and a real fast tokenizer."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    backend.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    specials = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
+    backend.train_from_iterator(list(texts), trainers.WordLevelTrainer(special_tokens=specials))
+    backend.post_processor = processors.TemplateProcessing(
+        single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
+                                   bos_token="[BOS]", eos_token="[EOS]", model_max_length=max_length)

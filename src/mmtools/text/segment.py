@@ -1,0 +1,199 @@
+"""Vietnamese word segmentation: "xe hơi màu đỏ" -> "xe_hơi màu đỏ" (the form PhoBERT expects).
+
+Importing this module is instant: a back end (underthesea, VnCoreNLP, pyvi) is imported only when its
+segmenter is created. Every segmenter does the same around its back end:
+
+1. ``normalize_text`` the input (same ``tone_style``); the output is that normalised text with the spaces
+   inside a word turned into "_" -- nothing else changes, whatever the back end does to its own copy.
+2. "_" already in the input between two characters joins those syllables for good, so segmenting segmented
+   text gives the same text.
+3. The back end groups the remaining syllables.
+4. User dictionary words (case-insensitive, whatever the tone style or Unicode form) win: they are joined,
+   and a back-end word that overlaps one is cut at the dictionary word's edges, its remaining syllables
+   keeping the back end's grouping ("điều hoà_nhiệt độ" with "điều hoà" in the dictionary gives
+   "điều_hoà nhiệt_độ").
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+from typing import Iterable
+
+from mmtools.errors import UsageError
+from mmtools.text.alignment import gap_joins
+from mmtools.text.dictionary import UserDictionary, load_dictionary
+from mmtools.text.normalize import TONE_STYLES, normalize_text
+
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "Segmenter", "get_segmenter", "load_dictionary"]
+
+BACKENDS = ("underthesea", "vncorenlp", "pyvi")
+DEFAULT_BACKEND = "underthesea"
+
+# "_" between two non-space characters joins syllables; a leading or trailing one ("__init__") is text.
+_JOINER = re.compile(r"(?<=[^\s_])_(?=[^\s_])")
+_HAS_LETTER = re.compile(r"[^\W\d_]")
+
+# Below this many distinct texts per process, starting a pool costs more than it saves.
+MIN_TEXTS_PER_PROCESS = 100
+
+
+class Segmenter:
+    """Base class: normalisation, "_" handling, user dictionary and batching around a back end.
+
+    A back end subclass sets ``name`` and implements ``_backend_words``.
+    """
+
+    name: str = "base"
+    # Whether worker processes may be forked from a process that already runs this back end.
+    fork_safe: bool = True
+
+    def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = "new"):
+        if tone_style not in TONE_STYLES:
+            raise UsageError(f"unknown tone style {tone_style!r}; choose one of {', '.join(TONE_STYLES)}")
+        self.tone_style = tone_style
+        self.dictionary_words = list(dictionary or [])
+        self._dictionary = UserDictionary(self.dictionary_words, tone_style=tone_style)
+
+    def _backend_words(self, text: str) -> list[str]:
+        """The back end's words for ``text``, syllables inside a word separated by spaces or "_"."""
+        raise NotImplementedError
+
+    def segment(self, text: str) -> str:
+        """Normalised ``text`` with the syllables of each word joined by "_"."""
+        normalized = normalize_text(text, tone_style=self.tone_style)
+        syllables, joined_in_input = _split_syllables(normalized)
+        if len(syllables) < 2:
+            return normalized
+        joins = self._backend_joins(syllables)
+        protected = _input_words(joined_in_input)
+        unit_starts = [True] + [not joined for joined in joined_in_input]
+        protected += self._dictionary.find_spans(syllables, unit_starts)
+        joins = _apply_protected(joins, protected)
+        return "".join(
+            syllable + ("_" if joins[index] else " ") if index < len(joins) else syllable
+            for index, syllable in enumerate(syllables)
+        )
+
+    def segment_many(self, texts: list[str], jobs: int = 1) -> list[str]:
+        """``[self.segment(t) for t in texts]``; with ``jobs`` > 1 (0: one per CPU) in worker processes.
+
+        Each distinct text is segmented once. Small inputs, and back ends that cannot be forked, stay in
+        this process, so ``jobs`` > 1 is never much slower than a loop.
+        """
+        if jobs < 0:
+            raise UsageError(f"jobs must be 0 (one per CPU) or more, not {jobs}")
+        if jobs == 0:
+            jobs = os.cpu_count() or 1
+        distinct = list(dict.fromkeys(texts))
+        jobs = min(jobs, len(distinct) // MIN_TEXTS_PER_PROCESS)
+        if jobs <= 1 or not self.fork_safe or "fork" not in multiprocessing.get_all_start_methods():
+            results = {text: self.segment(text) for text in distinct}
+        else:
+            results = dict(zip(distinct, self._segment_in_processes(distinct, jobs)))
+        return [results[text] for text in texts]
+
+    def _segment_in_processes(self, texts: list[str], jobs: int) -> list[str]:
+        # Load the back end's model here first: forked workers then inherit it instead of loading it again.
+        self.segment(texts[0])
+        # A few chunks per worker keep them all busy when some chunks are slower.
+        size = math.ceil(len(texts) / (jobs * 4))
+        chunks = [texts[start : start + size] for start in range(0, len(texts), size)]
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(self,)) as pool:
+            return [result for chunk in pool.map(_segment_chunk, chunks) for result in chunk]
+
+    def _backend_joins(self, syllables: list[str]) -> list[bool]:
+        if not any(_HAS_LETTER.search(syllable) for syllable in syllables):
+            return [False] * (len(syllables) - 1)  # only numbers, punctuation, emoji: nothing to join
+        return gap_joins(syllables, self._backend_words(" ".join(syllables)))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} tone_style={self.tone_style!r} dictionary={len(self._dictionary)} words>"
+
+
+def get_segmenter(
+    backend: str = DEFAULT_BACKEND,
+    *,
+    dictionary: list[str] | None = None,
+    vncorenlp_dir: str | None = None,
+    tone_style: str = "new",
+) -> Segmenter:
+    """A segmenter for ``backend``; raises MissingDependencyError (with what to install) if it cannot run."""
+    from mmtools.text import backends  # the classes are light; their back ends load in __init__
+
+    options = {"dictionary": dictionary, "tone_style": tone_style}
+    if backend == "underthesea":
+        return backends.UndertheseaSegmenter(**options)
+    if backend == "pyvi":
+        return backends.PyviSegmenter(**options)
+    if backend == "vncorenlp":
+        return backends.VnCoreNLPSegmenter(vncorenlp_dir, **options)
+    raise UsageError(f"unknown segmentation back end {backend!r}; choose one of {', '.join(BACKENDS)}")
+
+
+def _split_syllables(normalized: str) -> tuple[list[str], list[bool]]:
+    """Syllables of normalised text, and for each gap between two whether the input joined it with "_"."""
+    syllables: list[str] = []
+    joined: list[bool] = []
+    for chunk in normalized.split(" "):
+        if not chunk:
+            continue
+        pieces = _JOINER.split(chunk)
+        if syllables:
+            joined.append(False)
+        syllables.extend(pieces)
+        joined.extend([True] * (len(pieces) - 1))
+    return syllables, joined
+
+
+def _input_words(joined: list[bool]) -> list[tuple[int, int]]:
+    """Spans of syllables that the input already joined with "_"."""
+    spans = []
+    start = None
+    for gap, is_joined in enumerate(joined):
+        if is_joined and start is None:
+            start = gap
+        elif not is_joined and start is not None:
+            spans.append((start, gap + 1))
+            start = None
+    if start is not None:
+        spans.append((start, len(joined) + 1))
+    return spans
+
+
+def _apply_protected(joins: list[bool], spans: list[tuple[int, int]]) -> list[bool]:
+    """Join inside each protected span, cut at its edges, keep the back end's choice elsewhere.
+
+    Gap ``g`` lies between syllables ``g`` and ``g + 1``; span ``(start, end)`` covers syllables
+    ``start .. end - 1``. A gap inside one span and at the edge of another (an input word inside a
+    dictionary word) is inside.
+    """
+    joins = list(joins)
+    inside = set()
+    for start, end in spans:
+        if start > 0:
+            joins[start - 1] = False
+        if end - 1 < len(joins):
+            joins[end - 1] = False
+        inside.update(range(start, end - 1))
+    for gap in inside:
+        joins[gap] = True
+    return joins
+
+
+# Worker side of segment_many. Workers are forked, so the segmenter (and its loaded model) is inherited,
+# not pickled.
+_worker_segmenter: Segmenter | None = None
+
+
+def _start_worker(segmenter: Segmenter) -> None:
+    global _worker_segmenter
+    _worker_segmenter = segmenter
+
+
+def _segment_chunk(texts: list[str]) -> list[str]:
+    return [_worker_segmenter.segment(text) for text in texts]
