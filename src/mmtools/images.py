@@ -156,7 +156,7 @@ def _high_depth_to_rgb(image: Any) -> Any:
     array = np.asarray(image, dtype=np.float32)
     low, high = float(array.min()), float(array.max())
     scaled = np.zeros_like(array) if high <= low else (array - low) * (255.0 / (high - low))
-    return Image.fromarray(scaled.astype(np.uint8), mode="L").convert("RGB")
+    return Image.fromarray(scaled.astype(np.uint8)).convert("RGB")
 
 
 def _too_large(width: int, height: int, limit: int) -> str:

@@ -12,6 +12,7 @@ from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.index import index_command
 from mmtools.cli.planned import PASS_ANYTHING, planned_command
 from mmtools.cli.search import search_command
+from mmtools.cli.segment import segment_command
 
 app = typer.Typer(
     name="mmtools",
@@ -22,6 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts contain [brackets]; rich would read them as markup and drop them
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -45,8 +47,9 @@ def main_options(
 app.command("embed-images")(embed_images_command)
 app.command("embed-texts")(embed_texts_command)
 app.command("index")(index_command)
+app.command("segment")(segment_command)
 app.command("search")(search_command)
-for _name in ("segment", "tag", "train", "eval"):
+for _name in ("tag", "train", "eval"):
     app.command(_name, context_settings=PASS_ANYTHING, add_help_option=False)(planned_command(_name))
 
 

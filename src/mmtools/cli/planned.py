@@ -8,7 +8,6 @@ from mmtools.cli.common import command_session
 from mmtools.errors import NotImplementedYet
 
 PLANNED = {
-    "segment": "Vietnamese word segmentation and normalisation of text fields",
     "tag": "zero-shot tags from a label list, or tags from a trained multi-label tagger",
     "train": "contrastive dual-encoder training and multi-label tagger training",
     "eval": "Recall@K for retrieval and precision/recall/F1 for tagging",

@@ -15,9 +15,10 @@ SAMPLE_TEXTS = [
     "người đàn ông đang chơi bóng chày",
     "a red car parked in front of a house",
     "xe_hơi ngôi_nhà điều_hòa",
+    "hòa bình thủy thủ khỏe",
 ]
 
-# name: (family, vision config, text config, image size)
+# name: (family, vision config, text config, image size); "phobert-tiny" is built separately below.
 ARCHITECTURES = {
     "clip-tiny": ("clip", dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                                image_size=32, patch_size=8),
@@ -46,6 +47,8 @@ def build_random_model(directory: str | Path, architecture: str = "siglip-tiny",
     import torch
     from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
 
+    if architecture == "phobert-tiny":
+        return _build_phobert_dual_encoder(Path(directory), texts, seed)
     family, vision, text, image_size = ARCHITECTURES[architecture]
     directory = Path(directory)
     tokenizer = _word_tokenizer(texts, max_length=text["max_position_embeddings"])
@@ -75,7 +78,7 @@ def _word_tokenizer(texts: Iterable[str], max_length: int):
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    backend.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
+    backend.normalizer = normalizers.NFC()  # no lower-casing: that is the text rules' job, and tests check it
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     specials = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
     backend.train_from_iterator(list(texts), trainers.WordLevelTrainer(special_tokens=specials))
@@ -83,3 +86,43 @@ def _word_tokenizer(texts: Iterable[str], max_length: int):
         single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)])
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]",
                                    bos_token="[BOS]", eos_token="[EOS]", model_max_length=max_length)
+
+
+def _build_phobert_dual_encoder(directory: Path, texts: Iterable[str], seed: int) -> Path:
+    """A PhoBERT-style text tower (RoBERTa with PhoBERT's BPE tokenizer over word-segmented words, "xe_hơi")
+    and a small ViT, as a VisionTextDualEncoder: the layout of PhoCLIP-style models."""
+    import torch
+    from transformers import (CLIPImageProcessorPil, CLIPVisionConfig, PhobertTokenizer, RobertaConfig,
+                              VisionTextDualEncoderConfig, VisionTextDualEncoderModel)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    words = sorted({word for text in texts for word in text.split()} | {"xe_hơi", "ngôi_nhà"})
+    vocab, merges = _whole_word_bpe(words)
+    (directory / "vocab.txt").write_text("".join(f"{token} 1\n" for token in vocab), encoding="utf-8")
+    (directory / "bpe.codes").write_text("".join(f"{a} {b} 1\n" for a, b in merges), encoding="utf-8")
+    tokenizer = PhobertTokenizer(str(directory / "vocab.txt"), str(directory / "bpe.codes"))
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                              image_size=32, patch_size=8)
+    text = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=258, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = VisionTextDualEncoderModel(VisionTextDualEncoderConfig.from_vision_text_configs(vision, text,
+                                                                                            projection_dim=32))
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(directory)
+    return directory
+
+
+def _whole_word_bpe(words: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """BPE merges that rebuild each word from its characters, left to right, so each word is one token.
+
+    Longer words' merges rank first, so "xe_hơi" is not broken up by the merges that build "hơi".
+    """
+    merges: dict[tuple[str, str], None] = {}
+    for word in sorted(words, key=len, reverse=True):
+        pieces = list(word[:-1]) + [word[-1] + "</w>"]
+        while len(pieces) > 1:
+            merges[(pieces[0], pieces[1])] = None
+            pieces = [pieces[0] + pieces[1]] + pieces[2:]
+    return words, list(merges)

@@ -10,17 +10,16 @@ segmenter is created. Every segmenter does the same around its back end:
 3. The back end groups the remaining syllables.
 4. User dictionary words (case-insensitive, whatever the tone style or Unicode form) win: they are joined,
    and a back-end word that overlaps one is cut at the dictionary word's edges, its remaining syllables
-   keeping the back end's grouping ("điều hoà_nhiệt độ" with "điều hoà" in the dictionary gives
-   "điều_hoà nhiệt_độ").
+   keeping the back end's grouping: if the back end says "điều_hòa_nhiệt_độ" and the dictionary holds
+   "điều hoà", the result is "điều_hòa nhiệt_độ".
 """
 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
+import sys
 from typing import Iterable
 
 from mmtools.errors import UsageError
@@ -36,9 +35,10 @@ DEFAULT_BACKEND = "underthesea"
 # "_" between two non-space characters joins syllables; a leading or trailing one ("__init__") is text.
 _JOINER = re.compile(r"(?<=[^\s_])_(?=[^\s_])")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
+_HAS_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
-# Below this many distinct texts per process, starting a pool costs more than it saves.
-MIN_TEXTS_PER_PROCESS = 100
+# Below this many distinct texts per process, starting the pool (about 0.1 s) costs more than it saves.
+MIN_TEXTS_PER_PROCESS = 500
 
 
 class Segmenter:
@@ -50,6 +50,9 @@ class Segmenter:
     name: str = "base"
     # Whether worker processes may be forked from a process that already runs this back end.
     fork_safe: bool = True
+    # Tone style of the text handed to the back end (None: the output's). Only the grouping comes back, so
+    # this can follow the back end's training data without changing the output.
+    backend_tone_style: str | None = None
 
     def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = "new"):
         if tone_style not in TONE_STYLES:
@@ -73,16 +76,19 @@ class Segmenter:
         unit_starts = [True] + [not joined for joined in joined_in_input]
         protected += self._dictionary.find_spans(syllables, unit_starts)
         joins = _apply_protected(joins, protected)
-        return "".join(
-            syllable + ("_" if joins[index] else " ") if index < len(joins) else syllable
-            for index, syllable in enumerate(syllables)
-        )
+        pieces = [syllables[0]]
+        for joined, syllable in zip(joins, syllables[1:]):
+            pieces.append("_" if joined else " ")
+            pieces.append(syllable)
+        return "".join(pieces)
 
     def segment_many(self, texts: list[str], jobs: int = 1) -> list[str]:
         """``[self.segment(t) for t in texts]``; with ``jobs`` > 1 (0: one per CPU) in worker processes.
 
-        Each distinct text is segmented once. Small inputs, and back ends that cannot be forked, stay in
-        this process, so ``jobs`` > 1 is never much slower than a loop.
+        Each distinct text is segmented once. Workers are forked (Linux only) so they inherit the loaded
+        model; inputs under ``MIN_TEXTS_PER_PROCESS`` distinct texts per worker, back ends that cannot be
+        forked (VnCoreNLP's JVM) and other systems stay in this process, so ``jobs`` > 1 is never much
+        slower than a loop.
         """
         if jobs < 0:
             raise UsageError(f"jobs must be 0 (one per CPU) or more, not {jobs}")
@@ -90,7 +96,7 @@ class Segmenter:
             jobs = os.cpu_count() or 1
         distinct = list(dict.fromkeys(texts))
         jobs = min(jobs, len(distinct) // MIN_TEXTS_PER_PROCESS)
-        if jobs <= 1 or not self.fork_safe or "fork" not in multiprocessing.get_all_start_methods():
+        if jobs <= 1 or not self.fork_safe or not _can_fork():
             results = {text: self.segment(text) for text in distinct}
         else:
             results = dict(zip(distinct, self._segment_in_processes(distinct, jobs)))
@@ -102,6 +108,9 @@ class Segmenter:
         # A few chunks per worker keep them all busy when some chunks are slower.
         size = math.ceil(len(texts) / (jobs * 4))
         chunks = [texts[start : start + size] for start in range(0, len(texts), size)]
+        import multiprocessing  # here, not at import: it costs 10 ms that most callers never need
+        from concurrent.futures import ProcessPoolExecutor
+
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(self,)) as pool:
             return [result for chunk in pool.map(_segment_chunk, chunks) for result in chunk]
@@ -109,10 +118,30 @@ class Segmenter:
     def _backend_joins(self, syllables: list[str]) -> list[bool]:
         if not any(_HAS_LETTER.search(syllable) for syllable in syllables):
             return [False] * (len(syllables) - 1)  # only numbers, punctuation, emoji: nothing to join
-        return gap_joins(syllables, self._backend_words(" ".join(syllables)))
+        text = " ".join(syllables)
+        if self.backend_tone_style not in (None, self.tone_style):
+            text = normalize_text(text, tone_style=self.backend_tone_style)
+        joins = gap_joins(syllables, self._backend_words(text))
+        # A CRF sometimes glues an emoji or a lone symbol to the next word ("😀_ko"): no word is made of
+        # those. Nor join next to an "_" of the text ("__init__"): that joiner could not be read back.
+        return [
+            joined and _joinable(syllables[gap]) and _joinable(syllables[gap + 1])
+            for gap, joined in enumerate(joins)
+        ]
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} tone_style={self.tone_style!r} dictionary={len(self._dictionary)} words>"
+
+
+def _can_fork() -> bool:
+    # Workers are forked so that they inherit the loaded model (a spawned worker would import the back end
+    # again, about 3 s). Forking is only dependable on Linux (macOS frameworks break in forked children);
+    # elsewhere segment_many stays in one process.
+    return sys.platform.startswith("linux")
+
+
+def _joinable(syllable: str) -> bool:
+    return syllable[0] != "_" and syllable[-1] != "_" and _HAS_LETTER_OR_DIGIT.search(syllable) is not None
 
 
 def get_segmenter(
@@ -137,11 +166,12 @@ def get_segmenter(
 
 def _split_syllables(normalized: str) -> tuple[list[str], list[bool]]:
     """Syllables of normalised text, and for each gap between two whether the input joined it with "_"."""
+    if "_" not in normalized:
+        syllables = normalized.split(" ") if normalized else []
+        return syllables, [False] * (len(syllables) - 1)
     syllables: list[str] = []
     joined: list[bool] = []
     for chunk in normalized.split(" "):
-        if not chunk:
-            continue
         pieces = _JOINER.split(chunk)
         if syllables:
             joined.append(False)

@@ -1,0 +1,1 @@
+complete --command mmtools --no-files --arguments "(env _MMTOOLS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) mmtools)" --condition "env _MMTOOLS_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) mmtools"

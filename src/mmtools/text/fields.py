@@ -1,0 +1,74 @@
+"""Rewriting text fields of records in a stream: the library side of `mmtools segment`."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator
+
+from mmtools.embed import batched
+from mmtools.errors import Problem, ProblemHandler, raise_problem
+from mmtools.records import Record, record_id
+
+TextsTransform = Callable[[list[str]], list[str]]  # many texts in, as many out, same order
+
+DEFAULT_MAX_CHARS = 1_000_000
+
+
+def transform_fields(
+    records: Iterable[Record],
+    transform: TextsTransform,
+    fields: list[str],
+    *,
+    into: str = "{field}",
+    chunk_size: int = 5000,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    on_problem: ProblemHandler = raise_problem,
+) -> Iterator[Record]:
+    """Apply ``transform`` to ``fields`` of each record, writing to ``into`` (``{field}`` is the field's name).
+
+    Records are handled ``chunk_size`` at a time, so a transform that batches (or runs in several
+    processes) gets whole chunks while the stream stays bounded in memory. A string field is transformed,
+    a list of strings element by element. A record whose field is missing, not text, empty or longer than
+    ``max_chars`` is reported and passed through with that field as it was.
+    """
+    for chunk in batched(records, chunk_size):
+        outputs = [dict(record) for record in chunk]
+        slots: list[tuple[Record, str, int | None]] = []  # where each text's result goes
+        texts: list[str] = []
+        for number, output in enumerate(outputs):
+            where = record_id(output, f"record {number + 1}")
+            for field in fields:
+                target = into.format(field=field)
+                found = list(_texts_of(output, field, where, max_chars, on_problem))
+                if found and isinstance(output[field], list):
+                    output[target] = list(output[field])  # results replace this copy's items
+                for index, text in found:
+                    slots.append((output, target, index))
+                    texts.append(text)
+        for (output, target, index), result in zip(slots, transform(texts) if texts else []):
+            if index is None:
+                output[target] = result
+            else:
+                output[target][index] = result
+        yield from outputs
+
+
+def _texts_of(record: Record, field: str, where: str, max_chars: int,
+              on_problem: ProblemHandler) -> Iterator[tuple[int | None, str]]:
+    value = record.get(field)
+    values = [(None, value)] if isinstance(value, str) else list(enumerate(value)) \
+        if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
+    if value is None:
+        on_problem(Problem(where, f"record has no {field!r} field, passed through unchanged"))
+        return
+    if values is None:
+        on_problem(Problem(where, f"field {field!r} is not text (or a list of texts), passed through unchanged"))
+        return
+    for index, text in values:
+        label = field if index is None else f"{field}[{index}]"
+        if not text.strip():
+            on_problem(Problem(where, f"{label} is empty, passed through unchanged"))
+        elif len(text) > max_chars:
+            on_problem(Problem(where, f"{label} has {len(text):,} characters, over the limit of {max_chars:,} "
+                                      "(--max-chars); passed through unchanged"))
+        else:
+            yield index, text
