@@ -155,7 +155,7 @@ def benchmark_backend(backend: str, sentences: list[list[str]], raws: list[str],
         score.add(gold, gap_joins(raw.split(" "), output))
     report("direct (baseline)", len(raws), seconds, score)
 
-    for style in (None, "new", "old"):
+    for style in (None, "old", "new"):
         segmenter.backend_tone_style = style
         outputs, seconds = timed(lambda: [segmenter.segment(raw) for raw in raws])
         score = Score()

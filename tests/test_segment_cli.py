@@ -46,8 +46,8 @@ def test_dictionary_words_are_joined_whatever_the_tone_style(tmp_path):
     assert record["text"] == "Điều_hòa trong ngôi_nhà"
 
 
-def test_normalize_only_with_old_tone_style_and_lines():
-    result, (record,) = segment(["--lines", "--normalize-only", "--tone-style", "old"], "Thủy  thủ hòa bình\n")
+def test_normalize_only_with_the_new_tone_style_and_lines():
+    result, (record,) = segment(["--lines", "--normalize-only", "--tone-style", "new"], "Thủy  thủ hòa bình\n")
     assert record["text"] == "Thuỷ thủ hoà bình"
     assert record["id"].startswith("t:")
 

@@ -73,13 +73,13 @@ def test_output_is_the_normalised_text_with_underscores(underthesea_segmenter):
 
 
 def test_nfd_and_tone_styles_give_identical_output(underthesea_segmenter):
-    new = "Thủy điện Hòa Bình có khỏe không"
-    old = "Thuỷ điện Hoà Bình có khoẻ không"
-    expected = underthesea_segmenter.segment(new)
-    for text in (old, nfd(old), nfd(new)):
+    old = "Thủy điện Hòa Bình có khỏe không"
+    new = "Thuỷ điện Hoà Bình có khoẻ không"
+    expected = underthesea_segmenter.segment(old)
+    for text in (new, nfd(new), nfd(old)):
         assert underthesea_segmenter.segment(text) == expected
-    old_style = get_segmenter("underthesea", tone_style="old")
-    assert old_style.segment(new) == old_style.segment(old) == expected.replace("Thủy", "Thuỷ").replace(
+    new_style = get_segmenter("underthesea", tone_style="new")
+    assert new_style.segment(old) == new_style.segment(new) == expected.replace("Thủy", "Thuỷ").replace(
         "Hòa", "Hoà").replace("khỏe", "khoẻ")
 
 
@@ -157,8 +157,8 @@ def test_importing_segment_does_not_import_backends():
 def test_dictionary_joins_whatever_the_form(entry, text):
     segmenter = FixedSegmenter({}, dictionary=[entry])
     assert segmenter.segment(text) == "máy điều_hòa"
-    old = FixedSegmenter({}, dictionary=[entry], tone_style="old")
-    assert old.segment(text) == "máy điều_hoà"
+    new_style = FixedSegmenter({}, dictionary=[entry], tone_style="new")
+    assert new_style.segment(text) == "máy điều_hoà"
 
 
 def test_dictionary_keeps_case_and_surrounding_punctuation():

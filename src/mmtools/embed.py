@@ -183,11 +183,16 @@ def embed_texts(
 
 
 def _non_empty(items: Iterable[TextItem], on_problem: ProblemHandler) -> Iterator[TextItem]:
+    from mmtools.text.prepare import has_letters_or_digits
+
     for item in items:
-        if item.text.strip():
-            yield item
-        else:
+        if not item.text.strip():
             on_problem(Problem(item.id, "text is empty, skipped"))
+            continue
+        if not has_letters_or_digits(item.text):
+            log.warning("%s: text has no letters or digits (only punctuation, symbols or emoji); "
+                        "embedded anyway", item.id)
+        yield item
 
 
 class TruncationReport:

@@ -70,10 +70,8 @@ def iter_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[
         yield number, chunk
 
 
-def read_records(
-    sources: Iterable[str] = (STDIN,), on_problem: ProblemHandler = raise_problem
-) -> Iterator[Record]:
-    """Yield the JSON objects of JSONL files (``-`` is stdin), skipping blank lines and reporting bad ones."""
+def _lines_of(sources: Iterable[str], on_problem: ProblemHandler) -> Iterator[tuple[str, bytes]]:
+    """``(file:line, bytes)`` for every line of every source, oversized lines reported and skipped."""
     for source in sources:
         stream, owned = _open_input(source)
         name = "<stdin>" if source == STDIN else source
@@ -82,46 +80,43 @@ def read_records(
                 where = f"{name}:{number}"
                 if line is None:
                     on_problem(Problem(where, f"line longer than {MAX_LINE_BYTES >> 20} MiB, skipped"))
-                    continue
-                if not line.strip():
-                    continue
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    on_problem(Problem(where, _json_reason(line, exc)))
-                    continue
-                if not isinstance(record, dict):
-                    on_problem(Problem(where, f"expected a JSON object, got {type(record).__name__}"))
-                    continue
-                yield record
+                else:
+                    yield where, line
         finally:
             if owned:
                 stream.close()
+
+
+def read_records(
+    sources: Iterable[str] = (STDIN,), on_problem: ProblemHandler = raise_problem
+) -> Iterator[Record]:
+    """Yield the JSON objects of JSONL files (``-`` is stdin), skipping blank lines and reporting bad ones."""
+    for where, line in _lines_of(sources, on_problem):
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            on_problem(Problem(where, _json_reason(line, exc)))
+            continue
+        if not isinstance(record, dict):
+            on_problem(Problem(where, f"expected a JSON object, got {type(record).__name__}"))
+            continue
+        yield record
 
 
 def read_text_lines(
     sources: Iterable[str] = (STDIN,), on_problem: ProblemHandler = raise_problem
 ) -> Iterator[tuple[str, str]]:
     """Yield ``(where, text)`` for each non-blank line of plain text files (``-`` is stdin)."""
-    for source in sources:
-        stream, owned = _open_input(source)
-        name = "<stdin>" if source == STDIN else source
+    for where, line in _lines_of(sources, on_problem):
         try:
-            for number, line in iter_lines(stream):
-                where = f"{name}:{number}"
-                if line is None:
-                    on_problem(Problem(where, f"line longer than {MAX_LINE_BYTES >> 20} MiB, skipped"))
-                    continue
-                try:
-                    text = line.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as exc:
-                    on_problem(Problem(where, f"not valid UTF-8 (byte {exc.start + 1}), skipped"))
-                    continue
-                if text.strip():
-                    yield where, text
-        finally:
-            if owned:
-                stream.close()
+            text = line.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            on_problem(Problem(where, f"not valid UTF-8 (byte {exc.start + 1}), skipped"))
+            continue
+        if text.strip():
+            yield where, text
 
 
 def _json_reason(line: bytes, exc: orjson.JSONDecodeError) -> str:

@@ -18,8 +18,8 @@ class Backend(str, Enum):
 
 
 class ToneStyle(str, Enum):
-    new = "new"
     old = "old"
+    new = "new"
 
 
 def segment_command(
@@ -43,7 +43,8 @@ def segment_command(
     normalize_only: Annotated[bool, typer.Option(
         "--normalize-only", help="Only normalise (NFC, tone marks, spacing); do not segment.")] = False,
     tone_style: Annotated[ToneStyle, typer.Option(
-        "--tone-style", help="Tone-mark placement: new (hòa, thủy) or old (hoà, thuỷ).")] = ToneStyle.new,
+        "--tone-style", help="Tone-mark placement: old (hòa, thủy: the common form) or new (hoà, thuỷ).")]
+        = ToneStyle.old,
     lowercase: Annotated[bool, typer.Option("--lowercase", help="Also lower-case the text.")] = False,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", min=0, help="Worker processes for segmenting (0: one per CPU).")] = 1,

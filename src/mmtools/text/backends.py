@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
+from mmtools.text.normalize import DEFAULT_TONE_STYLE
 from mmtools.errors import MissingDependencyError
 from mmtools.text.segment import Segmenter
 
@@ -27,7 +28,7 @@ VNCORENLP_URL = "https://github.com/vncorenlp/VnCoreNLP"
 class UndertheseaSegmenter(Segmenter):
     name = "underthesea"
 
-    def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = "new"):
+    def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = DEFAULT_TONE_STYLE):
         super().__init__(dictionary=dictionary, tone_style=tone_style)
         try:
             from underthesea import word_tokenize
@@ -46,7 +47,7 @@ class UndertheseaSegmenter(Segmenter):
 class PyviSegmenter(Segmenter):
     name = "pyvi"
 
-    def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = "new"):
+    def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = DEFAULT_TONE_STYLE):
         super().__init__(dictionary=dictionary, tone_style=tone_style)
         try:
             from pyvi import ViTokenizer
@@ -74,7 +75,7 @@ class VnCoreNLPSegmenter(Segmenter):
         vncorenlp_dir: str | os.PathLike | None = None,
         *,
         dictionary: Iterable[str] | None = None,
-        tone_style: str = "new",
+        tone_style: str = DEFAULT_TONE_STYLE,
     ):
         super().__init__(dictionary=dictionary, tone_style=tone_style)
         directory = check_vncorenlp(vncorenlp_dir)

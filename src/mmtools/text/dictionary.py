@@ -11,7 +11,7 @@ import re
 from typing import Iterable
 
 from mmtools.errors import MmtoolsError
-from mmtools.text.normalize import normalize_text
+from mmtools.text.normalize import DEFAULT_TONE_STYLE, normalize_text
 
 # Punctuation around a syllable ("nhà," "(ngôi") does not stop it matching, but a dictionary word never spans
 # punctuation: "ngôi, nhà" is not "ngôi nhà".
@@ -50,7 +50,7 @@ def syllable_key(chunk: str) -> tuple[str, bool, bool]:
 class UserDictionary:
     """Finds dictionary words in a sequence of (normalised) syllables, leftmost and longest first."""
 
-    def __init__(self, words: Iterable[str], *, tone_style: str = "new"):
+    def __init__(self, words: Iterable[str], *, tone_style: str = DEFAULT_TONE_STYLE):
         self._words: set[tuple[str, ...]] = set()
         for word in words:
             syllables = normalize_text(word.replace("_", " "), tone_style=tone_style, lowercase=True).split()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Iterable, Iterator
 
 from mmtools.embed import batched
 from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.records import Record, record_id
+from mmtools.text.prepare import has_letters_or_digits
+
+log = logging.getLogger("mmtools")
 
 TextsTransform = Callable[[list[str]], list[str]]  # many texts in, as many out, same order
 
@@ -71,4 +75,6 @@ def _texts_of(record: Record, field: str, where: str, max_chars: int,
             on_problem(Problem(where, f"{label} has {len(text):,} characters, over the limit of {max_chars:,} "
                                       "(--max-chars); passed through unchanged"))
         else:
+            if not has_letters_or_digits(text):
+                log.warning("%s: %s has no letters or digits, only normalised", where, label)
             yield index, text

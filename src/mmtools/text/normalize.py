@@ -30,13 +30,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
-TONE_STYLES = ("new", "old")
-# The two styles differ only for the open syllables with "oa", "oe", "uy":
-#   "new": hòa, khỏe, thủy  (mark on the first vowel; the form most Vietnamese text on the web uses)
-#   "old": hoà, khoẻ, thuỷ  (mark on the second vowel)
+TONE_STYLES = ("old", "new")
+# The two styles differ only for the open syllables with "oa", "oe", "uy", and are named as Vietnamese
+# orthography names them:
+#   "old" (kiểu cũ): hòa, khỏe, thủy  (mark on the first vowel; what most Vietnamese text on the web and
+#                    the usual keyboard settings produce, hence the default)
+#   "new" (kiểu mới): hoà, khoẻ, thuỷ  (mark on the main vowel)
 # Every other syllable has a single accepted placement ("hoàng", "thuyền", "quý", "giữa", "người").
-# Note: Vietnamese orthography writings usually call "hoà" the "kiểu mới" placement; the names here follow
-# the mmtools API ("new" is the default and gives the common "hòa").
+DEFAULT_TONE_STYLE = "old"
 
 # Combining tone marks: grave (huyền), acute (sắc), tilde (ngã), hook above (hỏi), dot below (nặng).
 _TONE_MARKS = frozenset("\u0300\u0301\u0303\u0309\u0323")
@@ -77,7 +78,7 @@ _CACHE_LIMIT = 200_000
 _chunk_cache: dict[str, dict[str, str]] = {style: {} for style in TONE_STYLES}
 
 
-def normalize_text(text: str, *, tone_style: str = "new", lowercase: bool = False) -> str:
+def normalize_text(text: str, *, tone_style: str = DEFAULT_TONE_STYLE, lowercase: bool = False) -> str:
     """Return ``text`` in mmtools' canonical form (see the module docstring for the exact rules)."""
     if tone_style not in TONE_STYLES:
         raise ValueError(f"tone_style must be one of {TONE_STYLES}, not {tone_style!r}")
@@ -146,5 +147,5 @@ def _tone_position(nucleus: str, has_coda: bool, tone_style: str) -> int:
     if len(nucleus) == 3:
         return 1  # ngoài, xoáy, khuỷu
     if nucleus in _STYLE_DEPENDENT_NUCLEI:
-        return 0 if tone_style == "new" else 1
+        return 0 if tone_style == "old" else 1
     return 0  # mùa, mía, cháu, túi

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+
+
+def has_letters_or_digits(text: str) -> bool:
+    """False for text that is only punctuation, symbols or emoji: worth a warning, since no model or
+    segmenter can make much of it."""
+    return bool(_LETTER_OR_DIGIT.search(text))
 
 
 @dataclass(frozen=True)

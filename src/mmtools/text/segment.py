@@ -25,7 +25,7 @@ from typing import Iterable
 from mmtools.errors import UsageError
 from mmtools.text.alignment import gap_joins
 from mmtools.text.dictionary import UserDictionary, load_dictionary
-from mmtools.text.normalize import TONE_STYLES, normalize_text
+from mmtools.text.normalize import DEFAULT_TONE_STYLE, TONE_STYLES, normalize_text
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "Segmenter", "get_segmenter", "load_dictionary"]
 
@@ -54,7 +54,7 @@ class Segmenter:
     # this can follow the back end's training data without changing the output.
     backend_tone_style: str | None = None
 
-    def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = "new"):
+    def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = DEFAULT_TONE_STYLE):
         if tone_style not in TONE_STYLES:
             raise UsageError(f"unknown tone style {tone_style!r}; choose one of {', '.join(TONE_STYLES)}")
         self.tone_style = tone_style
@@ -149,7 +149,7 @@ def get_segmenter(
     *,
     dictionary: list[str] | None = None,
     vncorenlp_dir: str | None = None,
-    tone_style: str = "new",
+    tone_style: str = DEFAULT_TONE_STYLE,
 ) -> Segmenter:
     """A segmenter for ``backend``; raises MissingDependencyError (with what to install) if it cannot run."""
     from mmtools.text import backends  # the classes are light; their back ends load in __init__
