@@ -145,3 +145,10 @@ def test_help_lists_all_eight_commands():
     assert result.exit_code == 0
     for command in ["segment", "embed-images", "embed-texts", "index", "search", "tag", "train", "eval"]:
         assert command in result.stdout
+
+
+def test_search_ignores_a_global_default_model(indexed, clip_dir):
+    index, _ = indexed
+    result = run(["search", "xe hơi", "-k", "1", "-i", str(index)], env={"MMTOOLS_MODEL": clip_dir})
+    assert result.exit_code == 0, result.stderr
+    assert len(json_lines(result.stdout)) == 1

@@ -6,7 +6,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from mmtools.cli.common import DeviceOption, IndexOption, ModelOption, OutputOption, command_session
+from mmtools.cli.common import DeviceOption, IndexOption, OutputOption, command_session
 from mmtools.errors import IndexFileError, UsageError
 
 
@@ -23,7 +23,9 @@ def search_command(
     field: Annotated[str, typer.Option("--field", "-f", help="Text field of JSONL query records.")] = "text",
     lines: Annotated[bool, typer.Option("--lines", help="Standard input holds one plain-text query per line.")]
         = False,
-    model: ModelOption = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", "-m", help="Check that the index was built with this model (queries always use the "
+                              "index's own model; MMTOOLS_MODEL is not consulted).")] = None,
     device: DeviceOption = "auto",
     output: OutputOption = None,
 ) -> None:
@@ -45,7 +47,7 @@ def search_command(
                 raise IndexFileError(
                     f"index {index} was built with model {model_name}; the query model is "
                     f"{resolve_model(model).name}",
-                    hint="leave out --model (and MMTOOLS_MODEL) to use the index's model, or rebuild the index")
+                    hint="leave out --model to use the index's model, or rebuild the index with the new model")
             with open_output(output) as stream:
                 writer = RecordWriter(stream, flush_each=output is None)
                 writer.write_all(search(reader, _queries(queries or [], image or [], field, lines, report),
