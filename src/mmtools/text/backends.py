@@ -27,6 +27,10 @@ VNCORENLP_URL = "https://github.com/vncorenlp/VnCoreNLP"
 
 class UndertheseaSegmenter(Segmenter):
     name = "underthesea"
+    # Its CRF was trained on "hoà"-style text (what underthesea's own normaliser produces, which we skip):
+    # handing it that style gives word F1 95.75 instead of 95.55 on UD-VTB dev. The output keeps the user's
+    # style; only the grouping comes back from the back end.
+    backend_tone_style = "new"
 
     def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = DEFAULT_TONE_STYLE):
         super().__init__(dictionary=dictionary, tone_style=tone_style)
@@ -41,7 +45,8 @@ class UndertheseaSegmenter(Segmenter):
 
     def _backend_words(self, text: str) -> list[str]:
         # The list form keeps syllables apart with spaces, so a literal "_" in the text stays unambiguous.
-        return self._word_tokenize(text)
+        # The text is already normalised (NFC, one tone style): skip underthesea's own pass over it.
+        return self._word_tokenize(text, use_token_normalize=False)
 
 
 class PyviSegmenter(Segmenter):
