@@ -7,8 +7,8 @@ temporary folder: speed and memory are those of the trained models, vectors are 
 architecture (vit-s16, siglip2-base) it times, on the same images and in the same process:
 
 - **bound**: forward passes only, on batches preprocessed beforehand (untimed): the model-only upper bound;
-- **plain**: a plain loop, batch by batch: ``Image.open(p).convert("RGB")`` for each file, the model's image
-  processor on the batch, ``encoder.encode_image_batch``; nothing overlaps, no draft mode;
+- **plain**: a plain loop, batch by batch: ``Image.open(p).convert("RGB")`` for each file, the model's Hugging
+  Face image processor on the batch, ``encoder.encode_image_batch``; nothing overlaps, no draft mode;
 - **pipeline**: ``mmtools.embed.embed_images(discover_images(...), encoder, batch_size=B)``, all records consumed.
 
 "steady" images/second run from the end of the first batch (warm-up; the process's first forward pass is
@@ -169,7 +169,8 @@ def run_plain(encoder, paths: list[str], batch_size: int) -> Run:
         for path in batch:
             with Image.open(path) as image:
                 images.append(image.convert("RGB"))
-        encoder.encode_image_batch(encoder.preprocess_images(images))
+        # The model's own Hugging Face processor, as a user would call it (not mmtools' fast path).
+        encoder.encode_image_batch(encoder.image_processor(images=images, return_tensors="pt"))
         sizes.append(len(batch))
         ends.append(time.perf_counter() - start)
     return Run(sizes, ends)

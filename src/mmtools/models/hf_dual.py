@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from mmtools.errors import ModelError
 from mmtools.models.device import dtype_for
 from mmtools.models.encoder import Encoder, ImageBatch
+from mmtools.models.image_preprocess import FastImagePreprocessor
 from mmtools.models.registry import ModelRef
 from mmtools.text.prepare import TextPreparer, TextRules
 
@@ -53,6 +54,7 @@ class HFDualEncoder(Encoder):
         rules = default_text_rules(self.model.config, self.tokenizer)
         self.text_rules = rules.with_overrides(ref.manifest.get("text", {}))
         self._prepare_text = TextPreparer(self.text_rules)
+        self._fast_images = FastImagePreprocessor.from_processor(self.image_processor)
         self._image_args = _accepted_args(self.model.get_image_features)
         self._text_args = _accepted_args(self.model.get_text_features)
 
@@ -75,6 +77,8 @@ class HFDualEncoder(Encoder):
         return max(sizes) if sizes else None
 
     def preprocess_images(self, images: Sequence[Any]) -> ImageBatch:
+        if self._fast_images is not None and all(self._fast_images.fits(image) for image in images):
+            return self._fast_images(images)
         return self.image_processor(images=list(images), return_tensors="pt")
 
     def encode_image_batch(self, batch: ImageBatch) -> Any:
