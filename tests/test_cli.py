@@ -152,3 +152,8 @@ def test_search_ignores_a_global_default_model(indexed, clip_dir):
     result = run(["search", "xe hơi", "-k", "1", "-i", str(index)], env={"MMTOOLS_MODEL": clip_dir})
     assert result.exit_code == 0, result.stderr
     assert len(json_lines(result.stdout)) == 1
+
+
+def test_index_params_are_checked():
+    result = run(["index", "--param", "bogus=3"], input="")
+    assert result.exit_code == 2 and "unknown parameter" in result.stderr

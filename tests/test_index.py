@@ -134,3 +134,16 @@ def test_min_score_and_list_encoded_vectors(tmp_path):
     with IndexReader(path) as reader:
         hits = reader.search(vectors[:1], k=10, min_score=0.99)[0]
     assert [h.id for h in hits] == ["r0"]
+
+
+def test_search_parameters_can_change_but_build_parameters_need_a_rebuild(tmp_path):
+    path = tmp_path / "idx.faiss"
+    index_records(records(unit_vectors(50)), path, kind="hnsw", params={"m": 16, "ef_search": 32})
+    with IndexWriter(path, params={"ef_search": 64}) as writer:
+        writer.remove(["r0"])
+    with IndexReader(path) as reader:
+        assert reader.info.params == {"m": 16, "ef_construction": 200, "ef_search": 64}
+    with pytest.raises(IndexFileError, match="fixed when the index is built"):
+        IndexWriter(path, params={"m": 8})
+    with pytest.raises(IndexFileError, match="does not apply"):
+        index_records(records(unit_vectors(5)), tmp_path / "new.faiss", kind="flat", params={"nprobe": 4})

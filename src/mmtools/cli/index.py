@@ -9,6 +9,7 @@ import typer
 
 from mmtools.cli.common import command_session, require_input
 from mmtools.errors import UsageError
+from mmtools.index.kinds import ALL_PARAMS, KINDS
 
 PARAM_HELP = ("Index parameter KEY=VALUE, repeatable: hnsw: m, ef_construction, ef_search; "
               "ivf: nlist, nprobe, rerank.")
@@ -50,8 +51,8 @@ def index_command(
         from mmtools.index import index_records
         from mmtools.records import read_records
 
-        if kind is not None and kind not in ("flat", "hnsw", "ivf"):
-            raise UsageError(f"unknown index kind {kind!r}", hint="use flat, hnsw or ivf")
+        if kind is not None and kind not in KINDS:
+            raise UsageError(f"unknown index kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
         remove_ids = remove or []
         sources = [] if remove_ids and not inputs and sys.stdin.isatty() else require_input(inputs or [], "records")
         bar = report.progress("indexing")
@@ -79,9 +80,12 @@ def _parse_params(pairs: list[str]) -> dict[str, int]:
     params: dict[str, int] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise UsageError(f"--param {pair!r} is not KEY=NUMBER", hint=PARAM_HELP)
-        params[key.strip().replace("-", "_")] = int(value)
+        name = key.strip().replace("-", "_")
+        if not sep or not value.strip().isdigit() or int(value) < 1:
+            raise UsageError(f"--param {pair!r} is not KEY=NUMBER (a positive whole number)", hint=PARAM_HELP)
+        if name not in ALL_PARAMS:
+            raise UsageError(f"--param {pair!r}: unknown parameter {name!r}", hint=PARAM_HELP)
+        params[name] = int(value)
     return params
 
 

@@ -22,6 +22,10 @@ DEFAULT_PARAMS: dict[str, dict[str, int]] = {
     "ivf": {"nlist": 1024, "nprobe": 32, "rerank": 4},
 }
 
+# Parameters that only steer search, so an existing index can take new values; the others shape the build.
+SEARCH_PARAMS = frozenset({"ef_search", "nprobe", "rerank"})
+ALL_PARAMS = frozenset(key for params in DEFAULT_PARAMS.values() for key in params)
+
 # IVF needs a training sample before it can take vectors: FAISS wants about 39 points per list.
 POINTS_PER_LIST = 39
 

@@ -246,16 +246,31 @@ class IndexWriter:
             if kind is not None and kind != self.info.kind:
                 raise IndexFileError(f"index {self.path} is a {self.info.kind} index, not {kind}",
                                      hint="use --rebuild to change its kind")
+            self._update_params(params)
         else:
             self._meta_tmp.unlink()
             self._db = sqlite3.connect(self._meta_tmp)
             self._db.executescript(SCHEMA)
             kind = kind or "flat"
             merged = dict(kinds.DEFAULT_PARAMS[kind])
-            merged.update({k: v for k, v in params.items() if k in merged and v is not None})
+            unknown = sorted(set(params) - set(merged))
+            if unknown:
+                raise IndexFileError(f"parameter {unknown[0]!r} does not apply to a {kind} index",
+                                     hint=f"{kind} takes: {', '.join(merged) or 'no parameters'}")
+            merged.update(params)
             self.info = IndexInfo(model=model or "", dim=0, kind=kind, params=merged, created_at=time.time())
             self._faiss = None
         self._db.execute("PRAGMA synchronous=OFF")  # atomicity comes from the rename, not the journal
+
+    def _update_params(self, params: dict[str, int]) -> None:
+        """Search-time parameters of an existing index can change; build-time ones need a rebuild."""
+        for key, value in params.items():
+            if key not in self.info.params:
+                raise IndexFileError(f"parameter {key!r} does not apply to {self.info.kind} index {self.path}")
+            if key not in kinds.SEARCH_PARAMS and value != self.info.params[key]:
+                raise IndexFileError(f"parameter {key!r} of index {self.path} is fixed when the index is built",
+                                     hint="use --rebuild to build it again with the new value")
+            self.info.params[key] = value
 
     def _enter(self, ctx: Any) -> Any:
         value = ctx.__enter__()
