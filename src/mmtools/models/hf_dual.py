@@ -132,7 +132,7 @@ def _accepted_args(method: Callable[..., Any]) -> set[str]:
 
 def _load(ref: ModelRef) -> tuple[Any, Any, Any]:
     """Load model, tokenizer and image processor: from the local cache first, then the hub if allowed."""
-    _quiet_transformers()
+    quiet_transformers()
     from transformers import AutoConfig
 
     if ref.is_local and not os.path.exists(os.path.join(ref.location, "config.json")):
@@ -185,7 +185,7 @@ def _cached(hub_id: str) -> bool:
         return False
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """transformers logs loading chatter and progress bars; mmtools keeps stderr for what matters."""
     if os.environ.get("MMTOOLS_DEBUG"):
         return

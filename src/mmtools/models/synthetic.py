@@ -47,6 +47,9 @@ def build_random_model(directory: str | Path, architecture: str = "siglip-tiny",
     import torch
     from transformers import CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
 
+    from mmtools.models.hf_dual import quiet_transformers
+
+    quiet_transformers()
     if architecture == "phobert-tiny":
         return _build_phobert_dual_encoder(Path(directory), texts, seed)
     family, vision, text, image_size = ARCHITECTURES[architecture]
