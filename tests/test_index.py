@@ -147,3 +147,14 @@ def test_search_parameters_can_change_but_build_parameters_need_a_rebuild(tmp_pa
         IndexWriter(path, params={"m": 8})
     with pytest.raises(IndexFileError, match="does not apply"):
         index_records(records(unit_vectors(5)), tmp_path / "new.faiss", kind="flat", params={"nprobe": 4})
+
+
+def test_refused_and_empty_writes_leave_no_temporary_files(tmp_path):
+    path = tmp_path / "idx.faiss"
+    index_records(records(unit_vectors(3)), path)
+    with pytest.raises(IndexFileError):
+        index_records(records(unit_vectors(3), model="n"), path, model="n")
+    with pytest.raises(IndexFileError):
+        index_records([], tmp_path / "empty.faiss")
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []

@@ -213,26 +213,34 @@ class RecordWriter:
         self._stream.flush()
 
 
+def temp_path_beside(path: str | os.PathLike[str], suffix: str = "") -> Path:
+    """A new, empty temporary file in ``path``'s folder (so a rename onto ``path`` is atomic)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f"{suffix}.tmp", dir=target.parent)
+    os.close(fd)
+    return Path(tmp_name)
+
+
+def replace_atomically(tmp: Path, path: str | os.PathLike[str]) -> None:
+    """Flush ``tmp`` to disk and rename it over ``path``, keeping ``path``'s permissions if it existed."""
+    target = Path(path)
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.chmod(tmp, target.stat().st_mode & 0o777 if target.exists() else 0o666 & ~_umask())
+    os.replace(tmp, target)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it is renamed over ``path``, on failure removed.
 
     Whatever was at ``path`` before stays whole until the new file is complete.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f"{suffix}.tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_path_beside(path, suffix)
     try:
         yield tmp
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        if target.exists():
-            os.chmod(tmp, target.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        replace_atomically(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -22,7 +22,7 @@ import orjson
 from mmtools import __version__
 from mmtools.errors import IndexFileError
 from mmtools.index import kinds
-from mmtools.records import atomic_path
+from mmtools.records import atomic_path, replace_atomically, temp_path_beside
 
 FORMAT = "mmtools-index"
 FORMAT_VERSION = 1
@@ -211,14 +211,15 @@ class IndexWriter:
         self.meta_path = metadata_path(self.path)
         self.summary = WriteSummary()
         self._lock = _acquire_lock(self.path)
-        self._stack: list[Any] = []
+        self._db: sqlite3.Connection | None = None
+        self._meta_tmp: Path | None = None
         self._pending_ids: list[int] = []
         self._pending_vectors: list[Any] = []
         self._rows_to_remove: list[int] = []
         try:
             self._open(model, kind, params or {}, rebuild)
         except BaseException:
-            self._release()
+            self.abort()
             raise
 
     # -- setup
@@ -229,8 +230,7 @@ class IndexWriter:
         if exists and not self.meta_path.exists():
             raise IndexFileError(f"{self.path} exists but has no mmtools metadata beside it",
                                  hint="use --rebuild to replace it, or write to another path")
-        meta_ctx = atomic_path(self.meta_path)
-        self._meta_tmp = self._enter(meta_ctx)
+        self._meta_tmp = temp_path_beside(self.meta_path)
         if exists:
             source = sqlite3.connect(f"file:{self.meta_path}?mode=ro", uri=True)
             try:
@@ -271,11 +271,6 @@ class IndexWriter:
                 raise IndexFileError(f"parameter {key!r} of index {self.path} is fixed when the index is built",
                                      hint="use --rebuild to build it again with the new value")
             self.info.params[key] = value
-
-    def _enter(self, ctx: Any) -> Any:
-        value = ctx.__enter__()
-        self._stack.append(ctx)
-        return value
 
     # -- adding and removing
     def check(self, model: str | None, dim: int) -> None:
@@ -343,43 +338,42 @@ class IndexWriter:
 
     # -- finishing
     def commit(self) -> IndexInfo:
+        """Write both files under temporary names, then rename them into place (metadata first)."""
         import faiss
 
-        self._flush()
-        if self._faiss is None:
-            raise IndexFileError(f"no embeddings to index; {self.path} was not written")
-        info = self.info
-        info.count = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-        info.ntotal = int(self._faiss.ntotal)
-        info.updated_at = time.time()
-        with atomic_path(self.path) as faiss_tmp:
-            faiss.write_index(self._faiss, str(faiss_tmp))
-            info.faiss_bytes = faiss_tmp.stat().st_size
-            self._db.execute("DELETE FROM info")
-            self._db.executemany("INSERT INTO info (key, value) VALUES (?, ?)", info.to_rows())
-            self._db.commit()
-            self._db.close()
-            self._close_stack(None)  # renames the metadata into place
+        try:
+            self._flush()
+            if self._faiss is None:
+                raise IndexFileError(f"no embeddings to index; {self.path} was not written")
+            info = self.info
+            info.count = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            info.ntotal = int(self._faiss.ntotal)
+            info.updated_at = time.time()
+            with atomic_path(self.path) as faiss_tmp:
+                faiss.write_index(self._faiss, str(faiss_tmp))
+                info.faiss_bytes = faiss_tmp.stat().st_size
+                self._db.execute("DELETE FROM info")
+                self._db.executemany("INSERT INTO info (key, value) VALUES (?, ?)", info.to_rows())
+                self._db.commit()
+                self._db.close()
+                self._db = None
+                replace_atomically(self._meta_tmp, self.meta_path)
+                self._meta_tmp = None
+        except BaseException:
+            self.abort()
+            raise
         self._release()
         return info
 
     def abort(self) -> None:
-        try:
+        """Discard everything written so far; the index at ``path`` stays as it was."""
+        if self._db is not None:
             self._db.close()
-        finally:
-            self._close_stack(RuntimeError("aborted"))
-            self._release()
-
-    def _close_stack(self, error: BaseException | None) -> None:
-        while self._stack:
-            ctx = self._stack.pop()
-            if error is None:
-                ctx.__exit__(None, None, None)
-            else:
-                try:
-                    ctx.__exit__(type(error), error, None)
-                except BaseException:
-                    pass
+            self._db = None
+        if self._meta_tmp is not None:
+            self._meta_tmp.unlink(missing_ok=True)
+            self._meta_tmp = None
+        self._release()
 
     def _release(self) -> None:
         if self._lock is not None:
