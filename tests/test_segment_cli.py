@@ -76,7 +76,7 @@ def test_vncorenlp_without_its_directory_says_what_is_missing(tmp_path, monkeypa
 def test_jobs_give_the_same_output_as_one_process():
     lines = "".join(orjson.dumps({"id": str(i), "text": f"xe hơi số {i} đậu trước ngôi nhà"}).decode() + "\n"
                     for i in range(250))
-    _, single = segment([], lines)
+    _, single = segment(["--jobs", "1"], lines)
     _, parallel = segment(["--jobs", "2"], lines)
     assert single == parallel and len(single) == 250
 

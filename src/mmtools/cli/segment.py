@@ -47,7 +47,9 @@ def segment_command(
         = ToneStyle.old,
     lowercase: Annotated[bool, typer.Option("--lowercase", help="Also lower-case the text.")] = False,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", min=0, help="Worker processes for segmenting (0: one per CPU).")] = 1,
+        "--jobs", "-j", min=0, envvar="MMTOOLS_JOBS", show_envvar=True,
+        help="Worker processes for segmenting: 0 is one per CPU (used only for inputs large enough to gain); "
+             "1 stays in this process.")] = 0,
     max_chars: Annotated[int, typer.Option(
         "--max-chars", min=1, help="Texts longer than this are passed through unchanged, with a message.")]
         = 1_000_000,
