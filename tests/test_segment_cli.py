@@ -85,3 +85,21 @@ def test_jobs_give_the_same_output_as_one_process():
 def test_odd_texts_do_not_crash(text):
     result, records = segment(["--lines"], f"{text}\n")
     assert result.exit_code == 0 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("template", ["{x}", "{", "{0}"])
+def test_a_bad_into_template_is_a_usage_error(template):
+    result, records = segment(["--into", template], '{"text": "xe hơi"}\n')
+    assert result.exit_code == 2 and records == []
+    assert "--into" in result.stderr and "internal error" not in result.stderr
+
+
+def test_records_without_ids_are_numbered_across_the_whole_stream():
+    from mmtools.text.fields import transform_fields
+
+    problems = []
+    records = [{"text": "a"}, {"text": "b"}, {"text": "c"}, {"other": 1}]
+    out = list(transform_fields(records, lambda texts: [t.upper() for t in texts], ["text"], chunk_size=2,
+                                on_problem=problems.append))
+    assert [r.get("text") for r in out] == ["A", "B", "C", None]
+    assert [p.source for p in problems] == ["record 4"]

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, load_image
 from mmtools.models.encoder import Encoder
-from mmtools.records import EMBEDDING, EMBEDDING_KIND, EMBEDDING_MODEL, Record, encode_vector, record_id, text_id
+from mmtools.records import (EMBEDDING, EMBEDDING_KIND, EMBEDDING_MODEL, Record, encode_vector, field_texts,
+                             record_id, text_id)
 
 log = logging.getLogger("mmtools")
 
@@ -141,18 +142,17 @@ def text_items_from_records(records: Iterable[Record], field_name: str = "text",
     """Texts from records' ``field_name``. A list of strings gives one item per string, with id ``ID#N``."""
     for number, record in enumerate(records, 1):
         value = record.get(field_name)
+        texts = field_texts(value)
         rid = record_id(record, "")
-        where = rid or f"record {number}"
-        if isinstance(value, str):
+        if texts is None:
+            reason = "record has no {!r} field" if value is None else "field {!r} is not text (or a list of texts)"
+            on_problem(Problem(rid or f"record {number}", reason.format(field_name) + ", skipped"))
+        elif isinstance(value, str):
             yield TextItem(rid or text_id(value), value, record)
-        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-            base = rid or text_id(value[0])
-            for i, text in enumerate(value):
-                yield TextItem(f"{base}#{i}", text, {**record, field_name: text, "source_id": base})
-        elif value is None:
-            on_problem(Problem(where, f"record has no {field_name!r} field, skipped"))
         else:
-            on_problem(Problem(where, f"field {field_name!r} is not text (or a list of texts), skipped"))
+            base = rid or text_id(texts[0])
+            for i, text in enumerate(texts):
+                yield TextItem(f"{base}#{i}", text, {**record, field_name: text, "source_id": base})
 
 
 def text_items_from_lines(lines: Iterable[tuple[str, str]], field_name: str = "text") -> Iterator[TextItem]:

@@ -144,6 +144,15 @@ def record_id(record: Record, fallback: str) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
+def field_texts(value: Any) -> list[str] | None:
+    """The texts of a text field: a string gives one, a non-empty list of strings its items, anything else None."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return list(value)
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- vectors
 
 

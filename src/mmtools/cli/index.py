@@ -63,7 +63,8 @@ def index_command(
         finally:
             bar.close()
         i = summary.info
-        report.info(f"{output}: {i.count} record{'' if i.count == 1 else 's'} ({summary.added} added, {summary.replaced} replaced, "
+        records = "record" if i.count == 1 else "records"
+        report.info(f"{output}: {i.count} {records} ({summary.added} added, {summary.replaced} replaced, "
                     f"{summary.removed} removed, {summary.skipped} skipped); {i.kind}, {i.dim} dimensions, "
                     f"model {i.model}")
 

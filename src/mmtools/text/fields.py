@@ -6,8 +6,8 @@ import logging
 from typing import Callable, Iterable, Iterator
 
 from mmtools.embed import batched
-from mmtools.errors import Problem, ProblemHandler, raise_problem
-from mmtools.records import Record, record_id
+from mmtools.errors import Problem, ProblemHandler, UsageError, raise_problem
+from mmtools.records import Record, field_texts, record_id
 from mmtools.text.prepare import has_letters_or_digits
 
 log = logging.getLogger("mmtools")
@@ -34,12 +34,15 @@ def transform_fields(
     a list of strings element by element. A record whose field is missing, not text, empty or longer than
     ``max_chars`` is reported and passed through with that field as it was.
     """
+    _check_template(into)
+    number = 0
     for chunk in batched(records, chunk_size):
         outputs = [dict(record) for record in chunk]
         slots: list[tuple[Record, str, int | None]] = []  # where each text's result goes
         texts: list[str] = []
-        for number, output in enumerate(outputs):
-            where = record_id(output, f"record {number + 1}")
+        for output in outputs:
+            number += 1
+            where = record_id(output, f"record {number}")
             for field in fields:
                 target = into.format(field=field)
                 found = list(_texts_of(output, field, where, max_chars, on_problem))
@@ -56,19 +59,25 @@ def transform_fields(
         yield from outputs
 
 
+def _check_template(into: str) -> None:
+    try:
+        into.format(field="text")
+    except (KeyError, IndexError, ValueError):
+        raise UsageError(f"--into {into!r} is not a field name; {{field}} is the only placeholder it may hold",
+                         hint="e.g. --into text_seg, or --into '{field}_seg'") from None
+
+
 def _texts_of(record: Record, field: str, where: str, max_chars: int,
               on_problem: ProblemHandler) -> Iterator[tuple[int | None, str]]:
     value = record.get(field)
-    values = [(None, value)] if isinstance(value, str) else list(enumerate(value)) \
-        if isinstance(value, list) and all(isinstance(v, str) for v in value) else None
-    if value is None:
-        on_problem(Problem(where, f"record has no {field!r} field, passed through unchanged"))
+    texts = field_texts(value)
+    if texts is None:
+        reason = "record has no {!r} field" if value is None else "field {!r} is not text (or a list of texts)"
+        on_problem(Problem(where, reason.format(field) + ", passed through unchanged"))
         return
-    if values is None:
-        on_problem(Problem(where, f"field {field!r} is not text (or a list of texts), passed through unchanged"))
-        return
-    for index, text in values:
-        label = field if index is None else f"{field}[{index}]"
+    for index, text in enumerate(texts):
+        position = None if isinstance(value, str) else index
+        label = field if position is None else f"{field}[{index}]"
         if not text.strip():
             on_problem(Problem(where, f"{label} is empty, passed through unchanged"))
         elif len(text) > max_chars:
@@ -77,4 +86,4 @@ def _texts_of(record: Record, field: str, where: str, max_chars: int,
         else:
             if not has_letters_or_digits(text):
                 log.warning("%s: %s has no letters or digits, only normalised", where, label)
-            yield index, text
+            yield position, text

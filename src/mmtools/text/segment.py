@@ -26,6 +26,7 @@ from mmtools.errors import UsageError
 from mmtools.text.alignment import gap_joins
 from mmtools.text.dictionary import UserDictionary, load_dictionary
 from mmtools.text.normalize import DEFAULT_TONE_STYLE, TONE_STYLES, normalize_text
+from mmtools.text.prepare import has_letters_or_digits
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "Segmenter", "get_segmenter", "load_dictionary"]
 
@@ -35,7 +36,6 @@ DEFAULT_BACKEND = "underthesea"
 # "_" between two non-space characters joins syllables; a leading or trailing one ("__init__") is text.
 _JOINER = re.compile(r"(?<=[^\s_])_(?=[^\s_])")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
-_HAS_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
 
 # Below this many distinct texts per process, starting the pool (about 0.1 s) costs more than it saves.
 MIN_TEXTS_PER_PROCESS = 500
@@ -141,7 +141,7 @@ def _can_fork() -> bool:
 
 
 def _joinable(syllable: str) -> bool:
-    return syllable[0] != "_" and syllable[-1] != "_" and _HAS_LETTER_OR_DIGIT.search(syllable) is not None
+    return syllable[0] != "_" and syllable[-1] != "_" and has_letters_or_digits(syllable)
 
 
 def get_segmenter(
