@@ -62,3 +62,25 @@ def test_a_manifest_can_override_text_rules(siglip_dir, tmp_path):
         {"format": "mmtools-model", "format_version": 1, "text": {"segment": True, "max_length": 32}}))
     rules = ModelCache().get(str(model), "cpu").text_rules
     assert (rules.segment, rules.max_length, rules.lowercase) == (True, 32, True)
+
+
+def test_siglip_text_vectors_follow_its_training_no_attention_mask(siglip_dir):
+    """SigLIP's text tower was trained with no mask: pads attend and the last position is pooled."""
+    import torch
+
+    encoder = ModelCache().get(siglip_dir, "cpu")
+    assert encoder.text_rules.attention_mask is False
+    text = "con mèo đang ngủ"
+    tokens = encoder.tokenizer([text], padding="max_length", max_length=64, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        unmasked = encoder.model.get_text_features(input_ids=tokens["input_ids"]).pooler_output
+        masked = encoder.model.get_text_features(**tokens).pooler_output
+    unmasked = torch.nn.functional.normalize(unmasked, dim=-1).numpy()[0]
+    masked = torch.nn.functional.normalize(masked, dim=-1).numpy()[0]
+    got = encoder.encode_texts([text])[0]
+    assert np.allclose(got, unmasked, atol=1e-5)
+    assert not np.allclose(got, masked, atol=1e-3)  # the mask really changes the vector
+
+
+def test_clip_text_keeps_the_attention_mask(clip_dir):
+    assert ModelCache().get(clip_dir, "cpu").text_rules.attention_mask is True

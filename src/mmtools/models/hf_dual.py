@@ -16,7 +16,7 @@ from mmtools.text.prepare import TextPreparer, TextRules
 
 # What each family's text needs (see TextRules). SigLIP was trained on lower-cased text padded to 64 tokens;
 # quality collapses without it. PhoBERT expects word-segmented input and takes at most 256 tokens.
-SIGLIP_RULES = TextRules(max_length=64, lowercase=True, padding="max_length")
+SIGLIP_RULES = TextRules(max_length=64, lowercase=True, padding="max_length", attention_mask=False)
 CLIP_RULES = TextRules(max_length=77)
 PHOBERT_RULES = TextRules(max_length=256, segment=True)
 
@@ -27,7 +27,7 @@ def default_text_rules(config: Any, tokenizer: Any) -> TextRules:
     model_type = config.model_type
     if model_type in ("siglip", "siglip2"):
         limit = getattr(config.text_config, "max_position_embeddings", 64) or 64
-        return TextRules(max_length=min(64, limit), lowercase=True, padding="max_length")
+        return TextRules(max_length=min(64, limit), lowercase=True, padding="max_length", attention_mask=False)
     if model_type == "clip":
         return TextRules(max_length=getattr(config.text_config, "max_position_embeddings", 77) or 77)
     if _is_phobert(config, tokenizer):
@@ -93,14 +93,12 @@ class HFDualEncoder(Encoder):
         import torch
 
         prepared = self._prepare_text(list(texts))
-        rules = self.text_rules
-        padding = "max_length" if rules.padding == "max_length" else True
-        tokens = self.tokenizer(prepared, padding=padding, truncation=True, max_length=rules.max_length,
-                                return_tensors="pt")
+        tokens = tokenize(self.tokenizer, prepared, self.text_rules)
         if on_truncated is not None:
             for i in self._truncated(prepared, tokens):
                 on_truncated(i)
-        inputs = {k: v.to(self.device) for k, v in tokens.items() if k in self._text_args}
+        inputs = {k: v.to(self.device) for k, v in model_text_inputs(tokens, self.text_rules).items()
+                  if k in self._text_args}
         with torch.inference_mode():
             output = self.model.get_text_features(**inputs)
         return _unit_vectors(output)
@@ -116,6 +114,19 @@ class HFDualEncoder(Encoder):
         if value.is_floating_point():
             return value.to(device=self.device, dtype=self._dtype)
         return value.to(self.device)
+
+
+def tokenize(tokenizer: Any, prepared: list[str], rules: TextRules) -> Any:
+    """Tokenise prepared texts as the family's rules say (padding, length); encoding and training share it."""
+    padding = "max_length" if rules.padding == "max_length" else True
+    return tokenizer(prepared, padding=padding, truncation=True, max_length=rules.max_length,
+                     return_tensors="pt")
+
+
+def model_text_inputs(tokens: Any, rules: TextRules) -> dict[str, Any]:
+    """The tokenizer's output as the text tower was trained to see it: without the mask when the family
+    was trained without one (SigLIP, SigLIP 2)."""
+    return {k: v for k, v in tokens.items() if rules.attention_mask or k != "attention_mask"}
 
 
 def _unit_vectors(output: Any) -> Any:

@@ -25,6 +25,8 @@ class TextRules:
     lowercase: SigLIP models were trained on lower-cased text.
     segment:   PhoBERT-based encoders expect word-segmented input ("xe_hơi").
     padding:   "max_length" for SigLIP (it was trained on 64-token padded text), else "longest".
+    attention_mask: False for SigLIP / SigLIP 2: their text towers were trained with no mask (pads attend and
+               the last position is pooled), so passing the tokenizer's mask changes the vectors.
     """
 
     max_length: int
@@ -32,6 +34,7 @@ class TextRules:
     lowercase: bool = False
     segment: bool = False
     padding: str = "longest"
+    attention_mask: bool = True
     segmenter_backend: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
