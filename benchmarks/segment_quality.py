@@ -59,7 +59,8 @@ def joins_from_output(raw: str, output: str) -> list[bool] | None:
     """Read the join decisions off our output, gap by gap of ``raw`` (None if the texts do not line up).
 
     Normalisation only re-accents (same length) and removes spaces before punctuation ("nói :" -> "nói:");
-    a removed space is a word boundary, as every tokeniser splits punctuation off.
+    a removed space is a word boundary, as every tokeniser splits punctuation off. Segment puts spaces around
+    punctuation that the raw text may lack; those are skipped.
     """
     joins = []
     j = 0
@@ -71,6 +72,8 @@ def joins_from_output(raw: str, output: str) -> list[bool] | None:
             else:
                 joins.append(False)
         else:
+            if j < len(output) and output[j] == " ":  # a space segment put around punctuation ("hòa .")
+                j += 1
             j += 1
     return joins if j == len(output) else None
 

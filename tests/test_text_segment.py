@@ -65,11 +65,31 @@ def test_known_answer(underthesea_segmenter):
 def test_output_is_the_normalised_text_with_underscores(underthesea_segmenter):
     text = "  Ông Lộc nói : bán đất ,  giá 3,5 tỷ ( http://a.com/x_y ) 😀 ko , thuỷ điện Hoà Bình  ."
     result = underthesea_segmenter.segment(text)
-    expected_text = "Ông Lộc nói: bán đất, giá 3,5 tỷ (http://a.com/x_y) 😀 ko, thủy điện Hòa Bình."
+    # Normalised, punctuation as tokens of its own (RDRsegmenter's convention, which PhoBERT was trained on).
+    expected_text = "Ông Lộc nói : bán đất , giá 3,5 tỷ ( http://a.com/x_y ) 😀 ko , thủy điện Hòa Bình ."
     assert_only_spaces_became_underscores(result, expected_text)
     assert "http://a.com/x_y" in result  # the URL's own "_" is kept, nothing added inside it
-    assert result.endswith("Hòa_Bình.")  # the back end's join survives the "." we keep glued
+    assert result.endswith("Hòa_Bình .")
     assert "😀 ko" in result  # never glued to an emoji
+
+
+def test_phobert_convention_design_example(underthesea_segmenter):
+    # RDRsegmenter's output, which PhoBERT was pre-trained on: "có" is a word of its own, not "có_điều_hòa".
+    assert underthesea_segmenter.segment("Phòng mát, có điều hòa.") == "Phòng mát , có điều_hòa ."
+    assert underthesea_segmenter.segment("Phòng mát , có điều_hòa .") == "Phòng mát , có điều_hòa ."
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Giá 3.500.000đ/tháng (gần ĐH)!", "Giá 3.500.000đ/tháng ( gần ĐH ) !"),  # inside a word it stays
+    ('"xe" đỏ...', '" xe " đỏ ...'),  # a run of one mark is one token
+    ("lúc 10:30, a_b@x.com.", "lúc 10:30 , a_b@x.com ."),
+    ("vui :-) nhé", "vui :-) nhé"),  # a chunk of only punctuation stays whole
+    ("__init__.", "__init__ ."),
+])
+def test_punctuation_is_split_off_word_edges(text, expected):
+    from mmtools.text.segment import split_punctuation
+
+    assert split_punctuation(text) == expected
 
 
 def test_nfd_and_tone_styles_give_identical_output(underthesea_segmenter):
@@ -163,9 +183,9 @@ def test_dictionary_joins_whatever_the_form(entry, text):
 
 def test_dictionary_keeps_case_and_surrounding_punctuation():
     segmenter = FixedSegmenter({}, dictionary=["ngôi nhà", "gần trường"])
-    assert segmenter.segment("NGÔI NHÀ gần trường.") == "NGÔI_NHÀ gần_trường."
-    assert segmenter.segment("(ngôi nhà)") == "(ngôi_nhà)"
-    assert segmenter.segment("ngôi, nhà") == "ngôi, nhà"  # never across punctuation
+    assert segmenter.segment("NGÔI NHÀ gần trường.") == "NGÔI_NHÀ gần_trường ."
+    assert segmenter.segment("(ngôi nhà)") == "( ngôi_nhà )"
+    assert segmenter.segment("ngôi, nhà") == "ngôi , nhà"  # never across punctuation
 
 
 def test_dictionary_longest_match_first():
@@ -189,7 +209,7 @@ def test_dictionary_words_win_over_back_end_groups():
 def test_dictionary_with_real_back_end(underthesea_segmenter):
     segmenter = get_segmenter("underthesea", dictionary=["điều hòa", "ngôi nhà", "gần trường"])
     result = segmenter.segment(nfd("Máy điều hoà nhiệt độ trong ngôi nhà gần trường học."))
-    assert result == "Máy điều_hòa nhiệt_độ trong ngôi_nhà gần_trường học."
+    assert result == "Máy điều_hòa nhiệt_độ trong ngôi_nhà gần_trường học ."
     assert segmenter.segment(result) == result
 
 
@@ -331,7 +351,7 @@ def test_vncorenlp_restores_working_directory(vncorenlp_dir, monkeypatch, tmp_pa
     segmenter = get_segmenter("vncorenlp", vncorenlp_dir=vncorenlp_dir, dictionary=["ngôi nhà"])
     assert Path.cwd() == tmp_path
     assert module.created == [(("wseg",), str(vncorenlp_dir.resolve()))]
-    assert segmenter.segment("Một chiếc xe hơi đậu trước ngôi nhà  .") == "Một chiếc xe_hơi đậu trước ngôi_nhà."
+    assert segmenter.segment("Một chiếc xe hơi đậu trước ngôi nhà  .") == "Một chiếc xe_hơi đậu trước ngôi_nhà ."
     assert segmenter.segment_many(["xe hơi"] * 300, jobs=2) == ["xe_hơi"] * 300  # stays in-process
     get_segmenter("vncorenlp", vncorenlp_dir=vncorenlp_dir)
     assert len(module.created) == 1  # one model per directory and process

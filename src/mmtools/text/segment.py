@@ -1,10 +1,15 @@
 """Vietnamese word segmentation: "xe hơi màu đỏ" -> "xe_hơi màu đỏ" (the form PhoBERT expects).
 
+The output follows the convention PhoBERT was pre-trained on (VnCoreNLP's RDRsegmenter): syllables of a word
+joined by "_", and punctuation marks as tokens of their own: "Phòng mát, có điều hòa." ->
+"Phòng mát , có điều_hòa .".
+
 Importing this module is instant: a back end (underthesea, VnCoreNLP, pyvi) is imported only when its
 segmenter is created. Every segmenter does the same around its back end:
 
-1. ``normalize_text`` the input (same ``tone_style``); the output is that normalised text with the spaces
-   inside a word turned into "_" -- nothing else changes, whatever the back end does to its own copy.
+1. ``normalize_text`` the input (same ``tone_style``), then split punctuation at the edges of a word off
+   into tokens of its own (``split_punctuation``); the output is that text with the spaces inside a word
+   turned into "_" -- nothing else changes, whatever the back end does to its own copy.
 2. "_" already in the input between two characters joins those syllables for good, so segmenting segmented
    text gives the same text.
 3. The back end groups the remaining syllables.
@@ -37,6 +42,13 @@ DEFAULT_BACKEND = "underthesea"
 _JOINER = re.compile(r"(?<=[^\s_])_(?=[^\s_])")
 _HAS_LETTER = re.compile(r"[^\W\d_]")
 
+# Punctuation split off the edges of a word (RDRsegmenter's tokeniser does the same). Inside a word it stays:
+# "3.500.000đ", "10:30", "a_b@x.com". A chunk with no letter or digit (":-)", "...") stays whole.
+_OPENING = "([{«“‘\"'¿¡"
+_CLOSING = ".,;:!?…)]}»”’\"'%"
+_EDGE_PUNCTUATION = re.compile(rf"^([{re.escape(_OPENING)}]*)(.*?)([{re.escape(_CLOSING)}]*)$", re.S)
+_SAME_CHARACTER_RUNS = re.compile(r"(.)\1*", re.S)
+
 # Below this many distinct texts per process, starting the pool (about 0.1 s) costs more than it saves.
 MIN_TEXTS_PER_PROCESS = 500
 
@@ -53,13 +65,15 @@ class Segmenter:
     # Tone style of the text handed to the back end (None: the output's). Only the grouping comes back, so
     # this can follow the back end's training data without changing the output.
     backend_tone_style: str | None = None
+    # Words the back end gets wrong in everyday text, fixed like user dictionary words.
+    builtin_words: tuple[str, ...] = ()
 
     def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = DEFAULT_TONE_STYLE):
         if tone_style not in TONE_STYLES:
             raise UsageError(f"unknown tone style {tone_style!r}; choose one of {', '.join(TONE_STYLES)}")
         self.tone_style = tone_style
         self.dictionary_words = list(dictionary or [])
-        self._dictionary = UserDictionary(self.dictionary_words, tone_style=tone_style)
+        self._dictionary = UserDictionary([*self.builtin_words, *self.dictionary_words], tone_style=tone_style)
 
     def _backend_words(self, text: str) -> list[str]:
         """The back end's words for ``text``, syllables inside a word separated by spaces or "_"."""
@@ -67,7 +81,7 @@ class Segmenter:
 
     def segment(self, text: str) -> str:
         """Normalised ``text`` with the syllables of each word joined by "_"."""
-        normalized = normalize_text(text, tone_style=self.tone_style)
+        normalized = split_punctuation(normalize_text(text, tone_style=self.tone_style))
         syllables, joined_in_input = _split_syllables(normalized)
         if len(syllables) < 2:
             return normalized
@@ -131,6 +145,21 @@ class Segmenter:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} tone_style={self.tone_style!r} dictionary={len(self._dictionary)} words>"
+
+
+def split_punctuation(text: str) -> str:
+    """Punctuation at the edges of each space-separated chunk as tokens of its own: "(gần" -> "( gần",
+    "hòa." -> "hòa .", "đỏ..." -> "đỏ ..." (a run of one mark stays one token)."""
+    chunks = []
+    for chunk in text.split(" "):
+        if not has_letters_or_digits(chunk):
+            chunks.append(chunk)
+            continue
+        opening, word, closing = _EDGE_PUNCTUATION.match(chunk).groups()
+        chunks.extend(run.group(0) for run in _SAME_CHARACTER_RUNS.finditer(opening))
+        chunks.append(word)
+        chunks.extend(run.group(0) for run in _SAME_CHARACTER_RUNS.finditer(closing))
+    return " ".join(chunks)
 
 
 def _can_fork() -> bool:
