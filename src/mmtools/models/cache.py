@@ -19,8 +19,14 @@ def _hf_dual_encoder(ref: ModelRef, device: str) -> Encoder:
     return HFDualEncoder(ref, device)
 
 
+def _two_tower(ref: ModelRef, device: str) -> Encoder:
+    from mmtools.models.two_tower import TwoTowerEncoder
+
+    return TwoTowerEncoder(ref, device)
+
+
 # Model families by the name a manifest gives (mmtools.json "family"). mmtools-trained models register here.
-FAMILIES: dict[str, EncoderFactory] = {"hf-dual-encoder": _hf_dual_encoder}
+FAMILIES: dict[str, EncoderFactory] = {"hf-dual-encoder": _hf_dual_encoder, "two-tower": _two_tower}
 
 
 class ModelCache:

@@ -66,17 +66,7 @@ class HFDualEncoder(Encoder):
 
     @property
     def image_size(self) -> int | None:
-        sizes = []
-        for attr in ("size", "crop_size"):
-            value = getattr(self.image_processor, attr, None)
-            if isinstance(value, int):
-                sizes.append(value)
-                continue
-            for key in ("height", "width", "shortest_edge"):  # dict or transformers' SizeDict
-                side = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
-                if isinstance(side, int):
-                    sizes.append(side)
-        return max(sizes) if sizes else None
+        return processor_image_size(self.image_processor)
 
     def preprocess_images(self, images: Sequence[Any]) -> ImageBatch:
         if self._fast_images is not None and all(self._fast_images.fits(image) for image in images):
@@ -116,6 +106,21 @@ class HFDualEncoder(Encoder):
         if value.is_floating_point():
             return value.to(device=self.device, dtype=self._dtype)
         return value.to(self.device)
+
+
+def processor_image_size(processor: Any) -> int | None:
+    """The side length an image processor resizes to (None when it does not say)."""
+    sizes = []
+    for attr in ("size", "crop_size"):
+        value = getattr(processor, attr, None)
+        if isinstance(value, int):
+            sizes.append(value)
+            continue
+        for key in ("height", "width", "shortest_edge"):  # dict or transformers' SizeDict
+            side = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+            if isinstance(side, int):
+                sizes.append(side)
+    return max(sizes) if sizes else None
 
 
 def tokenize(tokenizer: Any, prepared: list[str], rules: TextRules) -> Any:

@@ -129,3 +129,48 @@ def _whole_word_bpe(words: list[str]) -> tuple[list[str], list[tuple[str, str]]]
             merges[(pieces[0], pieces[1])] = None
             pieces = [pieces[0] + pieces[1]] + pieces[2:]
     return words, list(merges)
+
+
+# Single towers for mmtools' own two-tower models (train retrieval --text-encoder / --image-encoder).
+TOWERS = ("phobert-text-tiny", "resnet-tiny", "vit-tiny")
+
+
+def build_random_tower(directory: str | Path, tower: str, texts: Iterable[str] = SAMPLE_TEXTS, seed: int = 0,
+                       image_size: int = 32) -> Path:
+    """Write a randomly initialised single tower: a PhoBERT-style RoBERTa text model (PhoBERT's tokenizer
+    over whole words, "xe_hơi"), a ResNet (pooled output) or a ViT, with its tokenizer or image processor."""
+    import torch
+    from transformers import (CLIPImageProcessorPil, PhobertTokenizer, ResNetConfig, ResNetModel, RobertaConfig,
+                              RobertaModel, ViTConfig, ViTModel)
+
+    from mmtools.models.hf_dual import quiet_transformers
+
+    quiet_transformers()
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    if tower == "phobert-text-tiny":
+        words = sorted({word for text in texts for word in text.split()} | {"xe_hơi", "ngôi_nhà", ",", "."})
+        vocab, merges = _whole_word_bpe(words)
+        (directory / "vocab.txt").write_text("".join(f"{token} 1\n" for token in vocab), encoding="utf-8")
+        (directory / "bpe.codes").write_text("".join(f"{a} {b} 1\n" for a, b in merges), encoding="utf-8")
+        tokenizer = PhobertTokenizer(str(directory / "vocab.txt"), str(directory / "bpe.codes"))
+        config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                               num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=258,
+                               pad_token_id=tokenizer.pad_token_id)
+        RobertaModel(config).save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        return directory
+    processor = CLIPImageProcessorPil(size={"shortest_edge": image_size},
+                                      crop_size={"height": image_size, "width": image_size})
+    if tower == "resnet-tiny":
+        model = ResNetModel(ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
+                                         layer_type="basic"))
+    elif tower == "vit-tiny":
+        model = ViTModel(ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                   num_attention_heads=2, image_size=image_size, patch_size=8))
+    else:
+        raise ValueError(f"unknown tower {tower!r}; choose one of {', '.join(TOWERS)}")
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
