@@ -1,0 +1,1 @@
+"""Evaluation: retrieval (Recall@K, ranks) on embeddings or on models."""

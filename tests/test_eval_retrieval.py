@@ -1,0 +1,96 @@
+"""Recall@K and ranks on hand-made embeddings whose answers are known."""
+
+import numpy as np
+import pytest
+
+from mmtools.evaluate.retrieval import RetrievalSet, chance_recall, recall_curve, retrieval_metrics
+from mmtools.fusion import fuse_score_blocks
+
+
+def basis(n, dim=None):
+    return np.eye(dim or n, dtype=np.float32)[:n]
+
+
+def test_perfect_model_scores_100():
+    images = basis(4)
+    report = retrieval_metrics(RetrievalSet(images, images.copy(), [0, 1, 2, 3]))
+    assert report["t2i"] == {"R@1": 100.0, "R@5": 100.0, "R@10": 100.0, "median_rank": 1.0, "mean_rank": 1.0}
+    assert report["i2t"]["R@1"] == 100.0
+    assert (report["images"], report["texts"], report["mean_recall"]) == (4, 4, 100.0)
+
+
+def test_known_ranks_with_several_captions_per_image():
+    # 3 images on axes 0..2; 5 captions: image 0 has two, one right (rank 1) and one pointing at image 1.
+    images = basis(3)
+    texts = np.array([
+        [1, 0, 0],      # caption of image 0 -> rank 1
+        [0.2, 1, 0],    # caption of image 0 but closer to image 1 -> rank 2
+        [0, 1, 0],      # image 1 -> rank 1
+        [0, 0.9, 0.5],  # image 2, but image 1 scores higher -> rank 2
+        [0.5, 0.4, 0.3],  # image 2, scores 0.3 < 0.5, 0.4 -> rank 3
+    ], dtype=np.float32)
+    report = retrieval_metrics(RetrievalSet(images, texts, [0, 0, 1, 2, 2]), ks=(1, 2))
+    assert report["t2i"]["R@1"] == 40.0  # 2 of 5 at rank 1
+    assert report["t2i"]["R@2"] == 80.0  # all but the last
+    assert report["t2i"]["median_rank"] == 2.0
+    assert report["t2i"]["mean_rank"] == pytest.approx((1 + 2 + 1 + 2 + 3) / 5)
+    # image -> text, best own caption: image 0: text 0 (rank 1); image 1: text 2 scores 1.0 but so does
+    # text 1 (image 0's), a tie that counts against -> rank 2; image 2: text 3 (0.5), nothing above -> rank 1.
+    assert report["i2t"]["R@1"] == pytest.approx(66.67)
+    assert report["i2t"]["mean_rank"] == pytest.approx((1 + 2 + 1) / 3, abs=0.01)
+    assert (report["images"], report["texts"]) == (3, 5)
+
+
+def test_other_captions_of_the_same_image_do_not_push_it_down():
+    images = basis(2)
+    texts = np.array([[1, 0], [0.9, 0], [0.8, 0], [0, 1]], dtype=np.float32)  # three captions of image 0
+    report = retrieval_metrics(RetrievalSet(images, texts, [0, 0, 0, 1]))
+    assert report["i2t"]["R@1"] == 100.0
+
+
+def test_constant_vectors_score_at_chance_not_100():
+    images = np.ones((20, 4), dtype=np.float32) / 2
+    texts = np.ones((20, 4), dtype=np.float32) / 2
+    report = retrieval_metrics(RetrievalSet(images, texts, list(range(20))))
+    assert report["t2i"]["R@1"] == 0.0 and report["t2i"]["median_rank"] == 20.0  # ties count against
+    assert chance_recall(20, 5) == 25.0
+
+
+def test_recall_curve_is_monotone_and_reaches_100():
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(30, 8)).astype(np.float32)
+    texts = images + rng.normal(scale=1.0, size=images.shape).astype(np.float32)
+    curve = recall_curve(RetrievalSet(images, texts, list(range(30))), max_k=30)
+    values = [curve[k] for k in range(1, 31)]
+    assert values == sorted(values) and values[-1] == 100.0
+
+
+def test_mismatched_inputs_are_refused():
+    with pytest.raises(ValueError, match="do not fit"):
+        RetrievalSet(basis(3), basis(3, 4), [0, 1, 2])
+    with pytest.raises(ValueError, match="does not exist"):
+        RetrievalSet(basis(3), basis(3), [0, 1, 5])
+
+
+def scores_from_orders(orders):
+    """Score rows that rank candidates in the given orders (best first)."""
+    scores = np.zeros((len(orders), len(orders[0])))
+    for row, order in enumerate(orders):
+        scores[row, order] = np.arange(len(order), 0, -1)
+    return scores
+
+
+def test_fusion_of_two_complementary_models_beats_each():
+    # Model A is right on queries 0-1, B on 2-3; where one fails it ranks the right image second, and the
+    # wrong image it puts first is ranked low by the other. Fusion puts the right image first every time.
+    a = scores_from_orders([[0, 1, 2, 3], [1, 0, 2, 3], [3, 2, 0, 1], [0, 3, 1, 2]])
+    b = scores_from_orders([[2, 0, 3, 1], [3, 1, 2, 0], [2, 1, 0, 3], [3, 2, 1, 0]])
+    truth = np.arange(4)
+
+    def r1(scores):
+        return float((scores.argmax(axis=1) == truth).mean())
+
+    assert r1(a) == 0.5 and r1(b) == 0.5
+    assert r1(fuse_score_blocks([a, b])) == 1.0
+    assert r1(fuse_score_blocks([a, b], weights=[1.0, 0.0])) == r1(a)  # weight 0: the other model alone
+    assert r1(fuse_score_blocks([a, b], weights=[1.0, 1.0])) == 1.0  # weighted normalised scores
