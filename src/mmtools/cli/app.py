@@ -9,10 +9,12 @@ import typer
 from mmtools import __version__
 from mmtools.cli.common import Settings
 from mmtools.cli.embed import embed_images_command, embed_texts_command
+from mmtools.cli.eval import eval_app
 from mmtools.cli.index import index_command
 from mmtools.cli.planned import PASS_ANYTHING, planned_command
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
+from mmtools.cli.train import train_app
 
 app = typer.Typer(
     name="mmtools",
@@ -49,7 +51,9 @@ app.command("embed-texts")(embed_texts_command)
 app.command("index")(index_command)
 app.command("segment")(segment_command)
 app.command("search")(search_command)
-for _name in ("tag", "train", "eval"):
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+for _name in ("tag",):
     app.command(_name, context_settings=PASS_ANYTHING, add_help_option=False)(planned_command(_name))
 
 

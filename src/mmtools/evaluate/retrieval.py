@@ -117,3 +117,126 @@ def recall_curve(data_or_ranks: Any, max_k: int = 10) -> dict[int, float]:
     if isinstance(data_or_ranks, RetrievalSet):
         ranks = text_to_image_ranks(data_or_ranks.t2i_scores, len(data_or_ranks.texts), data_or_ranks.text_image)
     return {k: round(float((ranks <= k).mean() * 100), 2) if len(ranks) else 0.0 for k in range(1, max_k + 1)}
+
+
+# ------------------------------------------------------------------------------------- inputs to RetrievalSet
+
+
+def encode_examples(encoder: Any, examples: Sequence[Any], *, batch_size: int = 32,
+                    on_problem: Any = None) -> RetrievalSet:
+    """Embed the images and captions of ``examples`` (mmtools.train.data.Example) with ``encoder``; an image
+    that cannot be read is reported and its captions left out."""
+    import numpy as np
+
+    from mmtools.errors import Problem, raise_problem
+    from mmtools.images import ImageDecodeError, load_image
+
+    on_problem = on_problem or raise_problem
+    image_vectors, text_vectors, text_image = [], [], []
+    for start in range(0, len(examples), batch_size):
+        images, kept = [], []
+        for example in examples[start:start + batch_size]:
+            try:
+                images.append(load_image(example.image, draft_size=encoder.image_size))
+                kept.append(example)
+            except ImageDecodeError as exc:
+                on_problem(Problem(f"{example.image} ({example.where})", f"{exc}, skipped"))
+        if not kept:
+            continue
+        image_vectors.append(encoder.encode_images(images))
+        texts = [text for example in kept for text in example.texts]
+        base = sum(len(v) for v in image_vectors) - len(kept)
+        text_image.extend(base + i for i, example in enumerate(kept) for _ in example.texts)
+        for text_start in range(0, len(texts), batch_size):
+            text_vectors.append(encoder.encode_texts(texts[text_start:text_start + batch_size]))
+    if not image_vectors:
+        raise ValueError("no image of the evaluation set could be read")
+    return RetrievalSet(np.concatenate(image_vectors), np.concatenate(text_vectors), text_image)
+
+
+def set_from_records(image_records: Sequence[dict[str, Any]], text_records: Sequence[dict[str, Any]],
+                     on_problem: Any = None) -> tuple[RetrievalSet, str, list[str]]:
+    """A RetrievalSet from embedding records: images by ``id``, texts naming theirs in ``image_id``.
+
+    Returns the set, the model named by the records, and the image ids in row order.
+    """
+    import numpy as np
+
+    from mmtools.errors import Problem, raise_problem
+    from mmtools.records import EMBEDDING, EMBEDDING_MODEL, decode_vector
+
+    on_problem = on_problem or raise_problem
+    rows: dict[str, int] = {}
+    image_vectors, models = [], set()
+    for number, record in enumerate(image_records, 1):
+        where = str(record.get("id", f"image record {number}"))
+        if EMBEDDING not in record or "id" not in record:
+            on_problem(Problem(where, "image record needs an 'id' and an 'embedding', skipped"))
+            continue
+        if str(record["id"]) in rows:
+            on_problem(Problem(where, "image id appears twice, the later record skipped"))
+            continue
+        try:
+            image_vectors.append(decode_vector(record[EMBEDDING]))
+        except ValueError as exc:
+            on_problem(Problem(where, f"{exc}, skipped"))
+            continue
+        rows[str(record["id"])] = len(rows)
+        models.add(record.get(EMBEDDING_MODEL))
+    text_vectors, text_image = [], []
+    for number, record in enumerate(text_records, 1):
+        where = str(record.get("id", f"text record {number}"))
+        image_id = record.get("image_id")
+        if EMBEDDING not in record or image_id is None:
+            on_problem(Problem(where, "text record needs an 'embedding' and the 'image_id' of its image, skipped"))
+            continue
+        if str(image_id) not in rows:
+            on_problem(Problem(where, f"text names image {image_id!r}, which is not among the images, skipped"))
+            continue
+        try:
+            text_vectors.append(decode_vector(record[EMBEDDING]))
+        except ValueError as exc:
+            on_problem(Problem(where, f"{exc}, skipped"))
+            continue
+        text_image.append(rows[str(image_id)])
+        models.add(record.get(EMBEDDING_MODEL))
+    if not image_vectors or not text_vectors:
+        raise ValueError("no usable image or text embedding records")
+    models.discard(None)
+    if len(models) > 1:
+        raise ValueError(f"the records come from several models ({', '.join(sorted(map(str, models)))}); "
+                         "images and texts must be embedded by one model")
+    dims = {len(v) for v in image_vectors} | {len(v) for v in text_vectors}
+    if len(dims) > 1:
+        raise ValueError(f"the embeddings have different dimensions ({', '.join(map(str, sorted(dims)))})")
+    name = next(iter(models)) if models else "embeddings"
+    return RetrievalSet(np.stack(image_vectors), np.stack(text_vectors), text_image), name, list(rows)
+
+
+# ------------------------------------------------------------------------------------------- fusion
+
+
+def fused_metrics(members: Sequence[RetrievalSet], weights: Sequence[float] | None = None,
+                  ks: Sequence[int] = DEFAULT_KS) -> tuple[dict[str, Any], Any]:
+    """Metrics of the fusion of several models' rankings on the same images and texts (same rows), and its
+    text -> image ranks (for curves)."""
+    from mmtools.fusion import fuse_score_blocks
+
+    first = members[0]
+    for other in members[1:]:
+        if other.images.shape[0] != first.images.shape[0] or list(other.text_image) != list(first.text_image):
+            raise ValueError("fused models must be evaluated on the same images and texts")
+
+    def t2i(start: int, stop: int) -> Any:
+        return fuse_score_blocks([m.t2i_scores(start, stop) for m in members], weights=weights)
+
+    def i2t(start: int, stop: int) -> Any:
+        return fuse_score_blocks([m.i2t_scores(start, stop) for m in members], weights=weights)
+
+    t2i_ranks = text_to_image_ranks(t2i, len(first.texts), first.text_image)
+    i2t_ranks = image_to_text_ranks(i2t, len(first.images), first.text_image)
+    return metrics_from_ranks(t2i_ranks, i2t_ranks, len(first.images), len(first.texts), ks), t2i_ranks
+
+
+def curve_ks(n_candidates: int) -> list[int]:
+    return [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= max(1, n_candidates)]

@@ -461,3 +461,36 @@ def save_untrained(options: ModelOptions, directory: str | Path) -> Path:
     with atomic_directory(directory) as tmp:
         save_model_dir(built.model.inner, built.model.kind, built, tmp)
     return Path(directory)
+
+
+def load_pairs(path: str | Path, what: str, *, image_column: str = "path",
+               caption_columns: Sequence[str] = ("caption", "captions"), strict: bool = False,
+               on_problem: ProblemHandler = raise_problem) -> list[Example]:
+    """Captioned images from a JSONL or CSV file: rows without an image or a caption and images that do not
+    open are reported and left out (``strict``: a bad image stops everything)."""
+    from mmtools.train.data import check_images, read_examples, require_examples
+
+    examples = read_examples(path, image_column=image_column, text_columns=tuple(caption_columns),
+                             on_problem=on_problem)
+    pairs = usable_pairs(examples, what, on_problem)
+    checked = check_images(pairs, strict=strict, on_problem=on_problem)
+    return require_examples(checked, what, need_image=True, need_text=True)
+
+
+def memory_hint(batch_size: int) -> str:
+    half = max(1, batch_size // 2)
+    return f"try --batch-size {half}" + (" (and --grad-accum 2 to keep the effective batch)" if half > 1 else "")
+
+
+def fit_with_memory_hint(run: Callable[[], TrainResult], batch_size: int) -> TrainResult:
+    """CPU and MPS allocators raise a plain RuntimeError when memory runs out: say which batch size to try
+    (the engine does the same for CUDA)."""
+    from mmtools.train.engine import TrainingError
+
+    try:
+        return run()
+    except RuntimeError as exc:
+        text = str(exc)
+        if "can't allocate memory" in text or "out of memory" in text.lower():
+            raise TrainingError(f"out of memory at batch size {batch_size}", hint=memory_hint(batch_size)) from None
+        raise

@@ -1,0 +1,78 @@
+"""eval: measure models on your own data (eval retrieval; eval tagging lives in its own module)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from mmtools.cli.common import DeviceOption, OutputOption, command_session
+from mmtools.errors import UsageError
+
+eval_app = typer.Typer(name="eval", help="Evaluate models on your own data.", no_args_is_help=True,
+                       rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+@eval_app.command("retrieval")
+def retrieval_command(
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Test data: JSONL records with an image "
+                                                "'path' and a 'caption' or 'captions' (or CSV with a header).")]
+        = None,
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model to evaluate on --data "
+                                                       "(repeatable: one report, models side by side) "
+                                                       "[default: MMTOOLS_MODEL, else SigLIP 2 base].")] = None,
+    images: Annotated[Optional[list[str]], typer.Option("--images", help="Precomputed image embedding records "
+                                                        "(with 'id'); repeatable, paired with --texts.")] = None,
+    texts: Annotated[Optional[list[str]], typer.Option("--texts", help="Precomputed text embedding records, "
+                                                       "each naming its image in 'image_id'.")] = None,
+    fuse: Annotated[bool, typer.Option("--fuse", help="Also evaluate the fusion of the models' rankings "
+                                       "(reciprocal rank fusion, or --weights).")] = False,
+    weights: Annotated[Optional[str], typer.Option("--weights", help="Comma-separated weights, one per model: "
+                                                   "fuse weighted normalised scores instead of RRF.")] = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Draw Recall@K curves into this PNG (needs "
+                                                "matplotlib).")] = None,
+    image_column: Annotated[str, typer.Option("--image-column")] = "path",
+    caption_column: Annotated[Optional[list[str]], typer.Option("--caption-column", help="Repeatable "
+                                                                "[default: caption, captions].")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 32,
+    device: DeviceOption = "auto",
+    output: OutputOption = None,
+) -> None:
+    """Recall@1/5/10, median and mean rank, text->image and image->text, as one JSON object.
+
+    Several captions per image are scored by the standard protocol: each caption finds its image; each image
+    counts as found at the best rank of any of its captions. Ties count against the model.
+
+    Example: mmtools eval retrieval --data test.jsonl -m siglip2-base -m ./my-model --fuse --plot recall.png
+    """
+    with command_session("eval retrieval") as report:
+        from mmtools.evaluate.report import evaluate_retrieval
+
+        if data and (images or texts):
+            raise UsageError("give either --data with models, or precomputed --images and --texts, not both")
+        if not data and not images:
+            raise UsageError("nothing to evaluate", hint="pass --data test.jsonl --model MODEL, or "
+                                                         "--images IMAGES.jsonl --texts TEXTS.jsonl")
+        if images and len(images) != len(texts or []):
+            raise UsageError("give one --texts file for each --images file, in the same order")
+        weight_values = _weights(weights)
+        result = evaluate_retrieval(
+            data=data, models=model or [None], images=images or [], texts=texts or [], fuse=fuse or bool(weights),
+            weights=weight_values, image_column=image_column,
+            caption_columns=caption_column or ["caption", "captions"], batch_size=batch_size,
+            device=None if device == "auto" else device, plot=plot, on_problem=report.problem)
+        import json
+
+        from mmtools.records import open_output
+
+        with open_output(output) as stream:
+            stream.write((json.dumps(result, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def _weights(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--weights {text!r} is not a comma-separated list of numbers") from None
