@@ -6,8 +6,14 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from mmtools.cli.common import DeviceOption, IndexOption, OutputOption, command_session
+from mmtools.cli.common import DeviceOption, OutputOption, command_session
 from mmtools.errors import IndexFileError, UsageError
+
+# Repeatable, for rank fusion over several indexes (each queried with its own model).
+IndexesOption = Annotated[Optional[list[str]], typer.Option(
+    "--index", "-i", envvar="MMTOOLS_INDEX", show_envvar=True,
+    help="The FAISS index file [default: idx.faiss]. Repeat it to fuse several indexes, each queried with "
+         "its own model: reciprocal rank fusion, or --weights.")]
 
 
 def search_command(
@@ -19,7 +25,10 @@ def search_command(
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Hits per query.")] = 10,
     min_score: Annotated[Optional[float], typer.Option(
         "--min-score", help="Leave out hits scoring below this (cosine similarity).")] = None,
-    index: IndexOption = "idx.faiss",
+    index: IndexesOption = None,
+    weights: Annotated[Optional[str], typer.Option(
+        "--weights", help="With several --index: comma-separated weights, one per index; fuse weighted "
+                          "min-max-normalised scores instead of reciprocal ranks.")] = None,
     field: Annotated[str, typer.Option("--field", "-f", help="Text field of JSONL query records.")] = "text",
     lines: Annotated[bool, typer.Option("--lines", help="Standard input holds one plain-text query per line.")]
         = False,
@@ -41,6 +50,15 @@ def search_command(
         from mmtools.records import RecordWriter, open_output
         from mmtools.search import search
 
+        indexes = index or ["idx.faiss"]
+        if len(indexes) > 1 or weights:
+            if min_score is not None or model is not None:
+                raise UsageError("--min-score and --model apply to a single index, not to a fusion",
+                                 hint="leave them out with several --index")
+            _fused(indexes, weights, _queries(queries or [], image or [], field, lines, report), k, device,
+                   output, report)
+            return
+        index = indexes[0]
         with IndexReader(index) as reader:
             model_name = reader.info.model
             if model is not None and resolve_model(model).name != model_name:
@@ -75,3 +93,28 @@ def _queries(texts: list[str], images: list[str], field: str, lines: bool, repor
         yield Query(f"q{number}", text=text)
     for path in images:
         yield Query(path, image=path)
+
+
+def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, device: str, output: str | None,
+           report) -> None:
+    from contextlib import ExitStack
+
+    from mmtools.fusion import check_weights, fused_search
+    from mmtools.index import IndexReader
+    from mmtools.models import load_encoder
+    from mmtools.records import RecordWriter, open_output
+
+    values = None
+    if weights:
+        try:
+            values = [float(part) for part in weights.split(",")]
+        except ValueError:
+            raise UsageError(f"--weights {weights!r} is not a comma-separated list of numbers") from None
+    check_weights(values, len(indexes))
+    with ExitStack() as stack:
+        readers = [stack.enter_context(IndexReader(path)) for path in indexes]
+        encoders = [(lambda name=reader.info.model: load_encoder(name, device)) for reader in readers]
+        with open_output(output) as stream:
+            writer = RecordWriter(stream, flush_each=output is None)
+            writer.write_all(fused_search(readers, indexes, queries, encoders, k=k, weights=values,
+                                          on_problem=report.problem))
