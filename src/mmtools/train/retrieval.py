@@ -93,6 +93,19 @@ class DualEncoderForTraining(nn.Module):
         super().__init__()
         self.inner = inner
         self.kind = kind  # "two-tower" or "hf"
+        self.frozen: set[str] = set()  # towers that do not learn ("image", "text")
+
+    def train(self, mode: bool = True) -> "DualEncoderForTraining":
+        """A frozen tower stays in eval mode: its dropout off and its batch-norm statistics untouched."""
+        super().train(mode)
+        for name in self.frozen:
+            self.tower(name).eval()
+        return self
+
+    def tower(self, name: str) -> nn.Module:
+        if self.kind == "two-tower":
+            return self.inner.image_model if name == "image" else self.inner.text_model
+        return self.inner.vision_model if name == "image" else self.inner.text_model
 
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, Any, Any]:
@@ -257,6 +270,8 @@ class RetrievalTask:
         self.eval_batch_size = eval_batch_size
         self.workers = workers
         self.image_size = processor_image_size(built.processor)
+        if options.freeze:
+            self.model.frozen = {options.freeze}
         self._fast_images = FastImagePreprocessor.from_processor(built.processor)
 
     # -- what learns
