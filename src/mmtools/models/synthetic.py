@@ -155,9 +155,11 @@ def build_random_tower(directory: str | Path, tower: str, texts: Iterable[str] =
         (directory / "vocab.txt").write_text("".join(f"{token} 1\n" for token in vocab), encoding="utf-8")
         (directory / "bpe.codes").write_text("".join(f"{a} {b} 1\n" for a, b in merges), encoding="utf-8")
         tokenizer = PhobertTokenizer(str(directory / "vocab.txt"), str(directory / "bpe.codes"))
+        # No dropout, as in the tiny CLIP: a few hundred steps from scratch cannot afford it.
         config = RobertaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
                                num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=258,
-                               pad_token_id=tokenizer.pad_token_id)
+                               pad_token_id=tokenizer.pad_token_id, hidden_dropout_prob=0.0,
+                               attention_probs_dropout_prob=0.0)
         RobertaModel(config).save_pretrained(directory)
         tokenizer.save_pretrained(directory)
         return directory

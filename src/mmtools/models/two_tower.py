@@ -39,7 +39,7 @@ INITIAL_TEMPERATURE = 0.07  # CLIP's; the PhoCLIP note fixed it at 1.0, which hu
 class ProjectionHead(nn.Module):
     """Tower features -> shared space: Linear, GELU, Linear, dropout, residual, LayerNorm."""
 
-    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.1):
+    def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0):
         super().__init__()
         self.projection = nn.Linear(in_dim, out_dim)
         self.gelu = nn.GELU()
