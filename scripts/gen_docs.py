@@ -205,13 +205,23 @@ def collect() -> tuple[Command, list[Command]]:
         if command is None or command.hidden:
             continue
         sub_ctx = command.make_context(name, [], parent=ctx, resilient_parsing=True)
-        help_text, examples = _split_examples(command.help or "")
-        params = [_param(p) for p in command.get_params(sub_ctx) if not getattr(p, "hidden", False)]
-        commands.append(Command(
-            name=name, help=help_text, params=params, planned=is_planned(command),
-            accepts_anything=bool(command.context_settings.get("ignore_unknown_options")),
-            has_help_option=command.get_help_option(sub_ctx) is not None, examples=examples))
+        commands.append(_command(name, command, sub_ctx))
+        if hasattr(command, "list_commands"):  # a group (train, eval): one page per subcommand too
+            for sub_name in command.list_commands(sub_ctx):
+                sub = command.get_command(sub_ctx, sub_name)
+                if sub is None or sub.hidden:
+                    continue
+                leaf_ctx = sub.make_context(sub_name, [], parent=sub_ctx, resilient_parsing=True)
+                commands.append(_command(f"{name} {sub_name}", sub, leaf_ctx))
     return top, commands
+
+
+def _command(name: str, command, ctx) -> Command:
+    help_text, examples = _split_examples(command.help or "")
+    params = [_param(p) for p in command.get_params(ctx) if not getattr(p, "hidden", False)]
+    return Command(name=name, help=help_text, params=params, planned=is_planned(command),
+                   accepts_anything=bool(command.context_settings.get("ignore_unknown_options")),
+                   has_help_option=command.get_help_option(ctx) is not None, examples=examples)
 
 
 # ------------------------------------------------------------------------------------------------- roff
@@ -247,7 +257,7 @@ def first_sentence(text: str) -> str:
 
 
 def page_name(command: Command) -> str:
-    return PROG if command.name == PROG else f"{PROG}-{command.name}"
+    return PROG if command.name == PROG else f"{PROG}-{command.name.replace(' ', '-')}"
 
 
 def header(command: Command, summary: str) -> list[str]:
@@ -384,7 +394,7 @@ def subcommand_page(command: Command, commands: list[Command]) -> str:
     if command.planned:
         lines += [".PP", "This command always exits with status 3 for now."]
     lines += examples_section([("", example) for example in command.examples])
-    lines += [".SH SEE ALSO", see_also([PROG] + [f"{PROG}-{c.name}" for c in commands if c is not command])]
+    lines += [".SH SEE ALSO", see_also([PROG] + [page_name(c) for c in commands if c is not command])]
     return "\n".join(lines) + "\n"
 
 
@@ -446,7 +456,7 @@ def overview_page(top: Command, commands: list[Command]) -> str:
     for code, text in EXIT_STATUS:
         lines += [".TP", bold(code), esc(text)]
     lines += examples_section(EXAMPLES)
-    lines += [".SH SEE ALSO", see_also([f"{PROG}-{c.name}" for c in commands])]
+    lines += [".SH SEE ALSO", see_also([page_name(c) for c in commands])]
     return "\n".join(lines) + "\n"
 
 
@@ -485,7 +495,7 @@ def generate() -> dict[Path, bytes]:
     top, commands = collect()
     files = {MAN_DIR / f"{PROG}.1": overview_page(top, commands)}
     for command in commands:
-        files[MAN_DIR / f"{PROG}-{command.name}.1"] = subcommand_page(command, commands)
+        files[MAN_DIR / f"{page_name(command)}.1"] = subcommand_page(command, commands)
     for shell in SHELLS:
         files[COMPLETIONS_DIR / f"{PROG}.{shell}"] = completion_script(shell)
     return {path: text.encode("utf-8") for path, text in files.items()}
