@@ -39,7 +39,7 @@ PY
 # Two tiny towers, PhoBERT-style text (word-segmented captions) + ResNet, joined with projection heads.
 "$mmtools" train retrieval -d train.jsonl --val val.jsonl --text-encoder models/phobert-tiny \
     --image-encoder models/resnet-tiny --projection-dim 64 -o towers-run --epochs "$epochs" \
-    --lr-image 3e-3 --lr-text 3e-4 --lr-heads 3e-3 --warmup 0.1 --patience 0 --metrics towers-metrics.jsonl
+    --lr-image 3e-3 --lr-text 3e-3 --lr-heads 3e-3 --warmup 0.1 --patience 0 --metrics towers-metrics.jsonl
 "$python" -c "
 from mmtools.train.retrieval import ModelOptions, save_untrained
 save_untrained(ModelOptions(text_encoder='models/phobert-tiny', image_encoder='models/resnet-tiny',
