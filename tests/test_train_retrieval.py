@@ -129,3 +129,20 @@ def test_training_from_scratch_learns(demo, tmp_path, start):
     chance = report["chance"]["R@5"]  # 60 test images: 8.33
     assert trained >= 3 * chance, report
     assert trained >= baseline + 10, report
+
+
+def test_a_two_tower_model_loads_without_its_source_towers(demo, tmp_path):
+    import shutil
+
+    text, image = shutil.copytree(demo["text"], tmp_path / "t"), shutil.copytree(demo["image"], tmp_path / "i")
+    options = ModelOptions(text_encoder=str(text), image_encoder=str(image), projection_dim=16)
+    model_dir = save_untrained(options, tmp_path / "model")
+    shutil.rmtree(text), shutil.rmtree(image)  # the model keeps its towers' configs and tokenizer inside
+    encoder = ModelCache().get(str(model_dir), "cpu")
+    assert encoder.family == "two-tower" and encoder.dim == 16
+    assert encoder.encode_texts(["xe hơi màu đỏ"]).shape == (1, 16)
+    assert encoder.text_rules.segment and encoder.text_rules.max_length == 256
+    fingerprint = encoder.fingerprint
+    moved = tmp_path / "moved"
+    model_dir.rename(moved)
+    assert ModelCache().get(str(moved), "cpu").fingerprint == fingerprint  # identity survives a move
