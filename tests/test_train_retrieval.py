@@ -146,3 +146,23 @@ def test_a_two_tower_model_loads_without_its_source_towers(demo, tmp_path):
     moved = tmp_path / "moved"
     model_dir.rename(moved)
     assert ModelCache().get(str(moved), "cpu").fingerprint == fingerprint  # identity survives a move
+
+
+def test_siglip_fine_tunes_with_the_sigmoid_loss_and_no_mask(demo, siglip_dir, tmp_path):
+    from mmtools.train.retrieval import evaluate_model, prepare_texts
+
+    examples = load_pairs(demo["train"], "training data")[:32]
+    config = TrainConfig(epochs=1, batch_size=16, workers=0, device="cpu", patience=None)
+    result = train_retrieval(examples, examples[:8], ModelOptions(base=siglip_dir), config, tmp_path / "run")
+    assert "val_mean_recall" in result.best_metrics
+    manifest = json.loads((tmp_path / "run" / "model" / "mmtools.json").read_text())
+    assert manifest["family"] == "hf-dual-encoder" and manifest["loss"] == "sigmoid"
+    assert manifest["text"]["attention_mask"] is False and manifest["text"]["lowercase"] is True
+    # what training measured is what the saved model gives through the ordinary encoder
+    encoder = ModelCache().get(str(tmp_path / "run"), "cpu")
+    built = build_model(ModelOptions(base=str(tmp_path / "run")))
+    task = RetrievalTask(built, ModelOptions(base="x"))
+    direct = evaluate_model(built.model, task, prepare_texts(examples[:8], built.text_rules))
+    from mmtools.evaluate.retrieval import encode_examples, retrieval_metrics
+
+    assert retrieval_metrics(encode_examples(encoder, examples[:8]))["t2i"] == direct["t2i"]

@@ -315,7 +315,9 @@ class RetrievalTask:
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         images, texts, scale, bias = model(**batch)
-        return contrastive_loss(gather_for_loss(images), gather_for_loss(texts), scale, bias, self.built.loss)
+        # in fp32 even under autocast: a bf16 similarity matrix loses the small differences the loss needs
+        return contrastive_loss(gather_for_loss(images).float(), gather_for_loss(texts).float(), scale.float(),
+                                bias.float() if bias is not None else None, self.built.loss)
 
     # -- validation
     def evaluate(self, model: nn.Module) -> dict[str, float]:
@@ -443,12 +445,9 @@ def train_retrieval(train_examples: Sequence[Example], val_examples: Sequence[Ex
                     config: TrainConfig, output: str | Path, *, resume: bool = False, overwrite: bool = False,
                     run_info: dict[str, Any] | None = None,
                     on_metrics: Callable[[dict[str, Any]], None] | None = None,
-                    progress: Callable[[str, int], Any] | None = None, log_dir: str | None = None,
-                    on_model: Callable[[BuiltModel], None] | None = None) -> TrainResult:
+                    progress: Callable[[str, int], Any] | None = None, log_dir: str | None = None) -> TrainResult:
     """Train a dual encoder on (checked) examples; the best model by validation Recall lands in OUTPUT/model."""
     built = build_model(options)
-    if on_model is not None:
-        on_model(built)
     train_set = prepare_texts(train_examples, built.text_rules)
     val_set = prepare_texts(val_examples, built.text_rules)
     task = RetrievalTask(built, options, val_set, eval_batch_size=max(config.batch_size, 32),
