@@ -21,20 +21,19 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from mmtools.embed import batched, embed_images, encode_query_texts
 from mmtools.errors import Problem, ProblemHandler, UsageError, raise_problem
 from mmtools.images import ImageSource
 from mmtools.models.encoder import Encoder
-from mmtools.records import (EMBEDDING, EMBEDDING_KIND, EMBEDDING_MODEL, Record, atomic_path, decode_vector,
-                             record_id)
+from mmtools.paths import cache_dir
+from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_KIND, EMBEDDING_MODEL, Record,
+                             atomic_path, decode_vector, record_id)
 from mmtools.tag.labels import Thresholds, select_tags
 
 log = logging.getLogger("mmtools")
 
-EMBEDDING_FINGERPRINT = "embedding_fingerprint"  # mmtools.records.EMBEDDING_FINGERPRINT once merged
 
 # A prompt ensemble: each label's vector is the mean of its vectors under these templates ("{}" is the label).
 VIETNAMESE_TEMPLATES = ("một bức ảnh về {}", "ảnh chụp {}", "hình ảnh của {}", "một tấm ảnh có {}", "{}")
@@ -64,19 +63,6 @@ def model_fingerprint_of(encoder: Encoder) -> str:
     return getattr(encoder, "fingerprint", None) or encoder.name
 
 
-def _cache_dir() -> Path:
-    try:
-        from mmtools.paths import cache_dir
-    except ImportError:  # before mmtools.paths existed
-        import os
-
-        base = os.environ.get("MMTOOLS_CACHE_DIR") or os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mmtools")
-        Path(base).mkdir(parents=True, exist_ok=True, mode=0o700)
-        return Path(base)
-    return cache_dir()
-
-
 def label_embeddings(encoder: Encoder, labels: Sequence[str], templates: Sequence[str],
                      use_cache: bool = True) -> Any:
     """(len(labels), dim) unit vectors: the mean of each label's template vectors, renormalised."""
@@ -85,7 +71,7 @@ def label_embeddings(encoder: Encoder, labels: Sequence[str], templates: Sequenc
     key = hashlib.sha256(json.dumps({"format": CACHE_FORMAT, "model": model_fingerprint_of(encoder),
                                      "labels": list(labels), "templates": list(templates)},
                                     ensure_ascii=False).encode("utf-8")).hexdigest()[:32]
-    path = _cache_dir() / "zero-shot" / f"{key}.npy"
+    path = cache_dir() / "zero-shot" / f"{key}.npy"
     if use_cache and path.exists():
         try:
             cached = np.load(path, allow_pickle=False)
