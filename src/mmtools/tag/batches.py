@@ -11,7 +11,7 @@ from mmtools.text.prepare import TextPreparer
 
 
 @dataclass
-class Example:
+class Sample:
     """One sample. ``text`` is already prepared (normalised, segmented); ``image`` is a path or a PIL image;
     ``target`` is the 0/1 vector over the labels (None at inference)."""
 
@@ -58,7 +58,7 @@ class BatchMaker:
             return self._fast(images)["pixel_values"]
         return self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
 
-    def __call__(self, examples: Sequence[Example]) -> dict[str, Any]:
+    def __call__(self, examples: Sequence[Sample]) -> dict[str, Any]:
         import numpy as np
         import torch
 

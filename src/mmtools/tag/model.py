@@ -40,7 +40,7 @@ class TaggerSpec:
     attention_heads: int = 4
     text_dim: int | None = None
     image_dim: int | None = None
-    text_pooling: str = "first"  # "first" token or the tower's "pooler" output
+    text_pooling: str = "first"  # "first" token ([CLS]), "mean" of the tokens, or the tower's "pooler" output
     text_uses_mask: bool = True  # SigLIP text towers were trained without an attention mask
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +116,9 @@ class TaggerModel(nn.Module):
         states = output.last_hidden_state
         if self.spec.text_pooling == "pooler" and getattr(output, "pooler_output", None) is not None:
             pooled = output.pooler_output
+        elif self.spec.text_pooling == "mean":
+            weights = mask.to(states.dtype).unsqueeze(-1)
+            pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         else:
             pooled = states[:, 0]
         return self.text_proj(pooled), self.text_proj(states), mask

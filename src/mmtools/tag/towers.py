@@ -130,7 +130,8 @@ def spec_for(towers: Towers, spec: TaggerSpec) -> TaggerSpec:
     if towers.text_model is not None:
         config = towers.text_model.config
         spec.text_dim = int(config.hidden_size)
-        spec.text_pooling = "pooler" if config.model_type in POOLER_TEXT_TYPES else "first"
+        if config.model_type in POOLER_TEXT_TYPES:
+            spec.text_pooling = "pooler"
         spec.text_uses_mask = config.model_type not in NO_MASK_TEXT_TYPES
     if towers.image_model is not None:
         config = towers.image_model.config

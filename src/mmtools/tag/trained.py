@@ -10,27 +10,18 @@ from typing import Any, Iterable, Iterator, Sequence
 from mmtools.embed import batched
 from mmtools.errors import ModelError, Problem, ProblemHandler, raise_problem
 from mmtools.images import ImageDecodeError, load_image
-from mmtools.models.registry import ModelRef, read_manifest, resolve_model
+from mmtools.models.registry import ModelRef, resolve_model
 from mmtools.records import Record, field_texts, record_id
-from mmtools.tag.batches import BatchMaker, Example, to_device
+from mmtools.tag.batches import BatchMaker, Sample, to_device
 from mmtools.tag.labels import Thresholds, select_tags
 from mmtools.tag.towers import FAMILY, load_tagger_parts
 
 
 def tagger_manifest(ref: ModelRef) -> tuple[Path, dict[str, Any]] | None:
-    """The tagger directory and manifest a model name refers to, or None when it is no tagger.
-
-    A training output directory (whose best model lies in ``model/``) counts as its model.
-    """
-    if not ref.is_local:
-        return None
-    if ref.family == FAMILY:
+    """The tagger directory and manifest a model name refers to (a training run's directory resolves to its
+    best model), or None when it is no tagger."""
+    if ref.is_local and ref.family == FAMILY:
         return Path(ref.location), ref.manifest
-    inner = Path(ref.location) / "model"
-    if inner.is_dir():
-        manifest = read_manifest(inner)
-        if manifest.get("family") == FAMILY:
-            return inner, manifest
     return None
 
 
@@ -67,7 +58,7 @@ class TrainedTagger:
         self.model.to(self.device).eval()
         self._autocast = torch.float16 if self.device.startswith("cuda") else None
 
-    def probabilities(self, examples: Sequence[Example]) -> Any:
+    def probabilities(self, examples: Sequence[Sample]) -> Any:
         import torch
 
         batch = to_device(self.batches(list(examples)), self.device)
@@ -139,8 +130,8 @@ def missing_modality(spec: Any, given: RecordInput, text_fields: Sequence[str],
 def examples_from_records(
     records: Iterable[Record], tagger: TrainedTagger, *, text_fields: Sequence[str] = ("text",),
     image_field: str = "path", root: str | None = None, on_problem: ProblemHandler = raise_problem,
-) -> Iterator[tuple[Record, Example]]:
-    """Records the tagger can read, each with its (unprepared) Example; the others reported one by one."""
+) -> Iterator[tuple[Record, Sample]]:
+    """Records the tagger can read, each with its (unprepared) Sample; the others reported one by one."""
     spec = tagger.spec
     for number, record in enumerate(records, 1):
         where = record_id(record, f"record {number}")
@@ -149,12 +140,12 @@ def examples_from_records(
         if reason is not None:
             on_problem(Problem(where, reason + ", skipped"))
             continue
-        yield record, Example(id=where, text=given.text if spec.uses_text else None,
+        yield record, Sample(id=where, text=given.text if spec.uses_text else None,
                               image=given.image if spec.uses_image else None)
 
 
-def load_example_images(pairs: list[tuple[Record, Example]], draft_size: int | None,
-                        on_problem: ProblemHandler) -> list[tuple[Record, Example]]:
+def load_example_images(pairs: list[tuple[Record, Sample]], draft_size: int | None,
+                        on_problem: ProblemHandler) -> list[tuple[Record, Sample]]:
     """Decode each example's image (reporting and dropping the unreadable ones)."""
     kept = []
     for record, example in pairs:
@@ -168,7 +159,7 @@ def load_example_images(pairs: list[tuple[Record, Example]], draft_size: int | N
     return kept
 
 
-def predict(tagger: TrainedTagger, pairs: Iterable[tuple[Record, Example]], *, batch_size: int = 32,
+def predict(tagger: TrainedTagger, pairs: Iterable[tuple[Record, Sample]], *, batch_size: int = 32,
             on_problem: ProblemHandler = raise_problem) -> Iterator[tuple[Record, Any]]:
     """``(record, probabilities)`` for each readable example, in order."""
     for chunk in batched(pairs, batch_size):
