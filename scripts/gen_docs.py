@@ -199,18 +199,24 @@ def collect() -> tuple[Command, list[Command]]:
     top_help, _ = _split_examples(group.help or "")
     top = Command(name=PROG, help=top_help, params=[_param(p) for p in group.get_params(ctx) if not p.hidden],
                   planned=False, accepts_anything=False, has_help_option=True)
-    commands = []
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if command is None or command.hidden:
-            continue
-        sub_ctx = command.make_context(name, [], parent=ctx, resilient_parsing=True)
-        help_text, examples = _split_examples(command.help or "")
-        params = [_param(p) for p in command.get_params(sub_ctx) if not getattr(p, "hidden", False)]
-        commands.append(Command(
-            name=name, help=help_text, params=params, planned=is_planned(command),
-            accepts_anything=bool(command.context_settings.get("ignore_unknown_options")),
-            has_help_option=command.get_help_option(sub_ctx) is not None, examples=examples))
+    commands: list[Command] = []
+
+    def add(parent_group, parent_ctx, prefix: str) -> None:
+        for name in parent_group.list_commands(parent_ctx):
+            command = parent_group.get_command(parent_ctx, name)
+            if command is None or command.hidden:
+                continue
+            sub_ctx = command.make_context(name, [], parent=parent_ctx, resilient_parsing=True)
+            help_text, examples = _split_examples(command.help or "")
+            params = [_param(p) for p in command.get_params(sub_ctx) if not getattr(p, "hidden", False)]
+            commands.append(Command(
+                name=prefix + name, help=help_text, params=params, planned=is_planned(command),
+                accepts_anything=bool(command.context_settings.get("ignore_unknown_options")),
+                has_help_option=command.get_help_option(sub_ctx) is not None, examples=examples))
+            if hasattr(command, "list_commands"):  # a group (`train`, `eval`): a page per subcommand too
+                add(command, sub_ctx, f"{prefix}{name} ")
+
+    add(group, ctx, "")
     return top, commands
 
 
@@ -247,7 +253,7 @@ def first_sentence(text: str) -> str:
 
 
 def page_name(command: Command) -> str:
-    return PROG if command.name == PROG else f"{PROG}-{command.name}"
+    return PROG if command.name == PROG else f"{PROG}-{command.name.replace(' ', '-')}"
 
 
 def header(command: Command, summary: str) -> list[str]:
@@ -384,7 +390,7 @@ def subcommand_page(command: Command, commands: list[Command]) -> str:
     if command.planned:
         lines += [".PP", "This command always exits with status 3 for now."]
     lines += examples_section([("", example) for example in command.examples])
-    lines += [".SH SEE ALSO", see_also([PROG] + [f"{PROG}-{c.name}" for c in commands if c is not command])]
+    lines += [".SH SEE ALSO", see_also([PROG] + [page_name(c) for c in commands if c is not command])]
     return "\n".join(lines) + "\n"
 
 
@@ -417,7 +423,7 @@ def overview_page(top: Command, commands: list[Command]) -> str:
     lines.append(".SH COMMANDS")
     for command in commands:
         summary = paragraphs(command.help)[0] if command.help.strip() else ""
-        lines += [".TP", bold(command.name), esc(summary), ".br", f"See {bold(f'{PROG}-{command.name}')}(1)."]
+        lines += [".TP", bold(command.name), esc(summary), ".br", f"See {bold(page_name(command))}(1)."]
     lines += options_section(top.params, "GLOBAL OPTIONS")
     lines += [".PP", "Global options go before the command name."]
 
@@ -446,7 +452,7 @@ def overview_page(top: Command, commands: list[Command]) -> str:
     for code, text in EXIT_STATUS:
         lines += [".TP", bold(code), esc(text)]
     lines += examples_section(EXAMPLES)
-    lines += [".SH SEE ALSO", see_also([f"{PROG}-{c.name}" for c in commands])]
+    lines += [".SH SEE ALSO", see_also([page_name(c) for c in commands])]
     return "\n".join(lines) + "\n"
 
 
@@ -485,7 +491,7 @@ def generate() -> dict[Path, bytes]:
     top, commands = collect()
     files = {MAN_DIR / f"{PROG}.1": overview_page(top, commands)}
     for command in commands:
-        files[MAN_DIR / f"{PROG}-{command.name}.1"] = subcommand_page(command, commands)
+        files[MAN_DIR / f"{page_name(command)}.1"] = subcommand_page(command, commands)
     for shell in SHELLS:
         files[COMPLETIONS_DIR / f"{PROG}.{shell}"] = completion_script(shell)
     return {path: text.encode("utf-8") for path, text in files.items()}

@@ -10,9 +10,10 @@ from mmtools import __version__
 from mmtools.cli.common import Settings
 from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.index import index_command
-from mmtools.cli.planned import PASS_ANYTHING, planned_command
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
+from mmtools.cli.tag import tag_command
+from mmtools.cli.tagger import eval_tagging_command, train_tagger_command
 
 app = typer.Typer(
     name="mmtools",
@@ -49,8 +50,16 @@ app.command("embed-texts")(embed_texts_command)
 app.command("index")(index_command)
 app.command("segment")(segment_command)
 app.command("search")(search_command)
-for _name in ("tag", "train", "eval"):
-    app.command(_name, context_settings=PASS_ANYTHING, add_help_option=False)(planned_command(_name))
+app.command("tag")(tag_command)
+# The `train` and `eval` groups (helper "train" builds the full ones; the lead merges the two).
+train_app = typer.Typer(name="train", help="Train models: a multi-label tagger (train tagger).",
+                        no_args_is_help=True, rich_markup_mode=None)
+train_app.command("tagger")(train_tagger_command)
+eval_app = typer.Typer(name="eval", help="Evaluate models: taggers (eval tagging).", no_args_is_help=True,
+                       rich_markup_mode=None)
+eval_app.command("tagging")(eval_tagging_command)
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 
 
 def main() -> None:
