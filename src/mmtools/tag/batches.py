@@ -41,6 +41,8 @@ class BatchMaker:
         return state
 
     def prepare_texts(self, texts: Sequence[str]) -> list[str]:
+        if not texts or self.rules is None:  # nothing to do, or a tagger that reads no text
+            return list(texts)
         if self._preparer is None:
             self._preparer = TextPreparer(self.rules)
         return self._preparer(list(texts))

@@ -66,6 +66,7 @@ def synthetic_tagging_data(folder: str | Path, count: int, *, seed: int = 0, ima
     Each of the four tags is present with probability 1/2, independently; text tags decide a word in the
     (segmented) text, image tags the colour of the image's left or right half. Noise hides nothing else.
     """
+    import numpy as np
     from PIL import Image
 
     rng = random.Random(seed)
@@ -77,17 +78,15 @@ def synthetic_tagging_data(folder: str | Path, count: int, *, seed: int = 0, ima
             tags = [tag for tag in (*TEXT_TAGS, *IMAGE_TAGS) if rng.random() < 0.5]
             words = rng.sample(FILLER, 4) + [TEXT_TAGS[t] for t in TEXT_TAGS if t in tags]
             rng.shuffle(words)
-            image = Image.new("RGB", (image_size, image_size), (128, 128, 128))
-            pixels = image.load()
+            pixels = np.full((image_size, image_size, 3), 128, np.uint8)
             half = image_size // 2
             for tag, colour in IMAGE_TAGS.items():
                 if tag in tags:
                     offset = 0 if tag == "đỏ" else half
-                    for x in range(offset, offset + half):
-                        for y in range(image_size):
-                            pixels[x, y] = colour
+                    pixels[:, offset:offset + half] = colour
             for _ in range(image_size * 2):  # a little noise
-                pixels[rng.randrange(image_size), rng.randrange(image_size)] = (rng.randrange(256),) * 3
+                pixels[rng.randrange(image_size), rng.randrange(image_size)] = rng.randrange(256)
+            image = Image.fromarray(pixels)
             image_name = f"images/{name}-{i:04d}.png"
             image.save(folder / image_name)
             record = {"id": f"{name}-{i}", "text": " ".join(words), "path": image_name, "tags": tags}
