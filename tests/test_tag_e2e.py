@@ -65,22 +65,30 @@ def test_a_missing_or_empty_label_file_is_a_usage_error(tmp_path, siglip_dir, co
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
+def untrained_text_tagger(tagging_data, directory):
+    from mmtools.tag.model import TaggerModel, TaggerSpec
+    from mmtools.tag.towers import load_towers, save_tagger, spec_for
+
+    towers = load_towers("text", text_model=str(tagging_data["text_tower"]))
+    spec = spec_for(towers, TaggerSpec(labels=["wifi", "mát", "đỏ", "xanh"], modality="text", fusion_dim=32,
+                                       hidden_dim=32))
+    save_tagger(directory, TaggerModel(spec, towers.text_model, None), towers, {})
+
+
 def test_train_tag_and_evaluate_through_the_cli(tagging_data, tmp_path):
     root = tagging_data["root"]
     common = (f"--data {tagging_data['train']} --val {tagging_data['val']} --text-model {tagging_data['text_tower']} "
               f"--image-model {tagging_data['image_tower']} --fusion-dim 32 --hidden-dim 32 --workers 0 "
               "--epochs 1 --finetune-epochs 2 --lr 1e-2 --text-lr 3e-3 --image-lr 3e-3 --finetune-lr-scale 1 "
               "--text-pooling mean -b 16")
-    text = shell(f"mmtools train tagger {common} --modality text -o {tmp_path / 'text'}", tmp_path,
-                 OMP_NUM_THREADS="1")
-    assert text.returncode == 0, text.stderr
-    assert text.stdout == ""
-    assert "epoch 3/3" in text.stderr and "mmtools tag --model" in text.stderr
-    metrics = lines((tmp_path / "text" / "metrics.jsonl").read_text())
-    assert len(metrics) == 3 and {"micro_f1", "val_loss", "train_loss"} <= set(metrics[0])
     late = shell(f"mmtools train tagger {common} --modality both --fusion late -o {tmp_path / 'late'}", tmp_path,
                  OMP_NUM_THREADS="1")
     assert late.returncode == 0, late.stderr
+    assert late.stdout == ""
+    assert "epoch 3/3" in late.stderr and "mmtools tag --model" in late.stderr
+    metrics = lines((tmp_path / "late" / "metrics.jsonl").read_text())
+    assert len(metrics) == 3 and {"micro_f1", "val_loss", "train_loss"} <= set(metrics[0])
+    untrained_text_tagger(tagging_data, tmp_path / "text")  # a text-only tagger, made in-process (faster)
     manifest = json.loads((tmp_path / "late" / "model" / "mmtools.json").read_text())
     assert manifest["family"] == "mmtools-tagger" and set(manifest["thresholds"]) == {"wifi", "mát", "đỏ", "xanh"}
 

@@ -188,3 +188,30 @@ def test_templates_need_one_placeholder():
     for bad in (["no placeholder"], ["{} và {}"], []):
         with pytest.raises(UsageError):
             check_templates(bad)
+
+
+def test_real_families_expose_their_scale_and_bias(siglip_dir, clip_dir):
+    from mmtools.models import load_encoder
+    from mmtools.tag.zero_shot import SIGMOID, SOFTMAX, scoring_for
+
+    siglip_encoder, clip_encoder = load_encoder(siglip_dir, "cpu"), load_encoder(clip_dir, "cpu")
+    siglip, clip = scoring_for(siglip_encoder), scoring_for(clip_encoder)
+    assert siglip.bias is not None and siglip.method("image") == SIGMOID and siglip.method("text") == SOFTMAX
+    assert clip.bias is None and clip.method("image") == SOFTMAX
+    # The model's own (exponentiated) scale and bias, whatever they are in this random model.
+    assert siglip.scale == pytest.approx(float(siglip_encoder.model.logit_scale.exp()))
+    assert siglip.bias == pytest.approx(float(siglip_encoder.model.logit_bias))
+    assert clip.scale == pytest.approx(float(clip_encoder.model.logit_scale.exp()))
+
+
+def test_a_tagger_is_refused_as_an_embedding_model(tagging_data, tmp_path):
+    from mmtools.errors import ModelError
+    from mmtools.models.cache import ModelCache
+    from mmtools.tag.model import TaggerModel, TaggerSpec
+    from mmtools.tag.towers import load_towers, save_tagger, spec_for
+
+    towers = load_towers("text", text_model=str(tagging_data["text_tower"]))
+    spec = spec_for(towers, TaggerSpec(labels=["a"], modality="text", fusion_dim=8, hidden_dim=8))
+    save_tagger(tmp_path / "tagger", TaggerModel(spec, towers.text_model, None), towers, {})
+    with pytest.raises(ModelError, match="is a tagger"):
+        ModelCache().get(str(tmp_path / "tagger"), "cpu")

@@ -158,8 +158,9 @@ class TaggerTask:
     def _unknown_val_labels(self, val: list[Example]) -> None:
         unknown = sorted({tag for e in val for tag in e.tags} - set(self.labels))
         if unknown:
-            log.warning("%d validation label(s) never occur in the training data and cannot be learnt: %s",
-                        len(unknown), ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
+            log.warning("%d validation label(s) are not in the label vocabulary (absent from the training data, "
+                        "or rarer there than --min-label-count) and cannot be learnt: %s", len(unknown),
+                        ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
 
     def _positive_weights(self) -> Any:
         import torch
