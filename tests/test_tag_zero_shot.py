@@ -215,3 +215,18 @@ def test_a_tagger_is_refused_as_an_embedding_model(tagging_data, tmp_path):
     save_tagger(tmp_path / "tagger", TaggerModel(spec, towers.text_model, None), towers, {})
     with pytest.raises(ModelError, match="is a tagger"):
         ModelCache().get(str(tmp_path / "tagger"), "cpu")
+
+
+def test_a_failure_while_writing_the_cache_leaves_no_entry_and_no_temp_file(tmp_path, monkeypatch):
+    def crash(handle, array, allow_pickle=False):
+        handle.write(b"\x93NUMPY half")  # part of the file is written, then the process "dies"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", crash)  # zero_shot imports numpy lazily: patch the module itself
+    with pytest.raises(KeyboardInterrupt):
+        ZeroShotTagger(HandBuiltEncoder(), LABELS)
+    assert list((tmp_path / "cache" / "zero-shot").iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.setenv("MMTOOLS_CACHE_DIR", str(tmp_path / "cache"))
+    assert ZeroShotTagger(HandBuiltEncoder(), LABELS).label_vectors.shape == (3, 4)
+    assert len(list((tmp_path / "cache" / "zero-shot").glob("*.npy"))) == 1
