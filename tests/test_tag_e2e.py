@@ -150,3 +150,44 @@ def test_train_tagger_bad_inputs(tagging_data, tmp_path):
     missing = shell(f"mmtools train tagger --data {tmp_path / 'gone.jsonl'} -o {tmp_path / 'out'} "
                     f"--modality text --text-model {tagging_data['text_tower']}", tmp_path)
     assert missing.returncode == 3 and "does not exist" in missing.stderr
+
+
+def test_a_killed_training_leaves_a_whole_tagger_and_resumes(tagging_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from mmtools.tag.trained import TrainedTagger
+
+    output = tmp_path / "run"
+
+    def args(finetune_epochs):
+        return [str(Path(sys.executable).parent / "mmtools"), "train", "tagger", "--data",
+                str(tagging_data["train"]), "--val", str(tagging_data["val"]), "--modality", "text", "--text-model",
+                str(tagging_data["text_tower"]), "--fusion-dim", "16", "--hidden-dim", "16", "--workers", "0",
+                "--epochs", "1", "--finetune-epochs", str(finetune_epochs), "--patience", "50", "-b", "8",
+                "-o", str(output)]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(args(50), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = output / "metrics.jsonl"
+    deadline = time.time() + 200
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    time.sleep(0.3)  # somewhere in the next epoch, or in the middle of saving the model
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    tagger = TrainedTagger(str(output), "cpu")  # the best model so far is whole and loads
+    assert sorted(tagger.labels) == sorted(["wifi", "mát", "đỏ", "xanh"])
+    done = json.loads(metrics.read_text().splitlines()[-1])["epoch"]
+    # Resume: the number of epochs may change (train longer); the data and the model may not.
+    resumed = subprocess.run(args(done + 1) + ["--resume"], env=env, capture_output=True, text=True, timeout=240)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(metrics.read_text().splitlines()[-1])["epoch"] == done + 2
+    other = subprocess.run(args(done + 1) + ["--resume", "--dropout", "0.5"], env=env, capture_output=True,
+                           text=True, timeout=240)
+    assert other.returncode == 3 and "another run" in other.stderr

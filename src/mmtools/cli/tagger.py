@@ -173,7 +173,9 @@ def train_tagger_command(
             report.info(f"epoch {metrics['epoch']}/{total} (stage {metrics['stage']}): {shown}"
                         + (" (best so far)" if metrics.get("best") else ""))
 
-        run_info = {"data": str(data), "val": str(val), "options": vars(options), "labels": task.labels}
+        # What a resumed run must share with the first (epoch counts may change: a run can be extended).
+        kept = {k: v for k, v in vars(options).items() if k not in ("frozen_epochs", "finetune_epochs")}
+        run_info = {"data": str(data), "val": str(val), "options": kept, "labels": task.labels}
         result = train_tagger(task, config, output, resume=resume, overwrite=overwrite, on_metrics=on_metrics,
                               progress=report.progress, run_info=run_info)
         best = result.best_metrics
