@@ -41,11 +41,11 @@ def evaluate_tagger(tagger: TrainedTagger, examples: Sequence[Example], *, thres
     skipped = [0]
     gold: list[list[str]] = []
     predicted: list[list[str]] = []
+    limits = [thresholds.for_label(label) for label in tagger.labels]
     for example, row in predict(tagger, _pairs(tagger, examples, on_problem, skipped), batch_size=batch_size,
                                 on_problem=on_problem):
         gold.append(example.tags)
-        predicted.append([label for label, score in zip(tagger.labels, row)
-                          if score >= (thresholds.for_label(label) or 0.5)])
+        predicted.append([label for label, score, limit in zip(tagger.labels, row, limits) if score >= limit])
     known = set(tagger.labels)
     unknown = sorted({tag for tags in gold for tag in tags} - known)
     if unknown:
