@@ -199,9 +199,9 @@ def test_real_families_expose_their_scale_and_bias(siglip_dir, clip_dir):
     assert siglip.bias is not None and siglip.method("image") == SIGMOID and siglip.method("text") == SOFTMAX
     assert clip.bias is None and clip.method("image") == SOFTMAX
     # The model's own (exponentiated) scale and bias, whatever they are in this random model.
-    assert siglip.scale == pytest.approx(float(siglip_encoder.model.logit_scale.exp()))
-    assert siglip.bias == pytest.approx(float(siglip_encoder.model.logit_bias))
-    assert clip.scale == pytest.approx(float(clip_encoder.model.logit_scale.exp()))
+    assert siglip.scale == pytest.approx(float(siglip_encoder.model.logit_scale.detach().exp()))
+    assert siglip.bias == pytest.approx(float(siglip_encoder.model.logit_bias.detach()))
+    assert clip.scale == pytest.approx(float(clip_encoder.model.logit_scale.detach().exp()))
 
 
 def test_a_tagger_is_refused_as_an_embedding_model(tagging_data, tmp_path):
