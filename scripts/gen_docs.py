@@ -199,20 +199,24 @@ def collect() -> tuple[Command, list[Command]]:
     top_help, _ = _split_examples(group.help or "")
     top = Command(name=PROG, help=top_help, params=[_param(p) for p in group.get_params(ctx) if not p.hidden],
                   planned=False, accepts_anything=False, has_help_option=True)
-    commands = []
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if command is None or command.hidden:
-            continue
-        sub_ctx = command.make_context(name, [], parent=ctx, resilient_parsing=True)
-        commands.append(_command(name, command, sub_ctx))
-        if hasattr(command, "list_commands"):  # a group (train, eval): one page per subcommand too
-            for sub_name in command.list_commands(sub_ctx):
-                sub = command.get_command(sub_ctx, sub_name)
-                if sub is None or sub.hidden:
-                    continue
-                leaf_ctx = sub.make_context(sub_name, [], parent=sub_ctx, resilient_parsing=True)
-                commands.append(_command(f"{name} {sub_name}", sub, leaf_ctx))
+    commands: list[Command] = []
+
+    def add(parent_group, parent_ctx, prefix: str) -> None:
+        for name in parent_group.list_commands(parent_ctx):
+            command = parent_group.get_command(parent_ctx, name)
+            if command is None or command.hidden:
+                continue
+            sub_ctx = command.make_context(name, [], parent=parent_ctx, resilient_parsing=True)
+            help_text, examples = _split_examples(command.help or "")
+            params = [_param(p) for p in command.get_params(sub_ctx) if not getattr(p, "hidden", False)]
+            commands.append(Command(
+                name=prefix + name, help=help_text, params=params, planned=is_planned(command),
+                accepts_anything=bool(command.context_settings.get("ignore_unknown_options")),
+                has_help_option=command.get_help_option(sub_ctx) is not None, examples=examples))
+            if hasattr(command, "list_commands"):  # a group (`train`, `eval`): a page per subcommand too
+                add(command, sub_ctx, f"{prefix}{name} ")
+
+    add(group, ctx, "")
     return top, commands
 
 
@@ -427,7 +431,7 @@ def overview_page(top: Command, commands: list[Command]) -> str:
     lines.append(".SH COMMANDS")
     for command in commands:
         summary = paragraphs(command.help)[0] if command.help.strip() else ""
-        lines += [".TP", bold(command.name), esc(summary), ".br", f"See {bold(f'{PROG}-{command.name}')}(1)."]
+        lines += [".TP", bold(command.name), esc(summary), ".br", f"See {bold(page_name(command))}(1)."]
     lines += options_section(top.params, "GLOBAL OPTIONS")
     lines += [".PP", "Global options go before the command name."]
 

@@ -79,3 +79,20 @@ def broken_files(tmp_path) -> dict[str, Path]:
     truncated.write_bytes(whole.read_bytes()[:300])
     whole.unlink()
     return {"text": text, "empty": empty, "truncated": truncated}
+
+
+@pytest.fixture(scope="session")
+def tagging_data(tmp_path_factory) -> dict[str, Path]:
+    """Synthetic tagging data (text tags decided by words, image tags by colour) and tiny towers for it."""
+    import orjson
+
+    from mmtools.tag.synthetic import build_image_tower, build_text_tower, synthetic_tagging_data
+
+    root = tmp_path_factory.mktemp("tagging")
+    train = synthetic_tagging_data(root, 128, seed=1, name="train")
+    val = synthetic_tagging_data(root, 48, seed=2, name="val")
+    test = synthetic_tagging_data(root, 64, seed=3, name="test")
+    texts = [orjson.loads(line)["text"] for line in train.read_text(encoding="utf-8").splitlines()]
+    return {"root": root, "train": train, "val": val, "test": test,
+            "text_tower": build_text_tower(root / "text-tower", texts),
+            "image_tower": build_image_tower(root / "image-tower")}

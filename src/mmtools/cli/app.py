@@ -11,10 +11,11 @@ from mmtools.cli.common import Settings
 from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.eval import eval_app
 from mmtools.cli.index import index_command
-from mmtools.cli.planned import PASS_ANYTHING, planned_command
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
 from mmtools.cli.train import train_app
+from mmtools.cli.tag import tag_command
+from mmtools.cli.tagger import eval_tagging_command, train_tagger_command
 
 app = typer.Typer(
     name="mmtools",
@@ -53,8 +54,9 @@ app.command("segment")(segment_command)
 app.command("search")(search_command)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
-for _name in ("tag",):
-    app.command(_name, context_settings=PASS_ANYTHING, add_help_option=False)(planned_command(_name))
+app.command("tag")(tag_command)
+train_app.command("tagger")(train_tagger_command)
+eval_app.command("tagging")(eval_tagging_command)
 
 
 def main() -> None:

@@ -25,8 +25,15 @@ def _two_tower(ref: ModelRef, device: str) -> Encoder:
     return TwoTowerEncoder(ref, device)
 
 
-# Model families by the name a manifest gives (mmtools.json "family"). mmtools-trained models register here.
-FAMILIES: dict[str, EncoderFactory] = {"hf-dual-encoder": _hf_dual_encoder, "two-tower": _two_tower}
+def _tagger_is_no_encoder(ref: ModelRef, device: str) -> Encoder:
+    raise ModelError(f"model {ref.name} is a tagger (mmtools train tagger), not an embedding model",
+                     hint=f"tag with it: mmtools tag --model {ref.name}; embed and search with a retrieval model")
+
+
+# Model families by the name a manifest gives (mmtools.json "family"). mmtools-trained models register here;
+# taggers load through mmtools.tag.trained.TrainedTagger (`mmtools tag --model`), and as encoders say so.
+FAMILIES: dict[str, EncoderFactory] = {"hf-dual-encoder": _hf_dual_encoder, "two-tower": _two_tower,
+                                       "mmtools-tagger": _tagger_is_no_encoder}
 
 
 class ModelCache:

@@ -95,6 +95,17 @@ class HFDualEncoder(Encoder):
             output = self.model.get_text_features(**inputs)
         return _unit_vectors(output)
 
+    def logit_scale_and_bias(self) -> tuple[float, float | None]:
+        """The scale (already exponentiated) and bias the model applies to cosine similarities in training.
+
+        SigLIP models have both (their probabilities are sigmoid(scale * cos + bias)); CLIP-style models have
+        only a scale (bias None), with which a softmax over candidates gives their training distribution.
+        """
+        scale = getattr(self.model, "logit_scale", None)
+        bias = getattr(self.model, "logit_bias", None)
+        value = float(scale.detach().float().exp().reshape(-1)[0]) if scale is not None else 100.0
+        return value, (float(bias.detach().float().reshape(-1)[0]) if bias is not None else None)
+
     def _truncated(self, texts: list[str], tokens: Any) -> list[int]:
         encodings = getattr(tokens, "encodings", None)
         if encodings:  # fast tokenizers keep what truncation cut off

@@ -1,0 +1,181 @@
+"""The trained tagger's network: a text tower, an image tower, or both, fused, with one sigmoid per label.
+
+Fusion of the two towers (``fusion``):
+
+* ``concat``: the pooled text and image features, projected, side by side into an MLP (the design's "early").
+* ``late``: one MLP head per tower, logits averaged. Each head is also trained on its own, so a record with
+  only one modality can be tagged from it (when the user asks for that).
+* ``attention``: each text token attends to the image's patch or region tokens **of the same sample**
+  (keys and values never cross the batch), the attended tokens are pooled over the text, and
+  [pooled text, attended] goes into the MLP.
+
+This module holds only torch code; building towers from files is in ``mmtools.tag.towers``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+MODALITIES = ("text", "image", "both")
+FUSIONS = ("concat", "late", "attention")
+# Text towers whose pooled output is the trained sentence vector; for the others (BERT, RoBERTa, PhoBERT)
+# the first token ([CLS] / <s>) is used, as in the design.
+POOLER_TEXT_TYPES = ("clip_text_model", "siglip_text_model", "siglip2_text_model")
+
+
+@dataclass
+class TaggerSpec:
+    """Everything that shapes the network, stored in the model's manifest."""
+
+    labels: list[str]
+    modality: str = "both"
+    fusion: str = "concat"
+    fusion_dim: int = 256
+    hidden_dim: int = 512
+    dropout: float = 0.3
+    attention_heads: int = 4
+    text_dim: int | None = None
+    image_dim: int | None = None
+    text_pooling: str = "first"  # "first" token ([CLS]), "mean" of the tokens, or the tower's "pooler" output
+    text_uses_mask: bool = True  # SigLIP text towers were trained without an attention mask
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def uses_text(self) -> bool:
+        return self.modality in ("text", "both")
+
+    @property
+    def uses_image(self) -> bool:
+        return self.modality in ("image", "both")
+
+    @property
+    def allows_one_modality(self) -> bool:
+        """A two-tower model that can still tag a record that has only one of the two."""
+        return self.modality == "both" and self.fusion == "late"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TaggerSpec":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def _mlp(inputs: int, hidden: int, outputs: int, dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Linear(inputs, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, outputs))
+
+
+def _projection(inputs: int, outputs: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(inputs, outputs), nn.LayerNorm(outputs))
+
+
+class TaggerModel(nn.Module):
+    """``forward(batch)`` → ``{"logits": (B, labels)}`` (plus ``text_logits`` / ``image_logits`` for late fusion).
+
+    ``batch`` holds ``text`` (tokenizer outputs for the rows that have text, in row order), ``pixel_values``
+    (for the rows that have an image), and boolean ``has_text`` / ``has_image`` of shape (B,).
+    """
+
+    def __init__(self, spec: TaggerSpec, text_tower: nn.Module | None, image_tower: nn.Module | None):
+        super().__init__()
+        if spec.modality not in MODALITIES or spec.fusion not in FUSIONS:
+            raise ValueError(f"modality {spec.modality!r} / fusion {spec.fusion!r}")
+        self.spec = spec
+        labels, d = len(spec.labels), spec.fusion_dim
+        self.text_tower = text_tower if spec.uses_text else None
+        self.image_tower = image_tower if spec.uses_image else None
+        if spec.uses_text:
+            self.text_proj = _projection(spec.text_dim, d)
+        if spec.uses_image:
+            self.image_proj = _projection(spec.image_dim, d)
+        if spec.modality != "both":
+            self.head = _mlp(d, spec.hidden_dim, labels, spec.dropout)
+        elif spec.fusion == "late":
+            self.text_head = _mlp(d, spec.hidden_dim, labels, spec.dropout)
+            self.image_head = _mlp(d, spec.hidden_dim, labels, spec.dropout)
+        else:
+            if spec.fusion == "attention":
+                self.cross_attention = nn.MultiheadAttention(d, spec.attention_heads, dropout=0.0,
+                                                             batch_first=True)
+                self.attended_norm = nn.LayerNorm(d)
+            self.head = _mlp(2 * d, spec.hidden_dim, labels, spec.dropout)
+
+    # ------------------------------------------------------------------------------------------ towers
+    def encode_text(self, text: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Pooled (n, d), tokens (n, T, d) and token mask (n, T) of the text rows."""
+        mask = text["attention_mask"]
+        inputs = {"input_ids": text["input_ids"]}
+        if self.spec.text_uses_mask:
+            inputs["attention_mask"] = mask
+        output = self.text_tower(**inputs)
+        states = output.last_hidden_state
+        if self.spec.text_pooling == "pooler" and getattr(output, "pooler_output", None) is not None:
+            pooled = output.pooler_output
+        elif self.spec.text_pooling == "mean":
+            weights = mask.to(states.dtype).unsqueeze(-1)
+            pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        else:
+            pooled = states[:, 0]
+        return self.text_proj(pooled), self.text_proj(states), mask
+
+    def encode_image(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pooled (n, d) and patch/region tokens (n, N, d) of the image rows."""
+        output = self.image_tower(pixel_values=pixel_values)
+        states = output.last_hidden_state
+        if states.dim() == 4:  # convolutional maps (n, C, h, w) → h·w region tokens
+            states = states.flatten(2).transpose(1, 2)
+        pooled = getattr(output, "pooler_output", None)
+        if pooled is None:
+            pooled = states.mean(dim=1)
+        elif pooled.dim() == 4:  # ResNet's global average pool: (n, C, 1, 1)
+            pooled = pooled.flatten(1)
+        return self.image_proj(pooled), self.image_proj(states)
+
+    # ------------------------------------------------------------------------------------------ fusion
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        spec = self.spec
+        if spec.modality == "text":
+            pooled, _, _ = self.encode_text(batch["text"])
+            return {"logits": self.head(pooled)}
+        if spec.modality == "image":
+            pooled, _ = self.encode_image(batch["pixel_values"])
+            return {"logits": self.head(pooled)}
+        if spec.fusion == "late":
+            return self._late(batch)
+        text_pooled, text_tokens, mask = self.encode_text(batch["text"])
+        image_pooled, image_tokens = self.encode_image(batch["pixel_values"])
+        if spec.fusion == "concat":
+            return {"logits": self.head(torch.cat([text_pooled, image_pooled], dim=-1))}
+        # Batched attention: row i's text queries see only row i's image tokens (shape (B, T, N) scores).
+        attended, _ = self.cross_attention(text_tokens, image_tokens, image_tokens, need_weights=False)
+        attended = self.attended_norm(attended + text_tokens)
+        weights = mask.to(attended.dtype).unsqueeze(-1)
+        pooled_attended = (attended * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return {"logits": self.head(torch.cat([text_pooled, pooled_attended], dim=-1))}
+
+    def _late(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        has_text, has_image = batch["has_text"], batch["has_image"]
+        rows = has_text.shape[0]
+        count = has_text.to(torch.float32) + has_image.to(torch.float32)
+        out: dict[str, torch.Tensor] = {}
+        total = None
+        for name, present in (("text", has_text), ("image", has_image)):
+            if not bool(present.any()):
+                continue
+            if name == "text":
+                pooled = self.encode_text(batch["text"])[0]
+                logits_present = self.text_head(pooled)
+            else:
+                pooled = self.encode_image(batch["pixel_values"])[0]
+                logits_present = self.image_head(pooled)
+            full = logits_present.new_zeros((rows, logits_present.shape[1]))
+            full = full.index_copy(0, present.nonzero().squeeze(1), logits_present)
+            out[f"{name}_logits"] = full
+            total = full if total is None else total + full
+        out["logits"] = total / count.clamp(min=1.0).unsqueeze(1).to(total.dtype)
+        return out

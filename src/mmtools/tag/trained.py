@@ -1,0 +1,187 @@
+"""Using a trained tagger: load its directory, turn records into examples, and tag them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from mmtools.embed import batched
+from mmtools.errors import ModelError, Problem, ProblemHandler, raise_problem
+from mmtools.images import ImageDecodeError, load_image
+from mmtools.models.registry import ModelRef, resolve_model
+from mmtools.records import Record, field_texts, record_id
+from mmtools.tag.batches import BatchMaker, Sample, to_device
+from mmtools.tag.labels import Thresholds, select_tags
+from mmtools.tag.towers import FAMILY, load_tagger_parts
+
+
+def tagger_manifest(ref: ModelRef) -> tuple[Path, dict[str, Any]] | None:
+    """The tagger directory and manifest a model name refers to (a training run's directory resolves to its
+    best model), or None when it is no tagger."""
+    if ref.is_local and ref.family == FAMILY:
+        return Path(ref.location), ref.manifest
+    return None
+
+
+def is_tagger(model: str | None) -> bool:
+    return model is not None and tagger_manifest(resolve_model(model)) is not None
+
+
+def describe_modalities(spec: Any) -> str:
+    if spec.modality == "both":
+        return f"text and image ({spec.fusion} fusion)"
+    return f"{spec.modality} only"
+
+
+class TrainedTagger:
+    """A loaded tagger. ``probabilities(examples)`` gives an (n, labels) array of sigmoid outputs."""
+
+    def __init__(self, model: str, device: str | None = None):
+        import torch
+
+        from mmtools.models.device import choose_device
+
+        ref = resolve_model(model)
+        found = tagger_manifest(ref)
+        if found is None:
+            raise ModelError(f"model {ref.name} is not a tagger (family {ref.family!r})",
+                             hint="train one with `mmtools train tagger`, or use --labels for zero-shot tags")
+        directory, manifest = found
+        self.name = ref.name
+        self.model, towers, self.thresholds = load_tagger_parts(directory, manifest)
+        self.spec = self.model.spec
+        self.labels: list[str] = list(self.spec.labels)
+        self.batches = BatchMaker(towers)
+        self.device = choose_device(device)
+        self.model.to(self.device).eval()
+        self._autocast = torch.float16 if self.device.startswith("cuda") else None
+
+    def probabilities(self, examples: Sequence[Sample]) -> Any:
+        import torch
+
+        batch = to_device(self.batches(list(examples)), self.device)
+        with torch.inference_mode():
+            if self._autocast is not None:
+                with torch.autocast("cuda", dtype=self._autocast):
+                    logits = self.model(batch)["logits"]
+            else:
+                logits = self.model(batch)["logits"]
+        return torch.sigmoid(logits.float()).cpu().numpy()
+
+    def effective_thresholds(self, threshold: float | None = None,
+                             per_label: dict[str, float] | None = None) -> Thresholds:
+        """The model's tuned thresholds; ``threshold`` replaces them all; ``per_label`` overrides some."""
+        base = {} if threshold is not None else dict(self.thresholds)
+        return Thresholds(default=0.5 if threshold is None else threshold, per_label={**base, **(per_label or {})})
+
+
+@dataclass
+class RecordInput:
+    """What a record offers a tagger: its text (joined if a list), its image path, and what it declares absent."""
+
+    text: str | None
+    image: str | None
+    no_text: bool  # the text field is present and null: the record says it has none
+    no_image: bool
+
+
+def record_input(record: Record, text_fields: Sequence[str], image_field: str = "path",
+                 root: str | None = None) -> RecordInput:
+    texts = [t for name in text_fields for t in (field_texts(record.get(name)) or []) if t.strip()]
+    path = record.get(image_field)
+    image = None
+    if isinstance(path, str) and path:
+        image = path if os.path.isabs(path) or root is None else os.path.join(root, path)
+    return RecordInput(text=" ".join(texts) if texts else None, image=image,
+                       no_text=all(name in record and record[name] is None for name in text_fields),
+                       no_image=image_field in record and record[image_field] is None)
+
+
+def missing_modality(spec: Any, given: RecordInput, text_fields: Sequence[str],
+                     image_field: str = "path") -> str | None:
+    """Why a record cannot be tagged by a model of ``spec``, or None when it can."""
+    needs = describe_modalities(spec)
+    names = " or ".join(repr(f) for f in text_fields)
+    if spec.modality == "text" and given.text is None:
+        what = "an image but no text" if given.image else "no text"
+        return f"record has {what} ({names}); this tagger reads {needs}"
+    if spec.modality == "image" and given.image is None:
+        what = "text but no image" if given.text else "no image"
+        return f"record has {what} ({image_field!r}); this tagger reads {needs}"
+    if spec.modality == "both":
+        if given.text is None and given.image is None:
+            return f"record has no text ({names}) and no image ({image_field!r})"
+        lacking = "text" if given.text is None else "image" if given.image is None else None
+        if lacking is None:
+            return None
+        declared = given.no_text if lacking == "text" else given.no_image
+        if spec.allows_one_modality and declared:
+            return None
+        field = names if lacking == "text" else repr(image_field)
+        if spec.allows_one_modality:
+            return (f"record has no {lacking} ({field}); this tagger reads {needs}; set {field} to null "
+                    f"to tag it from its {'image' if lacking == 'text' else 'text'} alone")
+        return f"record has no {lacking} ({field}); this tagger reads {needs}"
+    return None
+
+
+def examples_from_records(
+    records: Iterable[Record], tagger: TrainedTagger, *, text_fields: Sequence[str] = ("text",),
+    image_field: str = "path", root: str | None = None, on_problem: ProblemHandler = raise_problem,
+) -> Iterator[tuple[Record, Sample]]:
+    """Records the tagger can read, each with its (unprepared) Sample; the others reported one by one."""
+    spec = tagger.spec
+    for number, record in enumerate(records, 1):
+        where = record_id(record, f"record {number}")
+        given = record_input(record, text_fields, image_field, root)
+        reason = missing_modality(spec, given, text_fields, image_field)
+        if reason is not None:
+            on_problem(Problem(where, reason + ", skipped"))
+            continue
+        yield record, Sample(id=where, text=given.text if spec.uses_text else None,
+                              image=given.image if spec.uses_image else None)
+
+
+def load_example_images(pairs: list[tuple[Record, Sample]], draft_size: int | None,
+                        on_problem: ProblemHandler) -> list[tuple[Record, Sample]]:
+    """Decode each example's image (reporting and dropping the unreadable ones)."""
+    kept = []
+    for record, example in pairs:
+        if isinstance(example.image, str):
+            try:
+                example.image = load_image(example.image, draft_size=draft_size)
+            except ImageDecodeError as exc:
+                on_problem(Problem(example.image, f"{exc}, skipped"))
+                continue
+        kept.append((record, example))
+    return kept
+
+
+def predict(tagger: TrainedTagger, pairs: Iterable[tuple[Record, Sample]], *, batch_size: int = 32,
+            on_problem: ProblemHandler = raise_problem) -> Iterator[tuple[Record, Any]]:
+    """``(record, probabilities)`` for each readable example, in order."""
+    for chunk in batched(pairs, batch_size):
+        chunk = load_example_images(chunk, tagger.batches.image_size, on_problem)
+        if not chunk:
+            continue
+        prepared_texts = tagger.batches.prepare_texts([e.text for _, e in chunk if e.text is not None])
+        texts = iter(prepared_texts)
+        for _, example in chunk:
+            if example.text is not None:
+                example.text = next(texts)
+        probabilities = tagger.probabilities([e for _, e in chunk])
+        for (record, _), row in zip(chunk, probabilities):
+            yield record, row
+
+
+def tag_records(records: Iterable[Record], tagger: TrainedTagger, *, thresholds: Thresholds,
+                top_k: int | None = None, text_fields: Sequence[str] = ("text",), image_field: str = "path",
+                root: str | None = None, batch_size: int = 32,
+                on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
+    """Each readable record with ``tags``: the labels scoring at or above their thresholds, best first."""
+    pairs = examples_from_records(records, tagger, text_fields=text_fields, image_field=image_field, root=root,
+                                  on_problem=on_problem)
+    for record, row in predict(tagger, pairs, batch_size=batch_size, on_problem=on_problem):
+        yield {**record, "tags": select_tags(tagger.labels, row, thresholds, top_k)}

@@ -1,0 +1,215 @@
+"""The trained tagger: per-sample attention, saving and loading, modality checks, metrics, and learning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mmtools.errors import Problem
+from mmtools.tag.batches import BatchMaker, Sample
+from mmtools.tag.metrics import tagging_report, tune_thresholds
+from mmtools.tag.model import TaggerModel, TaggerSpec
+from mmtools.tag.towers import load_towers, spec_for
+
+LABELS = ["wifi", "mát", "đỏ", "xanh"]
+
+
+def records(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def network(tagging_data, fusion="attention", modality="both"):
+    towers = load_towers(modality, text_model=str(tagging_data["text_tower"]),
+                         image_model=str(tagging_data["image_tower"]))
+    spec = spec_for(towers, TaggerSpec(labels=LABELS, modality=modality, fusion=fusion, fusion_dim=32,
+                                       hidden_dim=32, attention_heads=2))
+    return TaggerModel(spec, towers.text_model, towers.image_model).eval(), towers
+
+
+def samples(tagging_data, batches, rows):
+    root = tagging_data["root"]
+    prepared = batches.prepare_texts([r["text"] for r in rows])
+    return [Sample(r["id"], text=t, image=str(root / r["path"])) for r, t in zip(rows, prepared)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fusion", ["attention", "concat", "late"])
+def test_a_samples_output_does_not_depend_on_its_batch_mates(tagging_data, fusion):
+    import torch
+
+    model, towers = network(tagging_data, fusion)
+    batches = BatchMaker(towers)
+    rows = records(tagging_data["train"])
+    alone = samples(tagging_data, batches, rows[:1])
+    first_mates = samples(tagging_data, batches, rows[:1] + rows[1:6])
+    other_mates = samples(tagging_data, batches, rows[:1] + rows[20:23])
+    # Batch-mates with much longer texts change the padding of the whole batch too.
+    long_mate = samples(tagging_data, batches, rows[:1] + [dict(rows[30], text=" ".join([rows[30]["text"]] * 6))])
+    with torch.no_grad():
+        outputs = [model(batches(group))["logits"][0] for group in (alone, first_mates, other_mates, long_mate)]
+    for output in outputs[1:]:
+        assert torch.allclose(outputs[0], output, atol=1e-5)
+    # ...while the sample itself matters (the test would pass trivially for a constant network).
+    with torch.no_grad():
+        different = model(batches(samples(tagging_data, batches, rows[5:6])))["logits"][0]
+    assert not torch.allclose(outputs[0], different, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_attention_is_computed_within_each_sample(tagging_data):
+    """Swapping the images of two samples changes those two samples' outputs, and only theirs."""
+    import torch
+
+    model, towers = network(tagging_data, "attention")
+    batches = BatchMaker(towers)
+    group = samples(tagging_data, batches, records(tagging_data["train"])[:4])
+    swapped = [group[0], group[1], Sample(group[2].id, group[2].text, group[3].image),
+               Sample(group[3].id, group[3].text, group[2].image)]
+    with torch.no_grad():
+        a, b = model(batches(group))["logits"], model(batches(swapped))["logits"]
+    assert torch.allclose(a[:2], b[:2], atol=1e-5)
+    assert not torch.allclose(a[2:], b[2:], atol=1e-4)
+
+
+@pytest.mark.slow
+def test_saved_tagger_loads_offline_and_gives_the_same_scores(tagging_data, tmp_path):
+    import torch
+
+    from mmtools.models.registry import read_manifest
+    from mmtools.tag.towers import save_tagger
+    from mmtools.tag.trained import TrainedTagger
+
+    model, towers = network(tagging_data, "attention")
+    save_tagger(tmp_path / "tagger", model, towers, {"wifi": 0.3, "mát": 0.6})
+    manifest = read_manifest(tmp_path / "tagger")
+    assert manifest["family"] == "mmtools-tagger" and manifest["tagger"]["labels"] == LABELS
+    assert manifest["thresholds"] == {"wifi": 0.3, "mát": 0.6, "đỏ": 0.5, "xanh": 0.5}
+    assert manifest["text"]["segment"] is True  # a PhoBERT-style tower keeps PhoBERT's convention
+    assert (tmp_path / "tagger" / "model.safetensors").exists()
+    loaded = TrainedTagger(str(tmp_path / "tagger"), "cpu")
+    rows = records(tagging_data["val"])[:5]
+    batches = BatchMaker(towers)
+    with torch.no_grad():
+        expected = torch.sigmoid(model(batches(samples(tagging_data, batches, rows)))["logits"]).numpy()
+    got = loaded.probabilities(samples(tagging_data, loaded.batches, rows))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert loaded.thresholds["wifi"] == 0.3
+
+
+@pytest.mark.slow
+def test_a_damaged_tagger_directory_is_a_clear_error(tagging_data, tmp_path):
+    from mmtools.errors import ModelError
+    from mmtools.tag.towers import save_tagger
+    from mmtools.tag.trained import TrainedTagger
+
+    model, towers = network(tagging_data, "concat")
+    save_tagger(tmp_path / "tagger", model, towers, {})
+    weights = tmp_path / "tagger" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ModelError, match="cannot be loaded"):
+        TrainedTagger(str(tmp_path / "tagger"), "cpu")
+    with pytest.raises(ModelError, match="not a tagger"):
+        TrainedTagger(str(tagging_data["text_tower"]), "cpu")
+
+
+def spec(modality, fusion="concat"):
+    return TaggerSpec(labels=LABELS, modality=modality, fusion=fusion)
+
+
+@pytest.mark.parametrize("modality,fusion,record,problem", [
+    ("text", "concat", {"text": "phòng có wifi"}, None),
+    ("text", "concat", {"path": "a.jpg"}, "has an image but no text"),
+    ("image", "concat", {"text": "phòng có wifi"}, "has text but no image"),
+    ("both", "concat", {}, "no text"),
+    ("both", "concat", {"text": "x"}, "no image"),
+    ("both", "concat", {"text": "x", "path": None}, "no image"),  # concat cannot do without one
+    ("both", "late", {"text": "x"}, "set 'path' to null"),  # late can, if the record says so...
+    ("both", "late", {"text": "x", "path": None}, None),  # ...like this
+    ("both", "late", {"text": None, "path": "a.jpg"}, None),
+    ("both", "attention", {"text": "x", "path": "a.jpg"}, None),
+])
+def test_which_records_a_tagger_can_read(modality, fusion, record, problem):
+    from mmtools.tag.trained import missing_modality, record_input
+
+    reason = missing_modality(spec(modality, fusion), record_input(record, ["text"]), ["text"])
+    if problem is None:
+        assert reason is None
+    else:
+        assert reason is not None and problem in reason
+
+
+def test_metrics_on_known_answers():
+    gold = [["a", "b"], ["a"], ["c"], []]
+    predicted = [["a"], ["a", "b"], ["c"], ["c"]]
+    report = tagging_report(gold, predicted)
+    # a: tp 2; b: fp 1, fn 1; c: tp 1, fp 1.  micro: tp 3, fp 2, fn 1.
+    assert report["micro"] == {"precision": 0.6, "recall": 0.75, "f1": round(2 * 0.6 * 0.75 / 1.35, 4)}
+    assert report["per_label"]["b"]["f1"] == 0.0 and report["per_label"]["a"]["f1"] == 1.0
+    assert report["per_label"]["c"] == {"precision": 0.5, "recall": 1.0, "f1": round(2 / 3, 4), "support": 1,
+                                        "predicted": 2}
+    assert report["macro"]["f1"] == round((1.0 + 0.0 + 2 / 3) / 3, 4)
+
+
+def test_thresholds_are_tuned_per_label():
+    targets = np.array([[1, 0], [1, 0], [0, 1], [0, 0]])
+    probabilities = np.array([[0.3, 0.9], [0.25, 0.8], [0.1, 0.95], [0.05, 0.85]])
+    low, high = tune_thresholds(targets, probabilities)
+    assert 0.1 < low <= 0.25  # the positives score 0.25 and 0.3, the negatives at most 0.1
+    assert 0.85 < high <= 0.95
+    assert tune_thresholds(np.zeros((2, 1)), np.array([[0.2], [0.7]])) == [0.5]  # no positive: default
+
+
+def test_csv_in_the_designs_layout(tmp_path):
+    from mmtools.tag.data import read_tagging_examples
+
+    (tmp_path / "img").mkdir()
+    path = tmp_path / "rooms.csv"
+    path.write_text("mota,dacdiem,image_path\n"
+                    '"Phòng mát, có điều hoà","mát, điều hòa, wifi",img/a.jpg\n'
+                    '"Gần trường","gần trường",\n', encoding="utf-8")
+    first, second = read_tagging_examples(path)
+    assert first.texts == ["Phòng mát, có điều hoà"] and first.image == str(tmp_path / "img" / "a.jpg")
+    assert first.tags == ["mát", "điều hòa", "wifi"]  # normalised: "điều hoà" and "điều hòa" are one label
+    assert second.image is None and second.tags == ["gần trường"]
+
+
+@pytest.mark.slow
+def test_the_fused_tagger_beats_each_single_modality_on_held_out_data(tagging_data, tmp_path):
+    """Text decides two tags, images the other two: only a tagger that reads both can get all four."""
+    import torch
+
+    from mmtools.tag.data import read_tagging_examples
+    from mmtools.tag.evaluate import evaluate_tagger
+    from mmtools.tag.trained import TrainedTagger
+    from mmtools.tag.training import TaggerOptions, TaggerTask, train_tagger
+    from mmtools.train.engine import TrainConfig
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is faster than two contending ones
+    train, val, test = (read_tagging_examples(tagging_data[k]) for k in ("train", "val", "test"))
+    scores = {}
+    for modality, fusion in (("text", "concat"), ("image", "concat"), ("both", "concat"),
+                             ("both", "attention")):
+        options = TaggerOptions(modality=modality, fusion=fusion, text_model=str(tagging_data["text_tower"]),
+                                image_model=str(tagging_data["image_tower"]), fusion_dim=32, hidden_dim=32,
+                                dropout=0.1, text_pooling="mean", head_lr=1e-2, text_lr=3e-3, image_lr=3e-3,
+                                frozen_epochs=2, finetune_epochs=9 if fusion == "attention" else 5,
+                                finetune_lr_scale=1.0)
+        task = TaggerTask(options, train, val, batch_size=16)
+        config = TrainConfig(batch_size=16, workers=0, patience=None, monitor="micro_f1", warmup=0.0)
+        output = tmp_path / f"{modality}-{fusion}"
+        train_tagger(task, config, output)
+        report = evaluate_tagger(TrainedTagger(str(output), "cpu"), test)
+        scores[(modality, fusion)] = report["micro"]["f1"]
+        if modality == "text":  # the text-decided tags are learnt from text alone
+            assert min(report["per_label"][t]["f1"] for t in ("wifi", "mát")) > 0.9, report
+        if modality == "image":
+            assert min(report["per_label"][t]["f1"] for t in ("đỏ", "xanh")) > 0.9, report
+    torch.set_num_threads(threads)
+    print("held-out micro-F1:", scores)
+    best_single = max(scores[("text", "concat")], scores[("image", "concat")])
+    assert scores[("both", "concat")] > best_single + 0.05, scores
+    assert scores[("both", "attention")] > best_single + 0.05, scores
+    assert scores[("both", "concat")] > 0.9, scores
