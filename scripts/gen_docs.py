@@ -109,25 +109,21 @@ def is_planned(command) -> bool:
 
 
 def _type_label(param) -> tuple[str, list[str] | None]:
-    """The metavar shown after an option, and the choices if the type is an enum."""
-    if getattr(param, "metavar", None):
-        return param.metavar, None
+    """The metavar shown after an option (the CLI's own, readable: see mmtools.cli.help), and the choices
+    if the type is an enum."""
     descriptor = param.type_descriptor
     annotation = descriptor.annotation
     args = getattr(annotation, "__args__", None)
     if getattr(annotation, "__origin__", None) in (list, tuple) and args:
         annotation = args[0]
+    choices = None
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         choices = [str(member.value) for member in annotation]
-        return "|".join(choices), choices
-    names = {int: "INTEGER", float: "NUMBER", str: "TEXT", bool: "BOOLEAN"}
-    if isinstance(annotation, type):
-        if annotation in names:
-            return names[annotation], None
-        if issubclass(annotation, os.PathLike):
-            return "PATH", None
-        return annotation.__name__.upper(), None
-    return str(annotation).upper(), None
+    if getattr(param, "metavar", None):
+        return param.metavar, choices
+    from mmtools.cli.help import readable_metavar
+
+    return readable_metavar(param) or "VALUE", choices
 
 
 def _default_text(param) -> str | None:

@@ -8,6 +8,7 @@ import typer
 
 from mmtools import __version__
 from mmtools.cli.common import Settings
+from mmtools.cli.help import ReadableGroup
 from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.index import index_command
 from mmtools.cli.planned import PASS_ANYTHING, planned_command
@@ -16,6 +17,7 @@ from mmtools.cli.segment import segment_command
 
 app = typer.Typer(
     name="mmtools",
+    cls=ReadableGroup,
     help="Small composable tools for image–text retrieval and tagging, Vietnamese first. Commands read and "
          "write JSONL: data on standard output, messages on standard error.\n\n"
          "Exit status: 0 success; 1 finished but some inputs were skipped (each named on stderr); "

@@ -25,7 +25,7 @@ def search_command(
         help="Text queries. With none (and no --image), queries are read from standard input: JSONL records "
              "with a text field, a 'path' (image) or a ready 'embedding', or plain lines with --lines.")] = None,
     image: Annotated[Optional[list[str]], typer.Option(
-        "--image", help="An image to search with (repeatable).")] = None,
+        "--image", metavar="PATH", help="An image to search with (repeatable).")] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Hits per query.")] = 10,
     min_score: Annotated[Optional[float], typer.Option(
         "--min-score", help="Leave out hits scoring below this (cosine similarity).")] = None,
