@@ -11,6 +11,7 @@ from mmtools.cli.common import Settings
 from mmtools.cli.help import ReadableGroup
 from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.index import index_command
+from mmtools.cli.models import models_app
 from mmtools.cli.planned import PASS_ANYTHING, planned_command
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
@@ -51,6 +52,7 @@ app.command("embed-texts")(embed_texts_command)
 app.command("index")(index_command)
 app.command("segment")(segment_command)
 app.command("search")(search_command)
+app.add_typer(models_app, name="models")
 for _name in ("tag", "train", "eval"):
     app.command(_name, context_settings=PASS_ANYTHING, add_help_option=False)(planned_command(_name))
 

@@ -13,6 +13,12 @@ from mmtools.models.registry import ModelRef, resolve_model
 EncoderFactory = Callable[[ModelRef, str], Encoder]
 
 
+def _hf_dual_available(ref: ModelRef) -> None:
+    from mmtools.models.hf_dual import check_obtainable
+
+    check_obtainable(ref)
+
+
 def _hf_dual_encoder(ref: ModelRef, device: str) -> Encoder:
     from mmtools.models.hf_dual import HFDualEncoder
 
@@ -30,6 +36,8 @@ class ModelCache:
 
     def get(self, model: str | None = None, device: str | None = None) -> Encoder:
         ref = resolve_model(model)
+        if ref.family == "hf-dual-encoder":
+            _hf_dual_available(ref)  # an offline machine hears so before torch is even imported
         chosen = choose_device(device)
         key = (ref.name, chosen)
         with self._lock:
