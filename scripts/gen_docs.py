@@ -95,6 +95,7 @@ class Command:
     accepts_anything: bool
     has_help_option: bool
     examples: list[str] = field(default_factory=list)
+    subcommands: list[str] = field(default_factory=list)  # a group's commands ("models" -> list, pull...)
 
 
 def root_command():
@@ -188,6 +189,27 @@ def _split_examples(text: str) -> tuple[str, list[str]]:
     return "\n\n".join(kept), examples
 
 
+def _collect_commands(group, ctx, prefix: str, commands: list[Command]) -> None:
+    """Every command below ``group``; a nested group ("models") comes before its own commands
+    ("models list", ...), each of which gets its own page (mmtools-models-list.1)."""
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is None or command.hidden:
+            continue
+        full = f"{prefix}{name}"
+        sub_ctx = command.make_context(name, [], parent=ctx, resilient_parsing=True)
+        help_text, examples = _split_examples(command.help or "")
+        params = [_param(p) for p in command.get_params(sub_ctx) if not getattr(p, "hidden", False)]
+        children = [n for n in getattr(command, "list_commands", lambda c: [])(sub_ctx)]
+        commands.append(Command(
+            name=full, help=help_text, params=params, planned=is_planned(command),
+            accepts_anything=bool(command.context_settings.get("ignore_unknown_options")),
+            has_help_option=command.get_help_option(sub_ctx) is not None, examples=examples,
+            subcommands=children))
+        if children:
+            _collect_commands(command, sub_ctx, f"{full} ", commands)
+
+
 def collect() -> tuple[Command, list[Command]]:
     """The top-level command and each subcommand, in the order `mmtools --help` lists them."""
     group = root_command()
@@ -195,18 +217,8 @@ def collect() -> tuple[Command, list[Command]]:
     top_help, _ = _split_examples(group.help or "")
     top = Command(name=PROG, help=top_help, params=[_param(p) for p in group.get_params(ctx) if not p.hidden],
                   planned=False, accepts_anything=False, has_help_option=True)
-    commands = []
-    for name in group.list_commands(ctx):
-        command = group.get_command(ctx, name)
-        if command is None or command.hidden:
-            continue
-        sub_ctx = command.make_context(name, [], parent=ctx, resilient_parsing=True)
-        help_text, examples = _split_examples(command.help or "")
-        params = [_param(p) for p in command.get_params(sub_ctx) if not getattr(p, "hidden", False)]
-        commands.append(Command(
-            name=name, help=help_text, params=params, planned=is_planned(command),
-            accepts_anything=bool(command.context_settings.get("ignore_unknown_options")),
-            has_help_option=command.get_help_option(sub_ctx) is not None, examples=examples))
+    commands: list[Command] = []
+    _collect_commands(group, ctx, "", commands)
     return top, commands
 
 
@@ -243,7 +255,7 @@ def first_sentence(text: str) -> str:
 
 
 def page_name(command: Command) -> str:
-    return PROG if command.name == PROG else f"{PROG}-{command.name}"
+    return PROG if command.name == PROG else f"{PROG}-{command.name.replace(' ', '-')}"
 
 
 def header(command: Command, summary: str) -> list[str]:
@@ -313,7 +325,7 @@ def arguments_section(params: list[Param]) -> list[str]:
         return []
     lines = [".SH ARGUMENTS"]
     for param in arguments:
-        name = italic(param.name.upper()) + ("..." if param.repeatable else "")
+        name = italic(param.metavar or param.name.upper()) + ("..." if param.repeatable else "")
         lines += [".TP", name]
         texts = paragraphs(param.help) or [""]
         lines.append(esc(texts[0]))
@@ -342,7 +354,9 @@ def examples_section(examples: list[tuple[str, str]]) -> list[str]:
 
 
 def usage_pieces(command: Command) -> list[str]:
-    pieces = [bold(PROG), "[" + italic("GLOBAL OPTIONS") + "]", bold(command.name)]
+    pieces = [bold(PROG), "[" + italic("GLOBAL OPTIONS") + "]", *(bold(word) for word in command.name.split())]
+    if command.subcommands:
+        return pieces + [italic("COMMAND"), "[" + italic("ARGS") + "]..."]
     if command.accepts_anything:
         return pieces + ["[" + italic("ARGS") + "]..."]
     if any(p.kind == "option" for p in command.params):
@@ -350,7 +364,7 @@ def usage_pieces(command: Command) -> list[str]:
     for param in command.params:
         if param.kind != "argument":
             continue
-        name = italic(param.name.upper()) + ("..." if param.repeatable else "")
+        name = italic(param.metavar or param.name.upper()) + ("..." if param.repeatable else "")
         pieces.append(name if param.required else f"[{name}]")
     return pieces
 
@@ -367,6 +381,13 @@ def subcommand_page(command: Command, commands: list[Command]) -> str:
                   f"This command is not available yet in {esc(PROG)} {esc(__version__)}. It is listed so that "
                   "scripts and completion know its name: it accepts any arguments, does nothing, prints an "
                   "error on standard error and exits with status 3."]
+    if command.subcommands:
+        lines.append(".SH COMMANDS")
+        for child in command.subcommands:
+            full = f"{command.name} {child}"
+            summary = next((paragraphs(c.help)[0] for c in commands if c.name == full and c.help.strip()), "")
+            lines += [".TP", bold(child), esc(summary), ".br",
+                      f"See {bold(PROG + '-' + full.replace(' ', '-'))}(1)."]
     lines += arguments_section(command.params)
     lines += options_section(command.params)
     envvars = _environment(command.params)
@@ -380,7 +401,7 @@ def subcommand_page(command: Command, commands: list[Command]) -> str:
     if command.planned:
         lines += [".PP", "This command always exits with status 3 for now."]
     lines += examples_section([("", example) for example in command.examples])
-    lines += [".SH SEE ALSO", see_also([PROG] + [f"{PROG}-{c.name}" for c in commands if c is not command])]
+    lines += [".SH SEE ALSO", see_also([PROG] + [page_name(c) for c in commands if c is not command])]
     return "\n".join(lines) + "\n"
 
 
@@ -413,7 +434,7 @@ def overview_page(top: Command, commands: list[Command]) -> str:
     lines.append(".SH COMMANDS")
     for command in commands:
         summary = paragraphs(command.help)[0] if command.help.strip() else ""
-        lines += [".TP", bold(command.name), esc(summary), ".br", f"See {bold(f'{PROG}-{command.name}')}(1)."]
+        lines += [".TP", bold(command.name), esc(summary), ".br", f"See {bold(page_name(command))}(1)."]
     lines += options_section(top.params, "GLOBAL OPTIONS")
     lines += [".PP", "Global options go before the command name."]
 
@@ -442,7 +463,7 @@ def overview_page(top: Command, commands: list[Command]) -> str:
     for code, text in EXIT_STATUS:
         lines += [".TP", bold(code), esc(text)]
     lines += examples_section(EXAMPLES)
-    lines += [".SH SEE ALSO", see_also([f"{PROG}-{c.name}" for c in commands])]
+    lines += [".SH SEE ALSO", see_also([page_name(c) for c in commands])]
     return "\n".join(lines) + "\n"
 
 
@@ -481,7 +502,7 @@ def generate() -> dict[Path, bytes]:
     top, commands = collect()
     files = {MAN_DIR / f"{PROG}.1": overview_page(top, commands)}
     for command in commands:
-        files[MAN_DIR / f"{PROG}-{command.name}.1"] = subcommand_page(command, commands)
+        files[MAN_DIR / f"{page_name(command)}.1"] = subcommand_page(command, commands)
     for shell in SHELLS:
         files[COMPLETIONS_DIR / f"{PROG}.{shell}"] = completion_script(shell)
     return {path: text.encode("utf-8") for path, text in files.items()}

@@ -36,3 +36,20 @@ def test_search_help_placeholders():
     for expected in ("--image PATH", "-k, --top-k INTEGER", "--min-score FLOAT", "-i, --index PATH",
                      "-f, --field TEXT", "--format [auto|jsonl|table|paths]", "--montage PATH"):
         assert expected in text, expected
+
+
+def test_every_nested_command_and_parameter_has_help_and_a_man_page():
+    from pathlib import Path
+
+    group = typer.main.get_command(app)
+    ctx = group.make_context("mmtools", [], resilient_parsing=True)
+    models = group.get_command(ctx, "models")
+    sub_ctx = models.make_context("models", [], parent=ctx, resilient_parsing=True)
+    man = Path(__file__).resolve().parents[1] / "man"
+    assert set(models.list_commands(sub_ctx)) == {"list", "pull", "import", "info", "remove"}
+    for name in models.list_commands(sub_ctx):
+        command = models.get_command(sub_ctx, name)
+        assert (command.help or "").strip(), name
+        for param in command.get_params(command.make_context(name, [], parent=sub_ctx, resilient_parsing=True)):
+            assert (getattr(param, "help", None) or "").strip(), f"models {name} {param.name}"
+        assert (man / f"mmtools-models-{name}.1").exists()
