@@ -61,7 +61,13 @@ EXTRA_ENVIRONMENT = [
     ("MMTOOLS_DEBUG", "When set (to anything non-empty), internal errors print a Python traceback and model "
                       "libraries keep their own log messages."),
     ("MMTOOLS_VNCORENLP_DIR", "The VnCoreNLP directory used by the vncorenlp word segmentation back end."),
+    ("MMTOOLS_HOME", "Where mmtools keeps the names given with mmtools models import (models.json); default "
+                     "$XDG_DATA_HOME/mmtools, else ~/.local/share/mmtools."),
+    ("MMTOOLS_CACHE_DIR", "mmtools' own cache (file hashes, cached vectors); default $XDG_CACHE_HOME/mmtools, "
+                          "else ~/.cache/mmtools."),
+    ("NO_COLOR", "When set (to anything non-empty), tables on a terminal are drawn without colour or bold."),
     ("HF_HOME", "Where Hugging Face models are cached (models are downloaded once, then used offline)."),
+    ("HF_ENDPOINT", "Another Hugging Face hub (a mirror) to download models from."),
     ("HF_HUB_OFFLINE", "Set to 1 to never contact the Hugging Face hub; models must already be cached. "
                        "TRANSFORMERS_OFFLINE=1 does the same."),
 ]
