@@ -33,9 +33,12 @@ pip=(.venv/bin/python -m pip)
 # retries, before we fall back to the default one.
 index_reachable() {
   .venv/bin/python - "$1" <<'PY'
-import sys, urllib.request
+import os, sys, urllib.parse, urllib.request
+url = sys.argv[1].rstrip("/") + "/torch/"
+if url.startswith("file:"):  # a local mirror
+    sys.exit(0 if os.path.isdir(urllib.parse.urlsplit(url).path) else 1)
 try:
-    urllib.request.urlopen(urllib.request.Request(sys.argv[1].rstrip("/") + "/torch/", method="HEAD"), timeout=5)
+    urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5)
 except Exception:
     sys.exit(1)
 PY
