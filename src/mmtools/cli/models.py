@@ -27,7 +27,7 @@ def _size(record: dict[str, Any]) -> str:
     return human_size(record.get("size_bytes"))
 
 
-LIST_COLUMNS = [Column("name", "name", wrap=True), Column("source", "source"), Column("family", "family"),
+LIST_COLUMNS = [Column("name", "name"), Column("source", "source"), Column("family", "family"),
                 Column("dim", "dim", justify="right"), Column("size", _size, justify="right"),
                 Column("aliases", "aliases", optional=True), Column("location", "location", wrap=True)]
 FIELD_COLUMNS = [Column("field", "field", style="bold"), Column("value", "value", wrap=True)]
@@ -49,7 +49,7 @@ def _emit_one(record: dict[str, Any], json: bool) -> None:
         if key == "size_bytes":
             key, value = "size", _size(record)
         elif isinstance(value, dict):
-            value = ", ".join(f"{k}={format_cell(v)}" for k, v in value.items())
+            value = ", ".join(f"{k}={format_cell(v)}" for k, v in value.items() if v not in (None, "", {}, []))
         rows.append({"field": key, "value": value})
     _emit(rows, False, FIELD_COLUMNS)
 

@@ -42,7 +42,8 @@ def search_command(
     print0: Print0Option = False,
     montage: Annotated[Optional[str], typer.Option(
         "--montage", metavar="PATH", help="Also draw the hits as a contact sheet (PNG): one row per query, "
-                                          "thumbnails in rank order with rank and score.")] = None,
+                                          "thumbnails in rank order with rank and score. Relative image "
+                                          "paths are opened from the current directory.")] = None,
     html: Annotated[Optional[str], typer.Option(
         "--html", metavar="PATH", help="Also write an HTML page of the hits, images linked by path "
                                        "(relative to the page where possible).")] = None,

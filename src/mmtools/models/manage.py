@@ -133,7 +133,7 @@ def list_models(include_aliases: bool = False) -> list[dict[str, Any]]:
     if include_aliases:
         for alias, hub_id in sorted(ALIASES.items()):
             if hub_id not in cached:
-                records.append({"name": hub_id, "source": "alias (not downloaded)", "family": None, "dim": None,
+                records.append({"name": hub_id, "source": "not downloaded", "family": None, "dim": None,
                                 "size_bytes": None, "location": None, "aliases": [alias]})
     return records
 
