@@ -48,19 +48,9 @@ def closed_port() -> int:
 
 
 def fake_hub_cache(cache: Path, model_dir: str, repo_id: str = REPO_ID) -> Path:
-    """The layout huggingface_hub writes: blobs by hash, a snapshot of symlinks, refs/main."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    revision = "0123456789abcdef0123456789abcdef01234567"
-    snapshot = repo / "snapshots" / revision
-    (repo / "blobs").mkdir(parents=True)
-    snapshot.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(revision)
-    for number, source in enumerate(sorted(Path(model_dir).iterdir())):
-        blob = repo / "blobs" / f"{number:040x}"
-        shutil.copy(source, blob)
-        (snapshot / source.name).symlink_to(os.path.relpath(blob, snapshot))
-    return snapshot
+    from mmtools.models.synthetic import install_in_hub_cache
+
+    return install_in_hub_cache(model_dir, cache, repo_id)
 
 
 def cli_env(tmp_path, **extra):
