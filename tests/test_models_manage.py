@@ -257,3 +257,45 @@ def test_pull_refuses_local_models_and_never_asks_for_pickles(siglip_dir, monkey
     with pytest.raises(UsageError):
         manage.pull_model(siglip_dir)
     assert not any(p.endswith((".bin", ".pt", ".pth", ".ckpt", ".onnx")) or p == "*" for p in manage.PULL_PATTERNS)
+
+
+def _import_forever(directory: str) -> None:
+    number = 0
+    while True:
+        add_imported(f"n{number % 50}", directory, replace=True)
+        number += 1
+
+
+@pytest.mark.slow
+def test_killed_writers_never_leave_a_broken_registry(siglip_dir, home):
+    """kill -9 a process that rewrites the registry in a loop, at ten moments: it always reads whole."""
+    import random
+    import signal
+
+    context = multiprocessing.get_context("fork")
+    add_imported("kept", siglip_dir)
+    rng = random.Random(7)
+    for _ in range(10):
+        worker = context.Process(target=_import_forever, args=(siglip_dir,))
+        worker.start()
+        time.sleep(rng.uniform(0.05, 0.4))
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(10)
+        models = imported_models()  # raises if the file were half-written
+        assert "kept" in models and all(entry["path"] for entry in models.values())
+    leftovers = [p.name for p in home.iterdir() if p.name not in ("models.json", "models.json.lock")]
+    assert all(name.endswith(".tmp") for name in leftovers)  # a killed writer's temp file at most, never used
+
+
+def test_a_failed_write_keeps_the_old_registry(siglip_dir, home, monkeypatch):
+    add_imported("kept", siglip_dir)
+    before = (home / "models.json").read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        add_imported("new", siglip_dir)
+    assert (home / "models.json").read_bytes() == before
+    assert sorted(p.name for p in home.iterdir()) == ["models.json", "models.json.lock"]
