@@ -33,11 +33,13 @@ class ModelCache:
     def __init__(self) -> None:
         self._encoders: dict[tuple[str, str], Encoder] = {}
         self._lock = threading.Lock()
+        self._obtainable: set[str] = set()  # hub models known to be cached or downloadable: checked once
 
     def get(self, model: str | None = None, device: str | None = None) -> Encoder:
         ref = resolve_model(model)
-        if ref.family == "hf-dual-encoder":
+        if ref.family == "hf-dual-encoder" and ref.name not in self._obtainable:
             _hf_dual_available(ref)  # an offline machine hears so before torch is even imported
+            self._obtainable.add(ref.name)
         chosen = choose_device(device)
         key = (ref.name, chosen)
         with self._lock:
@@ -54,6 +56,7 @@ class ModelCache:
     def clear(self) -> None:
         with self._lock:
             self._encoders.clear()
+            self._obtainable.clear()
 
 
 default_cache = ModelCache()
