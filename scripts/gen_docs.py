@@ -61,7 +61,13 @@ EXTRA_ENVIRONMENT = [
     ("MMTOOLS_DEBUG", "When set (to anything non-empty), internal errors print a Python traceback and model "
                       "libraries keep their own log messages."),
     ("MMTOOLS_VNCORENLP_DIR", "The VnCoreNLP directory used by the vncorenlp word segmentation back end."),
+    ("MMTOOLS_HOME", "Where mmtools keeps the names given with mmtools models import (models.json); default "
+                     "$XDG_DATA_HOME/mmtools, else ~/.local/share/mmtools."),
+    ("MMTOOLS_CACHE_DIR", "mmtools' own cache (file hashes, cached vectors); default $XDG_CACHE_HOME/mmtools, "
+                          "else ~/.cache/mmtools."),
+    ("NO_COLOR", "When set (to anything non-empty), tables on a terminal are drawn without colour or bold."),
     ("HF_HOME", "Where Hugging Face models are cached (models are downloaded once, then used offline)."),
+    ("HF_ENDPOINT", "Another Hugging Face hub (a mirror) to download models from."),
     ("HF_HUB_OFFLINE", "Set to 1 to never contact the Hugging Face hub; models must already be cached. "
                        "TRANSFORMERS_OFFLINE=1 does the same."),
 ]
@@ -95,6 +101,7 @@ class Command:
     accepts_anything: bool
     has_help_option: bool
     examples: list[str] = field(default_factory=list)
+    subcommands: list[str] = field(default_factory=list)  # a group's commands ("models" -> list, pull...)
 
 
 def root_command():
@@ -109,25 +116,21 @@ def is_planned(command) -> bool:
 
 
 def _type_label(param) -> tuple[str, list[str] | None]:
-    """The metavar shown after an option, and the choices if the type is an enum."""
-    if getattr(param, "metavar", None):
-        return param.metavar, None
+    """The metavar shown after an option (the CLI's own, readable: see mmtools.cli.help), and the choices
+    if the type is an enum."""
     descriptor = param.type_descriptor
     annotation = descriptor.annotation
     args = getattr(annotation, "__args__", None)
     if getattr(annotation, "__origin__", None) in (list, tuple) and args:
         annotation = args[0]
+    choices = None
     if isinstance(annotation, type) and issubclass(annotation, Enum):
         choices = [str(member.value) for member in annotation]
-        return "|".join(choices), choices
-    names = {int: "INTEGER", float: "NUMBER", str: "TEXT", bool: "BOOLEAN"}
-    if isinstance(annotation, type):
-        if annotation in names:
-            return names[annotation], None
-        if issubclass(annotation, os.PathLike):
-            return "PATH", None
-        return annotation.__name__.upper(), None
-    return str(annotation).upper(), None
+    if getattr(param, "metavar", None):
+        return param.metavar, choices
+    from mmtools.cli.help import readable_metavar
+
+    return readable_metavar(param) or "VALUE", choices
 
 
 def _default_text(param) -> str | None:
@@ -192,6 +195,27 @@ def _split_examples(text: str) -> tuple[str, list[str]]:
     return "\n\n".join(kept), examples
 
 
+def _collect_commands(group, ctx, prefix: str, commands: list[Command]) -> None:
+    """Every command below ``group``; a nested group ("models") comes before its own commands
+    ("models list", ...), each of which gets its own page (mmtools-models-list.1)."""
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        if command is None or command.hidden:
+            continue
+        full = f"{prefix}{name}"
+        sub_ctx = command.make_context(name, [], parent=ctx, resilient_parsing=True)
+        help_text, examples = _split_examples(command.help or "")
+        params = [_param(p) for p in command.get_params(sub_ctx) if not getattr(p, "hidden", False)]
+        children = [n for n in getattr(command, "list_commands", lambda c: [])(sub_ctx)]
+        commands.append(Command(
+            name=full, help=help_text, params=params, planned=is_planned(command),
+            accepts_anything=bool(command.context_settings.get("ignore_unknown_options")),
+            has_help_option=command.get_help_option(sub_ctx) is not None, examples=examples,
+            subcommands=children))
+        if children:
+            _collect_commands(command, sub_ctx, f"{full} ", commands)
+
+
 def collect() -> tuple[Command, list[Command]]:
     """The top-level command and each subcommand, in the order `mmtools --help` lists them."""
     group = root_command()
@@ -200,23 +224,7 @@ def collect() -> tuple[Command, list[Command]]:
     top = Command(name=PROG, help=top_help, params=[_param(p) for p in group.get_params(ctx) if not p.hidden],
                   planned=False, accepts_anything=False, has_help_option=True)
     commands: list[Command] = []
-
-    def add(parent_group, parent_ctx, prefix: str) -> None:
-        for name in parent_group.list_commands(parent_ctx):
-            command = parent_group.get_command(parent_ctx, name)
-            if command is None or command.hidden:
-                continue
-            sub_ctx = command.make_context(name, [], parent=parent_ctx, resilient_parsing=True)
-            help_text, examples = _split_examples(command.help or "")
-            params = [_param(p) for p in command.get_params(sub_ctx) if not getattr(p, "hidden", False)]
-            commands.append(Command(
-                name=prefix + name, help=help_text, params=params, planned=is_planned(command),
-                accepts_anything=bool(command.context_settings.get("ignore_unknown_options")),
-                has_help_option=command.get_help_option(sub_ctx) is not None, examples=examples))
-            if hasattr(command, "list_commands"):  # a group (`train`, `eval`): a page per subcommand too
-                add(command, sub_ctx, f"{prefix}{name} ")
-
-    add(group, ctx, "")
+    _collect_commands(group, ctx, "", commands)
     return top, commands
 
 
@@ -331,7 +339,7 @@ def arguments_section(params: list[Param]) -> list[str]:
         return []
     lines = [".SH ARGUMENTS"]
     for param in arguments:
-        name = italic(param.name.upper()) + ("..." if param.repeatable else "")
+        name = italic(param.metavar or param.name.upper()) + ("..." if param.repeatable else "")
         lines += [".TP", name]
         texts = paragraphs(param.help) or [""]
         lines.append(esc(texts[0]))
@@ -360,7 +368,9 @@ def examples_section(examples: list[tuple[str, str]]) -> list[str]:
 
 
 def usage_pieces(command: Command) -> list[str]:
-    pieces = [bold(PROG), "[" + italic("GLOBAL OPTIONS") + "]", bold(command.name)]
+    pieces = [bold(PROG), "[" + italic("GLOBAL OPTIONS") + "]", *(bold(word) for word in command.name.split())]
+    if command.subcommands:
+        return pieces + [italic("COMMAND"), "[" + italic("ARGS") + "]..."]
     if command.accepts_anything:
         return pieces + ["[" + italic("ARGS") + "]..."]
     if any(p.kind == "option" for p in command.params):
@@ -368,7 +378,7 @@ def usage_pieces(command: Command) -> list[str]:
     for param in command.params:
         if param.kind != "argument":
             continue
-        name = italic(param.name.upper()) + ("..." if param.repeatable else "")
+        name = italic(param.metavar or param.name.upper()) + ("..." if param.repeatable else "")
         pieces.append(name if param.required else f"[{name}]")
     return pieces
 
@@ -385,6 +395,13 @@ def subcommand_page(command: Command, commands: list[Command]) -> str:
                   f"This command is not available yet in {esc(PROG)} {esc(__version__)}. It is listed so that "
                   "scripts and completion know its name: it accepts any arguments, does nothing, prints an "
                   "error on standard error and exits with status 3."]
+    if command.subcommands:
+        lines.append(".SH COMMANDS")
+        for child in command.subcommands:
+            full = f"{command.name} {child}"
+            summary = next((paragraphs(c.help)[0] for c in commands if c.name == full and c.help.strip()), "")
+            lines += [".TP", bold(child), esc(summary), ".br",
+                      f"See {bold(PROG + '-' + full.replace(' ', '-'))}(1)."]
     lines += arguments_section(command.params)
     lines += options_section(command.params)
     envvars = _environment(command.params)

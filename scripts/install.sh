@@ -1,24 +1,69 @@
 #!/usr/bin/env bash
 # Set up mmtools in ./.venv on a fresh machine.
-#   scripts/install.sh          CPU (FAISS cpu; what CI and laptops use)
-#   scripts/install.sh gpu      CUDA machines: faiss-gpu-cu12 and torchvision instead of faiss-cpu
+#   scripts/install.sh          auto: gpu where `nvidia-smi` sees an NVIDIA GPU, cpu everywhere else
+#   scripts/install.sh cpu      PyTorch's CPU build (from PyTorch's CPU wheel index on Linux), faiss-cpu
+#   scripts/install.sh gpu      PyTorch's default (CUDA) build, faiss-gpu-cu12 and torchvision
 # torch is installed first and pinned, so nothing after it can replace it with another build.
+# Environment: PYTHON (the interpreter to make the venv with), MMTOOLS_TORCH_VERSION (default below),
+# MMTOOLS_TORCH_CPU_INDEX (PyTorch's CPU wheel index, or a mirror of it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-flavour="${1:-cpu}"
-case "$flavour" in cpu|gpu) ;; *) echo "usage: scripts/install.sh [cpu|gpu]" >&2; exit 2 ;; esac
+flavour="${1:-auto}"
+case "$flavour" in auto|cpu|gpu) ;; *) echo "usage: scripts/install.sh [auto|cpu|gpu]" >&2; exit 2 ;; esac
 python="${PYTHON:-python3}"
 torch_version="${MMTOOLS_TORCH_VERSION:-2.13.0}"
+cpu_index="${MMTOOLS_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+
+say() { echo "install.sh: $*" >&2; }
+
+if [ "$flavour" = auto ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L 2>/dev/null | grep -q '^GPU'; then
+    flavour=gpu
+  else
+    flavour=cpu
+  fi
+  say "no flavour given: $flavour ($( [ "$flavour" = gpu ] && echo 'an NVIDIA GPU is present' || echo 'no NVIDIA GPU found'))"
+fi
 
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet "torch==${torch_version}"
+pip=(.venv/bin/python -m pip)
+"${pip[@]}" install --quiet --upgrade pip
+
+# True when $1 answers within a few seconds: an unreachable index must cost seconds, not pip's minutes of
+# retries, before we fall back to the default one.
+index_reachable() {
+  .venv/bin/python - "$1" <<'PY'
+import os, sys, urllib.parse, urllib.request
+url = sys.argv[1].rstrip("/") + "/torch/"
+if url.startswith("file:"):  # a local mirror
+    sys.exit(0 if os.path.isdir(urllib.parse.urlsplit(url).path) else 1)
+try:
+    urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=5)
+except Exception:
+    sys.exit(1)
+PY
+}
+
+installed_torch() { .venv/bin/python -c "import torch; print(torch.__version__)" 2>/dev/null || true; }
+
+have="$(installed_torch)"
+if [ "$flavour" = cpu ] && [ "$(uname -s)" = Linux ] && [[ "$have" != "$torch_version"* ]]; then
+  # On Linux the default index's torch is a CUDA build with several GB of NVIDIA libraries; the CPU index
+  # has the same version without them. (macOS wheels on the default index are already CPU/MPS builds.)
+  if index_reachable "$cpu_index" && \
+     "${pip[@]}" install --quiet --index-url "$cpu_index" "torch==${torch_version}"; then
+    say "torch ${torch_version}: CPU build from $cpu_index"
+  else
+    say "PyTorch's CPU index ($cpu_index) cannot be reached: installing torch ${torch_version} from the default index"
+  fi
+fi
+"${pip[@]}" install --quiet "torch==${torch_version}"
 constraints="$(mktemp)"; trap 'rm -f "$constraints"' EXIT
 echo "torch==${torch_version}" > "$constraints"
 if [ "$flavour" = gpu ]; then
-  .venv/bin/python -m pip uninstall --quiet --yes faiss-cpu 2>/dev/null || true
+  "${pip[@]}" uninstall --quiet --yes faiss-cpu 2>/dev/null || true
 else
-  .venv/bin/python -m pip uninstall --quiet --yes faiss-gpu faiss-gpu-cu12 torchvision 2>/dev/null || true
+  "${pip[@]}" uninstall --quiet --yes faiss-gpu faiss-gpu-cu12 torchvision 2>/dev/null || true
 fi
-.venv/bin/python -m pip install --quiet --constraint "$constraints" -e ".[${flavour},dev]"
-echo "mmtools installed in .venv ($flavour): $(.venv/bin/mmtools --version)" >&2
+"${pip[@]}" install --quiet --constraint "$constraints" -e ".[${flavour},dev]"
+say "mmtools installed in .venv ($flavour, torch $(installed_torch)): $(.venv/bin/mmtools --version)"

@@ -8,9 +8,11 @@ import typer
 
 from mmtools import __version__
 from mmtools.cli.common import Settings
+from mmtools.cli.help import ReadableGroup
 from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.eval import eval_app
 from mmtools.cli.index import index_command
+from mmtools.cli.models import models_app
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
 from mmtools.cli.train import train_app
@@ -19,6 +21,7 @@ from mmtools.cli.tagger import eval_tagging_command, train_tagger_command
 
 app = typer.Typer(
     name="mmtools",
+    cls=ReadableGroup,
     help="Small composable tools for image–text retrieval and tagging, Vietnamese first. Commands read and "
          "write JSONL: data on standard output, messages on standard error.\n\n"
          "Exit status: 0 success; 1 finished but some inputs were skipped (each named on stderr); "
@@ -57,6 +60,7 @@ app.add_typer(eval_app, name="eval")
 app.command("tag")(tag_command)
 train_app.command("tagger")(train_tagger_command)
 eval_app.command("tagging")(eval_tagging_command)
+app.add_typer(models_app, name="models")
 
 
 def main() -> None:

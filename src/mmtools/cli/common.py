@@ -170,9 +170,9 @@ DeviceOption = Annotated[str, typer.Option(
     "--device", envvar="MMTOOLS_DEVICE", show_envvar=True,
     help="Where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
 OutputOption = Annotated[Optional[str], typer.Option(
-    "--output", "-o", help="Write JSONL here (atomically) instead of standard output.")]
+    "--output", "-o", metavar="PATH", help="Write JSONL here (atomically) instead of standard output.")]
 FormatOption = Annotated[EmbeddingFormat, typer.Option(
     "--embedding-format", envvar="MMTOOLS_EMBEDDING_FORMAT", show_envvar=True,
     help="How vectors are written: base64 of little-endian float32 (compact), or a list of numbers.")]
 IndexOption = Annotated[str, typer.Option(
-    "--index", "-i", envvar="MMTOOLS_INDEX", show_envvar=True, help="The FAISS index file.")]
+    "--index", "-i", metavar="PATH", envvar="MMTOOLS_INDEX", show_envvar=True, help="The FAISS index file.")]

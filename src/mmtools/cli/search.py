@@ -7,6 +7,8 @@ from typing import Annotated, Iterator, Optional
 import typer
 
 from mmtools.cli.common import DeviceOption, OutputOption, command_session
+from mmtools.cli.output import (Column, OutputFormat, OutputFormatOption, Print0Option, emit_records,
+                                path_or_id)
 from mmtools.errors import IndexFileError, UsageError
 
 # Repeatable, for rank fusion over several indexes (each queried with its own model).
@@ -15,13 +17,21 @@ IndexesOption = Annotated[Optional[list[str]], typer.Option(
     help="The FAISS index file [default: idx.faiss]. Repeat it to fuse several indexes, each queried with "
          "its own model: reciprocal rank fusion, or --weights.")]
 
+# What a hit shows in a table: tags only where the index stored some.
+HIT_COLUMNS = [
+    Column("rank", "rank", justify="right"),
+    Column("score", "score", justify="right", style="cyan"),
+    Column("path", path_or_id, wrap=True),
+    Column("tags", "tags", wrap=True, optional=True),
+]
+
 
 def search_command(
     queries: Annotated[Optional[list[str]], typer.Argument(
         help="Text queries. With none (and no --image), queries are read from standard input: JSONL records "
              "with a text field, a 'path' (image) or a ready 'embedding', or plain lines with --lines.")] = None,
     image: Annotated[Optional[list[str]], typer.Option(
-        "--image", help="An image to search with (repeatable).")] = None,
+        "--image", metavar="PATH", help="An image to search with (repeatable).")] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Hits per query.")] = 10,
     min_score: Annotated[Optional[float], typer.Option(
         "--min-score", help="Leave out hits scoring below this (cosine similarity).")] = None,
@@ -37,17 +47,26 @@ def search_command(
                               "index's own model; MMTOOLS_MODEL is not consulted).")] = None,
     device: DeviceOption = "auto",
     output: OutputOption = None,
+    output_format: OutputFormatOption = OutputFormat.auto,
+    print0: Print0Option = False,
+    montage: Annotated[Optional[str], typer.Option(
+        "--montage", metavar="PATH", help="Also draw the hits as a contact sheet (PNG): one row per query, "
+                                          "thumbnails in rank order with rank and score. Relative image "
+                                          "paths are opened from the current directory.")] = None,
+    html: Annotated[Optional[str], typer.Option(
+        "--html", metavar="PATH", help="Also write an HTML page of the hits, images linked by path "
+                                       "(relative to the page where possible).")] = None,
 ) -> None:
     """Search an index: one JSONL line per hit with query_id, query, rank, score and the stored record.
 
-    Queries are encoded with the model the index was built with.
+    Queries are encoded with the model the index was built with. On a terminal the hits are shown as a
+    table instead (one per query); pipes and files always get JSONL.
 
-    Example: mmtools search "xe hơi màu đỏ" -k 5
+    Example: mmtools search "xe hơi màu đỏ" -k 5 --montage hits.png
     """
     with command_session("search") as report:
         from mmtools.index import IndexReader
         from mmtools.models import load_encoder, resolve_model
-        from mmtools.records import RecordWriter, open_output
         from mmtools.search import search
 
         indexes = index or ["idx.faiss"]
@@ -56,7 +75,7 @@ def search_command(
                 raise UsageError("--min-score and --model apply to a single index, not to a fusion",
                                  hint="leave them out with several --index")
             _fused(indexes, weights, _queries(queries or [], image or [], field, lines, report), k, device,
-                   output, report)
+                   report, output=output, output_format=output_format, print0=print0)
             return
         index = indexes[0]
         with IndexReader(index) as reader:
@@ -66,11 +85,31 @@ def search_command(
                     f"index {index} was built with model {model_name}; the query model is "
                     f"{resolve_model(model).name}",
                     hint="leave out --model to use the index's model, or rebuild the index with the new model")
-            with open_output(output) as stream:
-                writer = RecordWriter(stream, flush_each=output is None)
-                writer.write_all(search(reader, _queries(queries or [], image or [], field, lines, report),
-                                        lambda: load_encoder(model_name, device), k=k, min_score=min_score,
-                                        on_problem=report.problem))
+            hits = search(reader, _queries(queries or [], image or [], field, lines, report),
+                          lambda: load_encoder(model_name, device), k=k, min_score=min_score,
+                          on_problem=report.problem)
+            kept: list[dict] = []
+            if montage or html:
+                hits = _keeping(hits, kept)
+            emit_records(hits, output_format, columns=HIT_COLUMNS, output=output, print0=print0,
+                         group_by="query")
+        if montage or html:
+            from mmtools.report import rows_from_records, write_html, write_montage
+
+            rows = rows_from_records(kept)
+            if montage:
+                write_montage(montage, rows, on_problem=report.problem)
+                report.info(f"{montage}: contact sheet of {sum(len(r.hits) for r in rows)} hits")
+            if html:
+                write_html(html, rows)
+                report.info(f"{html}: page of {sum(len(r.hits) for r in rows)} hits")
+
+
+def _keeping(hits: Iterator[dict], kept: list[dict]) -> Iterator[dict]:
+    """Pass hits through, keeping the few fields the pictures need."""
+    for hit in hits:
+        kept.append({key: hit.get(key) for key in ("query_id", "query", "rank", "score", "path", "id")})
+        yield hit
 
 
 def _queries(texts: list[str], images: list[str], field: str, lines: bool, report) -> Iterator:
@@ -95,14 +134,13 @@ def _queries(texts: list[str], images: list[str], field: str, lines: bool, repor
         yield Query(path, image=path)
 
 
-def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, device: str, output: str | None,
-           report) -> None:
+def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, device: str, report, *,
+           output: str | None, output_format: OutputFormat, print0: bool) -> None:
     from contextlib import ExitStack
 
     from mmtools.fusion import check_weights, fused_search
     from mmtools.index import IndexReader
     from mmtools.models import load_encoder
-    from mmtools.records import RecordWriter, open_output
 
     values = None
     if weights:
@@ -114,7 +152,5 @@ def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, d
     with ExitStack() as stack:
         readers = [stack.enter_context(IndexReader(path)) for path in indexes]
         encoders = [(lambda name=reader.info.model: load_encoder(name, device)) for reader in readers]
-        with open_output(output) as stream:
-            writer = RecordWriter(stream, flush_each=output is None)
-            writer.write_all(fused_search(readers, indexes, queries, encoders, k=k, weights=values,
-                                          on_problem=report.problem))
+        hits = fused_search(readers, indexes, queries, encoders, k=k, weights=values, on_problem=report.problem)
+        emit_records(hits, output_format, columns=HIT_COLUMNS, output=output, print0=print0, group_by="query")

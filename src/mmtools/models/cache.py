@@ -13,6 +13,12 @@ from mmtools.models.registry import ModelRef, resolve_model
 EncoderFactory = Callable[[ModelRef, str], Encoder]
 
 
+def _hf_dual_available(ref: ModelRef) -> None:
+    from mmtools.models.hf_dual import check_obtainable
+
+    check_obtainable(ref)
+
+
 def _hf_dual_encoder(ref: ModelRef, device: str) -> Encoder:
     from mmtools.models.hf_dual import HFDualEncoder
 
@@ -40,9 +46,13 @@ class ModelCache:
     def __init__(self) -> None:
         self._encoders: dict[tuple[str, str], Encoder] = {}
         self._lock = threading.Lock()
+        self._obtainable: set[str] = set()  # hub models known to be cached or downloadable: checked once
 
     def get(self, model: str | None = None, device: str | None = None) -> Encoder:
         ref = resolve_model(model)
+        if ref.family == "hf-dual-encoder" and ref.name not in self._obtainable:
+            _hf_dual_available(ref)  # an offline machine hears so before torch is even imported
+            self._obtainable.add(ref.name)
         chosen = choose_device(device)
         key = (ref.name, chosen)
         with self._lock:
@@ -59,6 +69,7 @@ class ModelCache:
     def clear(self) -> None:
         with self._lock:
             self._encoders.clear()
+            self._obtainable.clear()
 
 
 default_cache = ModelCache()

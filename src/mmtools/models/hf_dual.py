@@ -160,39 +160,70 @@ def _accepted_args(method: Callable[..., Any]) -> set[str]:
 
 
 def _load(ref: ModelRef) -> tuple[Any, Any, Any]:
-    """Load model, tokenizer and image processor: from the local cache first, then the hub if allowed."""
-    quiet_transformers()
-    from transformers import AutoConfig
-
+    """Load model, tokenizer and image processor: from the local cache first (no network at all), and only
+    when that fails from the hub, after a quick check that it can be reached (a few seconds at most, so an
+    offline machine gets one clear error instead of half a minute of retries)."""
     if ref.is_local and not os.path.exists(os.path.join(ref.location, "config.json")):
         raise ModelError(f"model directory {ref.location} has no config.json",
                          hint="pass a directory written by save_pretrained or by mmtools train")
-    offline = _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE")
-    attempts = [True] if ref.is_local or offline else [True, False]
-    last_error: Exception | None = None
-    for local_only in attempts:
-        try:
-            config = AutoConfig.from_pretrained(ref.location, local_files_only=local_only)
-            if config.model_type not in SUPPORTED_TYPES:
-                raise ModelError(
-                    f"model {ref.name} is a {config.model_type!r} model; mmtools embeds with dual encoders "
-                    f"({', '.join(SUPPORTED_TYPES)})")
-            return _load_parts(ref.location, local_only)
-        except ModelError:
-            raise
-        except Exception as exc:  # transformers raises OSError, ValueError, hub and network errors alike
-            last_error = exc
+    from mmtools.models.hub import hub_unavailable_reason, quiet_hub
+
+    check_obtainable(ref)
+    # A cached hub model is opened as the local snapshot directory it is: given the hub id, transformers
+    # still asks the hub for optional files (adapter_config.json) even with local_files_only, and retries.
+    snapshot = None if ref.is_local else _cached_snapshot(ref.location)
+    quiet_transformers()
+    try:
+        return _load_from(ref, snapshot or ref.location, local_only=True)
+    except ModelError:
+        raise
+    except Exception as exc:  # transformers raises OSError, ValueError, hub and network errors alike
+        local_error = exc
     if ref.is_local:
-        raise ModelError(f"model directory {ref.location} cannot be loaded: {_first_line(last_error)}")
-    if not _cached(ref.location):
-        reason = "the hub is disabled (HF_HUB_OFFLINE)" if offline else "the Hugging Face hub cannot be reached"
+        raise ModelError(f"model directory {ref.location} cannot be loaded: {_first_line(local_error)}")
+    unavailable = hub_unavailable_reason()
+    if unavailable:
+        raise ModelError(f"model {ref.name} is only partly in the local Hugging Face cache "
+                         f"({_first_line(local_error)}) and {unavailable}", hint=offline_hint(ref.name))
+    quiet_hub()
+    try:
+        return _load_from(ref, ref.location, local_only=False)
+    except ModelError:
+        raise
+    except Exception as exc:
+        raise ModelError(f"model {ref.name} cannot be downloaded from the Hugging Face hub: {_first_line(exc)}",
+                         hint="check the name (aliases: mmtools models list --all), or download it with "
+                              f"`mmtools models pull {ref.name}`") from None
+
+
+def check_obtainable(ref: ModelRef) -> None:
+    """Raise at once (before torch or transformers are imported) for a hub model that is not cached while the
+    hub cannot be reached. Costs nothing for local and cached models: it only reads the cache."""
+    if ref.is_local or _cached_snapshot(ref.location) is not None:
+        return
+    from mmtools.models.hub import hub_unavailable_reason
+
+    unavailable = hub_unavailable_reason()
+    if unavailable:
+        raise ModelError(f"model {ref.name} is not in the local Hugging Face cache and {unavailable}",
+                         hint=offline_hint(ref.name))
+
+
+def offline_hint(name: str) -> str:
+    return (f"on a machine with internet run `mmtools models pull {name}` and copy its Hugging Face cache "
+            "here (or point HF_HOME at it); or copy a model directory here and pass --model DIR "
+            "(`mmtools models import DIR --name NAME` gives it a short name)")
+
+
+def _load_from(ref: ModelRef, location: str, local_only: bool) -> tuple[Any, Any, Any]:
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(location, local_files_only=local_only)
+    if config.model_type not in SUPPORTED_TYPES:
         raise ModelError(
-            f"model {ref.name} is not in the local Hugging Face cache and {reason}",
-            hint=(f"on a machine with internet run `hf download {ref.name}` and copy its cache here "
-                  "(or set HF_HOME to it), or pass a local directory with --model ./DIR"),
-        )
-    raise ModelError(f"model {ref.name} cannot be loaded: {_first_line(last_error)}",
-                     hint="its cached copy may be incomplete; download it again with `hf download`")
+            f"model {ref.name} is a {config.model_type!r} model; mmtools embeds with dual encoders "
+            f"({', '.join(SUPPORTED_TYPES)})")
+    return _load_parts(location, local_only)
 
 
 def _load_parts(location: str, local_only: bool) -> tuple[Any, Any, Any]:
@@ -205,13 +236,15 @@ def _load_parts(location: str, local_only: bool) -> tuple[Any, Any, Any]:
     return model, tokenizer, image_processor
 
 
-def _cached(hub_id: str) -> bool:
+def _cached_snapshot(hub_id: str) -> str | None:
+    """The snapshot directory of ``hub_id`` in the local Hugging Face cache (holding its config), or None."""
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        return isinstance(try_to_load_from_cache(hub_id, "config.json"), str)
+        config = try_to_load_from_cache(hub_id, "config.json")
     except Exception:
-        return False
+        return None
+    return os.path.dirname(config) if isinstance(config, str) else None
 
 
 def quiet_transformers() -> None:
@@ -222,10 +255,6 @@ def quiet_transformers() -> None:
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _first_line(exc: BaseException | None) -> str:

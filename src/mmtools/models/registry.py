@@ -3,7 +3,7 @@
 A model is named once (``--model`` or ``MMTOOLS_MODEL``) in any of three forms:
 
 * a local directory saved with ``save_pretrained`` (or written by ``mmtools train``);
-* a short alias from ALIASES;
+* a short alias from ALIASES, or a name given to a local directory with `mmtools models import`;
 * a Hugging Face id (``org/name``), downloaded once into the usual Hugging Face cache and used offline after.
 
 A directory may carry an ``mmtools.json`` manifest (MANIFEST) that names its family and overrides its text
@@ -31,6 +31,19 @@ ALIASES: dict[str, str] = {
     "clip-b32": "openai/clip-vit-base-patch32",
     "clip-b16": "openai/clip-vit-base-patch16",
     "clip-l14": "openai/clip-vit-large-patch14",
+}
+
+# Licences of the aliased models, as their model cards give them (shown by `mmtools models info`).
+KNOWN_LICENCES: dict[str, str] = {
+    "google/siglip2-base-patch16-224": "Apache-2.0",
+    "google/siglip2-base-patch16-256": "Apache-2.0",
+    "google/siglip2-large-patch16-256": "Apache-2.0",
+    "google/siglip2-so400m-patch16-384": "Apache-2.0",
+    "google/siglip-base-patch16-224": "Apache-2.0",
+    # OpenAI's CLIP code and weights are released under MIT (github.com/openai/CLIP).
+    "openai/clip-vit-base-patch32": "MIT",
+    "openai/clip-vit-base-patch16": "MIT",
+    "openai/clip-vit-large-patch14": "MIT",
 }
 
 MANIFEST = "mmtools.json"
@@ -69,12 +82,32 @@ def resolve_model(name: str | None) -> ModelRef:
     if given in ALIASES:
         hub_id = ALIASES[given]
         return ModelRef(name=hub_id, location=hub_id, is_local=False)
+    imported = _imported_directory(given)
+    if imported is not None:
+        return _local_model(imported)
     if _is_hub_id(given):
         return ModelRef(name=given, location=given, is_local=False)
     raise ModelError(
         f"unknown model {given!r}: not a directory, not an alias, and not a Hugging Face id (org/name)",
-        hint="aliases: " + ", ".join(sorted(ALIASES)),
+        hint="aliases: " + ", ".join(sorted(ALIASES)) + "; `mmtools models list` shows imported names",
     )
+
+
+def _imported_directory(name: str) -> Path | None:
+    """The directory imported under ``name`` (`mmtools models import`), checked to still be there."""
+    if "/" in name:
+        return None
+    from mmtools.models.imported import lookup_imported
+
+    location = lookup_imported(name)
+    if location is None:
+        return None
+    path = Path(location)
+    if not path.is_dir():
+        raise ModelError(f"model {name} was imported from {location}, which no longer exists",
+                         hint=f"import it again from its new place (mmtools models import DIR --name {name} "
+                              f"--replace), or forget it: mmtools models remove {name}")
+    return path
 
 
 def _local_model(path: Path) -> ModelRef:

@@ -75,6 +75,26 @@ def build_random_model(directory: str | Path, architecture: str = "siglip-tiny",
     return directory
 
 
+def install_in_hub_cache(model_dir: str | Path, cache: str | Path, repo_id: str,
+                         revision: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+    """Lay a model directory out in a Hugging Face cache exactly as huggingface_hub does (blobs, a snapshot of
+    symlinks, refs/main), so `--model ORG/NAME` loads it as a cached hub model, offline. Returns the snapshot."""
+    import os
+    import shutil
+
+    repo = Path(cache) / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / revision
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(revision)
+    for number, source in enumerate(sorted(Path(model_dir).iterdir())):
+        blob = repo / "blobs" / f"{number:040x}"
+        shutil.copy(source, blob)
+        (snapshot / source.name).symlink_to(os.path.relpath(blob, snapshot))
+    return snapshot
+
+
 def _word_tokenizer(texts: Iterable[str], max_length: int):
     """A whitespace word-level tokenizer trained on ``texts``: small, offline, and a real fast tokenizer."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers

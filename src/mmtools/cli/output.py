@@ -1,0 +1,220 @@
+"""How a command writes its records: JSONL for pipes and files, a compact table for people, or bare paths.
+
+Any command that yields records calls ``emit_records``; the choice between the three is the user's
+(``--format``), and by default depends on where standard output goes: a table on a terminal, JSONL anywhere
+else (pipes, files, cron), so scripts always see exactly the JSONL they saw before.
+
+    from mmtools.cli.output import Column, OutputFormatOption, Print0Option, emit_records
+
+    emit_records(hits, fmt, columns=[Column("rank", "rank", justify="right"),
+                                     Column("score", "score", justify="right"),
+                                     Column("path", path_or_id, wrap=True)],
+                 output=output, print0=print0, group_by="query")
+
+Tables are drawn with rich (a dependency already), which honours NO_COLOR and measures Vietnamese text in
+terminal cells. Only the standard library and typer are imported at module level, so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from enum import Enum
+from typing import IO, Annotated, Any, Callable, Iterable, Iterator, Sequence
+
+import typer
+
+from mmtools.errors import UsageError
+
+Record = dict[str, Any]
+
+
+class OutputFormat(str, Enum):
+    auto = "auto"
+    jsonl = "jsonl"
+    table = "table"
+    paths = "paths"
+
+
+OutputFormatOption = Annotated[OutputFormat, typer.Option(
+    "--format", "-F", case_sensitive=False,
+    help="What standard output (or --output) gets: jsonl (one record per line), table (for reading), or "
+         "paths (one path, or id, per record, for xargs). auto: a table on a terminal, JSONL otherwise.")]
+Print0Option = Annotated[bool, typer.Option(
+    "--print0", "-0", help="With --format paths: end each path with a NUL byte instead of a newline "
+                           "(for xargs -0).")]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: a title, and a record field name or a function of the record giving the cell.
+
+    ``wrap``: a long cell folds onto more lines (paths, texts) instead of being cut with an ellipsis.
+    ``optional``: the column is left out of a block where no record has a value for it (e.g. tags).
+    """
+
+    title: str
+    value: str | Callable[[Record], Any]
+    justify: str = "left"
+    wrap: bool = False
+    optional: bool = False
+    style: str | None = None
+
+    def cell(self, record: Record) -> Any:
+        return record.get(self.value) if isinstance(self.value, str) else self.value(record)
+
+
+def path_or_id(record: Record) -> Any:
+    """What `paths` prints and tables show: the record's path, else its id."""
+    path = record.get("path")
+    return path if isinstance(path, str) and path else record.get("id")
+
+
+def resolve_format(fmt: OutputFormat, output: str | None, stream: IO | None = None) -> OutputFormat:
+    """``auto`` becomes table when the records go to a terminal, else jsonl."""
+    if fmt != OutputFormat.auto:
+        return fmt
+    if output not in (None, "-"):
+        return OutputFormat.jsonl
+    stream = stream or sys.stdout
+    try:
+        return OutputFormat.table if stream.isatty() else OutputFormat.jsonl
+    except (AttributeError, ValueError):
+        return OutputFormat.jsonl
+
+
+def emit_records(
+    records: Iterable[Record],
+    fmt: OutputFormat,
+    *,
+    columns: Sequence[Column],
+    output: str | None = None,
+    print0: bool = False,
+    group_by: str | Callable[[Record], Any] | None = None,
+    block_rows: int = 200,
+) -> int:
+    """Write ``records`` to ``output`` (standard output when None or "-") in ``fmt``; return how many.
+
+    jsonl streams record by record (flushed on standard output, so pipes keep moving). table prints one block
+    per run of records sharing ``group_by`` (a field name or function; e.g. one block per query), headed by
+    that value, at most ``block_rows`` rows per block. paths prints ``path_or_id`` per record.
+    """
+    fmt = resolve_format(fmt, output)
+    if print0 and fmt != OutputFormat.paths:
+        raise UsageError("--print0 goes with --format paths", hint="add --format paths")
+    from mmtools.records import RecordWriter, open_output
+
+    with open_output(output) as stream:
+        to_stdout = output in (None, "-")
+        if fmt == OutputFormat.jsonl:
+            return RecordWriter(stream, flush_each=to_stdout).write_all(records)
+        if fmt == OutputFormat.paths:
+            return _write_paths(records, stream, b"\0" if print0 else b"\n", flush_each=to_stdout)
+        return _write_tables(records, stream, columns, group_by, block_rows, to_terminal=to_stdout)
+
+
+def _write_paths(records: Iterable[Record], stream: IO[bytes], end: bytes, flush_each: bool) -> int:
+    count = 0
+    for record in records:
+        value = path_or_id(record)
+        if value is None:
+            continue
+        stream.write(str(value).encode("utf-8", "surrogateescape") + end)
+        count += 1
+        if flush_each:
+            stream.flush()
+    return count
+
+
+def _write_tables(records: Iterable[Record], stream: IO[bytes], columns: Sequence[Column],
+                  group_by: str | Callable[[Record], Any] | None, block_rows: int, to_terminal: bool) -> int:
+    import io
+
+    from rich.console import Console
+
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", write_through=True)
+    interactive = to_terminal and _isatty(sys.stdout)
+    styled = interactive and not _no_color()  # NO_COLOR: no escape sequences at all, bold included
+    console = Console(file=text, force_terminal=interactive or None, color_system="auto" if styled else None,
+                      highlight=False, soft_wrap=False, emoji=False, markup=False,
+                      width=None if interactive else _plain_width())
+    count = 0
+    try:
+        for title, block in _blocks(records, group_by, block_rows):
+            console.print(_table(title, block, columns))
+            count += len(block)
+            text.flush()
+    finally:
+        text.detach()  # the caller owns the byte stream
+    return count
+
+
+def _blocks(records: Iterable[Record], group_by, limit: int) -> Iterator[tuple[str | None, list[Record]]]:
+    key_of = (lambda r: r.get(group_by)) if isinstance(group_by, str) else group_by
+    block: list[Record] = []
+    current: Any = object()
+    for record in records:
+        key = key_of(record) if key_of else None
+        if block and (key != current or len(block) >= limit):
+            yield (None if key_of is None else str(current)), block
+            block = []
+        current = key
+        block.append(record)
+    if block:
+        yield (None if key_of is None else str(current)), block
+
+
+def _table(title: str | None, block: list[Record], columns: Sequence[Column]):
+    from rich import box
+    from rich.table import Table
+
+    cells = [[column.cell(record) for column in columns] for record in block]
+    kept = [i for i, column in enumerate(columns)
+            if not column.optional or any(row[i] not in (None, "", [], {}) for row in cells)]
+    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False, header_style="bold")
+    for i in kept:
+        column = columns[i]
+        table.add_column(column.title, justify=column.justify, style=column.style,
+                         overflow="fold" if column.wrap else "ellipsis", no_wrap=not column.wrap)
+    for row in cells:
+        table.add_row(*(format_cell(row[i]) for i in kept))
+    return table
+
+
+def format_cell(value: Any) -> str:
+    """A readable cell: scores to 3 decimals, lists joined by commas, {label, score} items as `label 0.91`."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_cell(item) for item in value)
+    if isinstance(value, dict):
+        label = next((value[k] for k in ("label", "tag", "name", "text", "id") if k in value), None)
+        score = next((value[k] for k in ("score", "probability", "p") if k in value), None)
+        if label is not None:
+            return f"{label} {format_cell(score)}" if isinstance(score, (int, float)) else str(label)
+        return ", ".join(f"{k}={format_cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def _no_color() -> bool:
+    return bool(os.environ.get("NO_COLOR"))  # https://no-color.org: set and non-empty
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _plain_width() -> int:
+    try:
+        return max(40, int(os.environ.get("COLUMNS", "")))
+    except ValueError:
+        return 100

@@ -1,0 +1,74 @@
+"""An HTML page of search hits: one section per query, the images in rank order with rank and score, each
+linked by path (relative to the page where possible, so the page and the photos can move together).
+Standard library only; every text is HTML-escaped; written atomically."""
+
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import quote
+
+from mmtools.report.hits import Hit, HitRow
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; background: #fafafa; color: #141414; }
+h1 { font-size: 1.2rem; } h2 { font-size: 1rem; margin: 1.5rem 0 .5rem; }
+.row { display: flex; flex-wrap: wrap; gap: .5rem; }
+figure { margin: 0; width: 160px; }
+figure img { width: 160px; height: 160px; object-fit: contain; background: #e1e1e1; display: block; }
+figcaption { font-size: .8rem; overflow-wrap: anywhere; }
+.score { color: #5a5a5a; }
+.missing { width: 160px; height: 160px; background: #bebebe; display: flex; align-items: center;
+           justify-content: center; font-size: .75rem; }
+"""
+
+
+def image_href(image_path: str, page: str | os.PathLike[str], base_dir: str | os.PathLike[str] | None = None) -> str:
+    """The link from ``page`` to ``image_path`` (relative to ``base_dir``, default the current directory):
+    a relative URL where one exists, else a file:// URL. Percent-encoded, so spaces and # are safe."""
+    source = Path(os.path.abspath(Path(base_dir or ".") / image_path))
+    page_dir = Path(os.path.abspath(page)).parent
+    try:
+        relative = os.path.relpath(source, page_dir)
+    except ValueError:  # another drive (Windows): no relative path exists
+        return source.as_uri()
+    return quote(Path(relative).as_posix(), safe="/")
+
+
+def render_html(rows: Sequence[HitRow], page: str | os.PathLike[str], *, title: str = "mmtools search",
+                base_dir: str | os.PathLike[str] | None = None) -> str:
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="vi">', "<head>", '<meta charset="utf-8">',
+             f"<title>{esc(title)}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
+             f"<h1>{esc(title)}</h1>"]
+    for row in rows:
+        parts.append(f'<section class="query" data-query-id="{esc(row.query_id)}">')
+        parts.append(f"<h2>{esc(row.query)}</h2>")
+        parts.append('<div class="row">')
+        parts.extend(_figure(hit, page, base_dir) for hit in row.hits)
+        parts.append("</div>")
+        parts.append("</section>")
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)
+
+
+def _figure(hit: Hit, page, base_dir) -> str:
+    esc = html.escape
+    score = "" if hit.score is None else f' <span class="score">{hit.score:.3f}</span>'
+    caption = f"<figcaption>#{hit.rank}{score}<br>{esc(hit.path or hit.id)}</figcaption>"
+    if hit.path is None:
+        return f'<figure><div class="missing">{esc(hit.id)}</div>{caption}</figure>'
+    href = esc(image_href(hit.path, page, base_dir))
+    return (f'<figure><a href="{href}"><img src="{href}" loading="lazy" alt="{esc(hit.path)}"></a>'
+            f"{caption}</figure>")
+
+
+def write_html(path: str | os.PathLike[str], rows: Sequence[HitRow], *, title: str = "mmtools search",
+               base_dir: str | os.PathLike[str] | None = None) -> None:
+    from mmtools.records import atomic_path
+
+    text = render_html(rows, path, title=title, base_dir=base_dir)
+    with atomic_path(path, suffix=".html") as tmp:
+        tmp.write_text(text, encoding="utf-8")
