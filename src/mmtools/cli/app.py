@@ -13,6 +13,7 @@ from mmtools.cli.index import index_command
 from mmtools.cli.planned import PASS_ANYTHING, planned_command
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
+from mmtools.cli.serve import serve_command
 
 app = typer.Typer(
     name="mmtools",
@@ -49,6 +50,7 @@ app.command("embed-texts")(embed_texts_command)
 app.command("index")(index_command)
 app.command("segment")(segment_command)
 app.command("search")(search_command)
+app.command("serve")(serve_command)
 for _name in ("tag", "train", "eval"):
     app.command(_name, context_settings=PASS_ANYTHING, add_help_option=False)(planned_command(_name))
 

@@ -77,7 +77,6 @@ def embed_texts_command(
     """
     with command_session("embed-texts") as report:
         from mmtools.embed import embed_texts, text_items_from_lines, text_items_from_records
-        from mmtools.models import load_encoder
         from mmtools.records import RecordWriter, open_output, read_records, read_text_lines
 
         sources = require_input(inputs or [], "texts")
@@ -85,6 +84,14 @@ def embed_texts_command(
             items = text_items_from_lines(read_text_lines(sources, report.problem), field)
         else:
             items = text_items_from_records(read_records(sources, report.problem), field, report.problem)
+        from mmtools.serve import client
+
+        if device == "auto" and client.embed_texts(items, model=model, batch_size=batch_size, output=output,
+                                                   embedding_format=embedding_format.value,
+                                                   on_problem=report.problem):
+            return  # a running `mmtools serve` did it, warm
+        from mmtools.models import load_encoder
+
         encoder = load_encoder(model, device)
         bar = report.progress("embedding texts")
         try:
