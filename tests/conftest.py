@@ -16,6 +16,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.pop("MMTOOLS_MODEL", None)
 os.environ.pop("MMTOOLS_INDEX", None)
 os.environ.pop("MMTOOLS_DEVICE", None)
+os.environ["MMTOOLS_SERVER"] = "off"  # a developer's running `mmtools serve` must not answer the tests
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PHOTOS = REPO.parent / "shared" / "data" / "vi-photos"

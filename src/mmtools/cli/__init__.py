@@ -1,12 +1,15 @@
 """The mmtools command line: one typer app, one small module per subcommand.
 
 ``main`` tries the fast path first (a search handed to a running server without loading typer); the typer
-app is built only when needed (``mmtools.cli.app``), on first access to ``app``.
+app (``mmtools.cli.app``) is imported only when needed. ``mmtools.cli.app`` as an attribute of this package
+is always the Typer application (as it was when this package imported it eagerly), also after the submodule
+of the same name was imported; ``from mmtools.cli.app import ...`` reaches the submodule as usual.
 """
 
 from __future__ import annotations
 
 import sys
+import types
 from typing import Any
 
 
@@ -21,12 +24,18 @@ def main() -> None:
     typer_main()
 
 
-def __getattr__(name: str) -> Any:
-    if name == "app":
-        from mmtools.cli.app import app
+class _Package(types.ModuleType):
+    @property
+    def app(self) -> Any:
+        from mmtools.cli.app import app as typer_app
 
-        return app
-    raise AttributeError(name)
+        return typer_app
 
+    @app.setter
+    def app(self, _module: Any) -> None:
+        pass  # the import system binds the submodule `app` here; the attribute stays the Typer application
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = ["app", "main"]

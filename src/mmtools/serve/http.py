@@ -25,7 +25,7 @@ MAX_K = 1000
 def require_fastapi() -> None:
     try:
         import fastapi  # noqa: F401
-        import multipart  # noqa: F401  (python-multipart, for uploads)
+        import python_multipart  # noqa: F401  (for uploads)
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(f"mmtools serve --http needs {exc.name}, which is not installed",
