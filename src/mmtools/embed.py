@@ -24,6 +24,7 @@ from mmtools.records import (EMBEDDING, EMBEDDING_KIND, EMBEDDING_MODEL, Record,
 log = logging.getLogger("mmtools")
 
 Progress = Callable[[int], None]  # called with the number of inputs just finished
+SORT_WINDOW = 16  # embed_texts sorts this many batches of texts by length at a time
 
 
 def default_workers() -> int:
@@ -170,15 +171,27 @@ def embed_texts(
     on_problem: ProblemHandler = raise_problem,
     progress: Progress | None = None,
 ) -> Iterator[Record]:
-    """Yield one embedding record per non-empty text, in input order."""
+    """Yield one embedding record per non-empty text, in input order.
+
+    Texts are padded to the longest in their batch, so a window of SORT_WINDOW batches is sorted by length
+    before batching (short texts no longer pay for a long neighbour's padding) and the records are put back
+    in input order after. Models that pad every text to a fixed length (SigLIP) gain nothing and skip it.
+    """
     truncation = TruncationReport(encoder.text_rules.max_length)
-    for batch in batched(_non_empty(items, on_problem), batch_size):
-        vectors = encoder.encode_texts([item.text for item in batch],
-                                       on_truncated=lambda i, b=batch: truncation.add(b[i].id))
-        for item, vector in zip(batch, vectors):
-            yield {**item.record, "id": item.id, **embedding_fields(vector, encoder, "text", vector_format)}
-        if progress:
-            progress(len(batch))
+    sort = getattr(encoder.text_rules, "padding", None) != "max_length"
+    for window in batched(_non_empty(items, on_problem), batch_size * SORT_WINDOW if sort else batch_size):
+        order = sorted(range(len(window)), key=lambda i: len(window[i].text)) if sort else range(len(window))
+        records: list[Record | None] = [None] * len(window)
+        for positions in batched(order, batch_size):
+            batch = [window[i] for i in positions]
+            vectors = encoder.encode_texts([item.text for item in batch],
+                                           on_truncated=lambda i, b=batch: truncation.add(b[i].id))
+            for position, item, vector in zip(positions, batch, vectors):
+                records[position] = {**item.record, "id": item.id,
+                                     **embedding_fields(vector, encoder, "text", vector_format)}
+            if progress:
+                progress(len(batch))
+        yield from records  # type: ignore[misc]
     truncation.finish()
 
 
