@@ -55,7 +55,7 @@ def embed_images(
     sources: Iterable[ImageSource],
     encoder: Encoder,
     *,
-    batch_size: int = 32,
+    batch_size: int | None = 32,
     workers: int | None = None,
     prefetch: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -63,7 +63,15 @@ def embed_images(
     on_problem: ProblemHandler = raise_problem,
     progress: Progress | None = None,
 ) -> Iterator[Record]:
-    """Yield one embedding record per readable image, in input order; report unreadable ones."""
+    """Yield one embedding record per readable image, in input order; report unreadable ones.
+
+    ``batch_size`` None: chosen from free GPU memory on CUDA (``mmtools.gpu``), 32 elsewhere.
+    """
+    from mmtools import gpu
+
+    batch_size = batch_size or gpu.auto_image_batch_size(encoder, default=32)
+    gpu_decoder = gpu.jpeg_decoder(encoder)  # None unless CUDA and torchvision
+    fit_in_memory = gpu.OomFallback()
     workers = workers or default_workers()
     prefetch = prefetch or workers + 1  # batches decoded ahead of the model
     draft_size = encoder.image_size
@@ -75,7 +83,7 @@ def embed_images(
         for problem in decoded.problems:
             on_problem(problem)
         if decoded.sources:
-            vectors = encoder.encode_image_batch(decoded.pixels)
+            vectors = fit_in_memory(encoder.encode_image_batch, decoded.pixels)
             for source, vector in zip(decoded.sources, vectors):
                 yield {**source.record, "id": source.id,
                        **embedding_fields(vector, encoder, "image", vector_format)}
@@ -84,7 +92,7 @@ def embed_images(
 
     try:
         for batch in batched(sources, batch_size):
-            pending.append(executor.submit(_decode_batch, batch, encoder, draft_size, max_pixels))
+            pending.append(executor.submit(_decode_batch, batch, encoder, draft_size, max_pixels, gpu_decoder))
             if len(pending) > prefetch:
                 yield from finish(pending.popleft())
         while pending:
@@ -93,8 +101,21 @@ def embed_images(
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _decode_batch(batch: list[ImageSource], encoder: Encoder, draft_size: int | None,
-                  max_pixels: int) -> _DecodedBatch:
+def _decode_batch(batch: list[ImageSource], encoder: Encoder, draft_size: int | None, max_pixels: int,
+                  gpu_decoder: Any = None) -> _DecodedBatch:
+    """Decode and preprocess a batch (in a worker thread); on CUDA, pinned and already copying to the GPU."""
+    from mmtools import gpu
+
+    if gpu_decoder is not None:
+        return _DecodedBatch(*gpu.decode_on_gpu(gpu_decoder, batch, max_pixels, lambda rest: _decode_batch_cpu(
+            rest, encoder, draft_size, max_pixels)))
+    decoded = _decode_batch_cpu(batch, encoder, draft_size, max_pixels)
+    decoded.pixels = gpu.stage(decoded.pixels, encoder.device)
+    return decoded
+
+
+def _decode_batch_cpu(batch: list[ImageSource], encoder: Encoder, draft_size: int | None,
+                      max_pixels: int) -> _DecodedBatch:
     good: list[ImageSource] = []
     images: list[Any] = []
     problems: list[Problem] = []

@@ -14,6 +14,9 @@ ShardOption = Annotated[Optional[str], typer.Option(
                                    "N processes with --shard 0/N ... N-1/N together embed everything once.")]
 BatchOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, envvar="MMTOOLS_BATCH_SIZE",
                                           show_envvar=True, help="Inputs per forward pass.")]
+ImageBatchOption = Annotated[Optional[int], typer.Option(
+    "--batch-size", "-b", min=1, envvar="MMTOOLS_BATCH_SIZE", show_envvar=True,
+    help="Images per forward pass [default: from free GPU memory on CUDA, else 32].")]
 
 
 def embed_images_command(
@@ -24,7 +27,7 @@ def embed_images_command(
     device: DeviceOption = "auto",
     output: OutputOption = None,
     embedding_format: FormatOption = EmbeddingFormat.base64,
-    batch_size: BatchOption = 32,
+    batch_size: ImageBatchOption = None,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=1, help="Threads decoding images ahead of the model [default: CPU count, at most 8].")] = None,
     root: Annotated[Optional[str], typer.Option(
