@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 import types
-from typing import Any
 
 
 def main() -> None:
@@ -26,13 +25,13 @@ def main() -> None:
 
 class _Package(types.ModuleType):
     @property
-    def app(self) -> Any:
+    def app(self) -> "typer.Typer":  # noqa: F821
         from mmtools.cli.app import app as typer_app
 
         return typer_app
 
     @app.setter
-    def app(self, _module: Any) -> None:
+    def app(self, _module: object) -> None:
         pass  # the import system binds the submodule `app` here; the attribute stays the Typer application
 
 

@@ -87,8 +87,6 @@ def try_search(argv: list[str]) -> int | None:
         problems += 1
         sys.stderr.write(f"mmtools search: {' '.join(str(problem).split())}\n")
 
-    from mmtools.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_INPUTS_FAILED, MmtoolsError
-
     try:
         handled = client.search(texts=options["texts"], images=options["images"], k=options["k"],
                                 min_score=options["min_score"],
@@ -96,20 +94,24 @@ def try_search(argv: list[str]) -> int | None:
                                 field=options["field"], lines=options["lines"], model=options["model"],
                                 output=options["output"], on_problem=on_problem)
         sys.stdout.flush()
-    except MmtoolsError as exc:
+    except BrokenPipeError:
+        _silence_stdout()
+        return 0
+    except KeyboardInterrupt:
+        sys.stderr.write("mmtools search: error: interrupted\n")
+        return 130  # mmtools.errors.EXIT_INTERRUPTED (not imported: start-up time)
+    except Exception as exc:
+        from mmtools.errors import MmtoolsError
+
+        if not isinstance(exc, MmtoolsError):
+            raise
         for label, text in (("error", exc.message), ("hint", exc.hint)):
             if text:
                 sys.stderr.write(f"mmtools search: {label}: {' '.join(text.split())}\n")
         return exc.exit_code
-    except BrokenPipeError:
-        _silence_stdout()
-        return EXIT_OK
-    except KeyboardInterrupt:
-        sys.stderr.write("mmtools search: error: interrupted\n")
-        return EXIT_INTERRUPTED
     if not handled:
         return None
-    return EXIT_SOME_INPUTS_FAILED if problems else EXIT_OK
+    return 1 if problems else 0  # EXIT_SOME_INPUTS_FAILED / EXIT_OK
 
 
 def _silence_stdout() -> None:

@@ -1,24 +1,26 @@
 """The client side: CLI commands hand their work to a running server, or learn that none runs.
 
-Light by design: the standard library, orjson and mmtools' own light modules only (no torch, numpy, faiss or
-transformers), so that a command served remotely starts in milliseconds. Every function that may talk to a
+Light by design: the standard library and mmtools' own light modules only (no torch, numpy, faiss or
+transformers; not even orjson, whose import pulls dataclasses, uuid and datetime, unless the input is JSONL),
+so that a command served remotely starts in milliseconds: records come back as bytes and are written as
+they are, and only the rare problem or error message is parsed. Every function that may talk to a
 server returns False when there is none (or it refuses the request) before anything was written, and the
 caller then does the work in-process: using a server is never required.
 """
 
 from __future__ import annotations
 
+import _socket  # the C module: `socket` costs its enums and selectors at import
 import os
-import socket
 import sys
-import threading
-from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs milliseconds at start-up
 
-import orjson
-
-from mmtools.errors import EXIT_FATAL, EXIT_USAGE, MmtoolsError, Problem, ProblemHandler, UsageError
 from mmtools.serve import paths, protocol
+
+if TYPE_CHECKING:  # imported lazily below: on the start-up path of a served command every import counts
+    from typing import Any, BinaryIO, Callable, Iterable
+
+    from mmtools.errors import MmtoolsError, ProblemHandler
 
 CONNECT_TIMEOUT_S = 1.0
 
@@ -27,26 +29,88 @@ class _Refused(Exception):
     pass
 
 
-def connect(path: str | os.PathLike[str] | None = None) -> socket.socket | None:
+class _Connection:
+    """A Unix stream socket with line reading and buffered writing, on the bare C socket module."""
+
+    def __init__(self, sock: Any):
+        self._sock = sock
+        self._buffer = b""
+        self._out: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self._out.append(data)
+
+    def flush(self) -> None:
+        if self._out:
+            self._sock.sendall(b"".join(self._out))
+            self._out.clear()
+
+    def readline(self, limit: int) -> bytes:
+        while b"\n" not in self._buffer and len(self._buffer) <= limit:
+            chunk = self._sock.recv(1 << 16)
+            if not chunk:
+                break
+            self._buffer += chunk
+        end = self._buffer.find(b"\n")
+        cut = len(self._buffer) if end < 0 else end + 1
+        line, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        return line
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    if "orjson" in sys.modules:  # already loaded to read JSONL input: the faster encoder
+        return sys.modules["orjson"].dumps(message) + b"\n"
+    return (_json_text(message) + "\n").encode("utf-8", "surrogatepass")
+
+
+def _json_text(value: Any) -> str:
+    """JSON for the header's plain values, with the C string escaper (``import json`` pulls ``re``)."""
+    from _json import encode_basestring
+
+    if isinstance(value, str):
+        return encode_basestring(value)
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, (int, float)):
+        return repr(value) if isinstance(value, int) or value == value and abs(value) != float("inf") else "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_json_text(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{encode_basestring(str(k))}:{_json_text(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot send {type(value).__name__} to the server")
+
+
+def _decode(body: bytes) -> Any:
+    import json
+
+    return json.loads(body)
+
+
+def connect(path: str | os.PathLike[str] | None = None) -> _Connection | None:
     """A connection to the running server, or None (no server, disabled, or a socket that is not ours)."""
     if path is None and paths.client_disabled():
         return None
     where = paths.socket_path(path)
     if not paths.usable_socket(where):
         return None
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.settimeout(CONNECT_TIMEOUT_S)
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    sock.settimeout(CONNECT_TIMEOUT_S)
     try:
-        connection.connect(str(where))
+        sock.connect(where)
     except OSError:  # refused (stale socket), vanished, timed out: no server
-        connection.close()
+        sock.close()
         return None
-    connection.settimeout(None)
-    return connection
+    sock.settimeout(None)
+    return _Connection(sock)
 
 
 def error_from(message: dict[str, Any]) -> MmtoolsError:
     """The server's error as the typed error the in-process command would have raised (same exit status)."""
+    from mmtools.errors import EXIT_FATAL, EXIT_USAGE, MmtoolsError, UsageError
+
     code = message.get("code", EXIT_FATAL)
     kind = UsageError if code == EXIT_USAGE else MmtoolsError
     error = kind(str(message.get("message", "the server reported an error")), message.get("hint"))
@@ -69,18 +133,17 @@ def call(op: str, header: dict[str, Any], inputs: Iterable[dict[str, Any]] | Non
         connection.close()
 
 
-def _converse(connection: socket.socket, op: str, header: dict[str, Any], inputs, out, on_problem,
+def _converse(connection: _Connection, op: str, header: dict[str, Any], inputs, out, on_problem,
               flush_each: bool) -> bool:
-    wfile = connection.makefile("wb")
-    rfile = connection.makefile("rb")
-    wfile.write(protocol.encode({"v": protocol.VERSION, "op": op, **header}))
+    wfile = rfile = connection
+    wfile.write(_encode({"v": protocol.VERSION, "op": op, **header}))
     sender = None
     if inputs is None:
-        wfile.write(protocol.encode({"end": True}))
+        wfile.write(_encode({"end": True}))
         wfile.flush()
     else:
         wfile.flush()
-        sender = _Sender(wfile, inputs)
+        sender = _sender(wfile, inputs)
         sender.start()
     stream = out if not callable(out) else None
     started = False
@@ -88,6 +151,8 @@ def _converse(connection: socket.socket, op: str, header: dict[str, Any], inputs
         while True:
             line = rfile.readline(protocol.MAX_LINE + 1)
             if not line:
+                from mmtools.errors import MmtoolsError
+
                 raise MmtoolsError("the mmtools server closed the connection before finishing",
                                    hint="see the server's log; MMTOOLS_SERVER=off works without it")
             kind, body = line[:1], line[1:]
@@ -99,16 +164,20 @@ def _converse(connection: socket.socket, op: str, header: dict[str, Any], inputs
                     stream.flush()
                 started = True
             elif kind == protocol.PROBLEM:
-                source, reason = orjson.loads(body)
+                from mmtools.errors import Problem
+
+                source, reason = _decode(body)
                 on_problem(Problem(source, reason))
                 started = True
             elif kind == protocol.END:
                 break
             elif kind == protocol.ERROR:
-                raise error_from(orjson.loads(body))
+                raise error_from(_decode(body))
             elif kind == protocol.REFUSED and not started and (sender is None or not sender.sent):
                 raise _Refused()
             else:
+                from mmtools.errors import MmtoolsError
+
                 raise MmtoolsError("the mmtools server sent something this client does not understand",
                                    hint="restart the server with this version of mmtools")
     finally:
@@ -119,33 +188,38 @@ def _converse(connection: socket.socket, op: str, header: dict[str, Any], inputs
     return True
 
 
-class _Sender(threading.Thread):
-    """Streams input messages to the server while the main thread reads its answers (no deadlock on big input)."""
+def _sender(wfile: BinaryIO, inputs: Iterable[dict[str, Any]]) -> Any:
+    """A thread streaming input messages to the server while the main thread reads its answers (no deadlock
+    on big input). Its ``error`` is an exception reading the inputs, raised after the answers."""
+    import threading
 
-    def __init__(self, wfile: BinaryIO, inputs: Iterable[dict[str, Any]]):
-        super().__init__(name="mmtools-send", daemon=True)
-        self._wfile = wfile
-        self._inputs = inputs
-        self.sent = 0
-        self.error: BaseException | None = None
-        self._stopped = False
+    class Sender(threading.Thread):
+        def __init__(self) -> None:
+            super().__init__(name="mmtools-send", daemon=True)
+            self.sent = 0
+            self.error: BaseException | None = None
+            self._stopped = False
 
-    def run(self) -> None:
-        try:
-            for message in self._inputs:
-                if self._stopped:
-                    return
-                self._wfile.write(protocol.encode(message))
-                self.sent += 1
-            self._wfile.write(protocol.encode({"end": True}))
-            self._wfile.flush()
-        except (BrokenPipeError, ConnectionResetError, ValueError):
-            pass  # the server stopped reading: its answer says why
-        except BaseException as exc:  # e.g. an unreadable input file: reported after the answers
-            self.error = exc
+        def run(self) -> None:
+            try:
+                for message in inputs:
+                    if self._stopped:
+                        return
+                    wfile.write(_encode(message))
+                    self.sent += 1
+                    if self.sent % 64 == 0:
+                        wfile.flush()
+                wfile.write(_encode({"end": True}))
+                wfile.flush()
+            except (BrokenPipeError, ConnectionResetError, ValueError):
+                pass  # the server stopped reading: its answer says why
+            except BaseException as exc:  # e.g. an unreadable input file
+                self.error = exc
 
-    def stop(self) -> None:
-        self._stopped = True
+        def stop(self) -> None:
+            self._stopped = True
+
+    return Sender()
 
 
 # ------------------------------------------------------------------------------------------- commands
@@ -154,8 +228,6 @@ class _Sender(threading.Thread):
 def search(*, texts: list[str], images: list[str], k: int, min_score: float | None, index: str, field: str,
            lines: bool, model: str | None, output: str | None, on_problem: ProblemHandler) -> bool:
     """``mmtools search`` through the server; False when none runs (then search in-process)."""
-    from mmtools.records import read_records, read_text_lines
-
     use_stdin = not texts and not images
     if use_stdin and (sys.stdin is None or sys.stdin.isatty()):
         return False  # the in-process command explains the missing query
@@ -163,6 +235,8 @@ def search(*, texts: list[str], images: list[str], k: int, min_score: float | No
               "texts": texts, "images": images, "cwd": os.getcwd(), "stdin": use_stdin}
     inputs = None
     if use_stdin:
+        from mmtools.records import read_records, read_text_lines
+
         if lines:
             inputs = ({"line": text} for _where, text in read_text_lines(["-"], on_problem))
         else:
@@ -181,12 +255,12 @@ def embed_texts(items: Iterable[Any], *, model: str | None, batch_size: int, emb
 def _call_with_output(op: str, header: dict[str, Any], inputs, output: str | None, on_problem) -> bool:
     """Records to stdout, or to ``output`` written atomically (opened on the first record, so that a refused
     request leaves nothing behind; an error midway leaves the old file as it was)."""
+    if output in (None, "-"):
+        return call(op, header, inputs, sys.stdout.buffer, on_problem, flush_each=True)
     from contextlib import ExitStack
 
     from mmtools.records import open_output
 
-    if output in (None, "-"):
-        return call(op, header, inputs, sys.stdout.buffer, on_problem, flush_each=True)
     opened: list[BinaryIO] = []
     with ExitStack() as stack:
         def open_file() -> BinaryIO:
@@ -206,5 +280,5 @@ def _absolute_if_local(model: str | None) -> str:
     # Named here, not left to the server, whose MMTOOLS_MODEL may differ from this shell's.
     model = model or os.environ.get("MMTOOLS_MODEL") or DEFAULT_MODEL
     if model and (model.startswith((".", "/", "~")) or os.path.isdir(model)):
-        return str(Path(model).expanduser().resolve())
+        return os.path.realpath(os.path.expanduser(model))
     return model

@@ -141,7 +141,18 @@ class Engine:
 
     # -------------------------------------------------------------------------------------- warm parts
     def warm_up(self) -> None:
-        """Open the named indexes and load their models (and the named models) before the first request."""
+        """Open the named indexes and load their models (and the named models) before the first request.
+
+        FAISS is set to one thread: the server's requests are small and run side by side in their own
+        threads, and FAISS's OpenMP threads spinning against each other cost a single query 5× its time on a
+        busy 2-core machine (benchmarks/bench_serve.py).
+        """
+        try:
+            import faiss
+
+            faiss.omp_set_num_threads(1)
+        except ImportError:
+            pass
         for path in sorted(set(self.index_names.values())):
             with self.reader(path) as reader:
                 self.encoder(reader.info.model)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
+
+# Strings, not pathlib: this module is on the client's start-up path, where every import counts.
 
 ENV = "MMTOOLS_SERVER"
 SOCKET_NAME = "server.sock"
@@ -25,25 +26,25 @@ def client_disabled() -> bool:
     return os.environ.get(ENV, "").strip().lower() in DISABLED
 
 
-def runtime_dir() -> Path:
+def runtime_dir() -> str:
     """The private folder for the default socket (not created here)."""
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and os.path.isdir(xdg):
-        return Path(xdg) / "mmtools"
-    return Path("/tmp") / f"mmtools-{os.getuid()}"
+        return os.path.join(xdg, "mmtools")
+    return f"/tmp/mmtools-{os.getuid()}"
 
 
-def socket_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+def socket_path(explicit: str | os.PathLike[str] | None = None) -> str:
     """The socket named by ``explicit``, else ``MMTOOLS_SERVER``, else the well-known path."""
     if explicit:
-        return Path(explicit).expanduser()
+        return os.path.expanduser(os.fspath(explicit))
     named = os.environ.get(ENV, "").strip()
     if named and named.lower() not in DISABLED:
-        return Path(named).expanduser()
-    return runtime_dir() / SOCKET_NAME
+        return os.path.expanduser(named)
+    return os.path.join(runtime_dir(), SOCKET_NAME)
 
 
-def check_private_dir(folder: Path) -> None:
+def check_private_dir(folder: str) -> None:
     """Raise UnsafeRuntimeDir unless ``folder`` is a real folder owned by us that only we can enter."""
     info = os.lstat(folder)
     if not stat.S_ISDIR(info.st_mode):
@@ -54,23 +55,23 @@ def check_private_dir(folder: Path) -> None:
         raise UnsafeRuntimeDir(f"{folder} can be entered by other users (mode {stat.S_IMODE(info.st_mode):o})")
 
 
-def ensure_private_dir(folder: Path) -> None:
+def ensure_private_dir(folder: str) -> None:
     """Create ``folder`` mode 0700 if absent, then check it is private (a pre-made trap is refused)."""
     try:
-        folder.mkdir(mode=0o700, parents=True)
+        os.makedirs(folder, mode=0o700)
     except FileExistsError:
         pass
     check_private_dir(folder)
 
 
-def usable_socket(path: Path) -> bool:
+def usable_socket(path: str) -> bool:
     """A client only talks to a socket that we own, in a folder only we can enter (cheap: two lstat calls)."""
     try:
         info = os.lstat(path)
         if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
             return False
-        if path.parent == runtime_dir():
-            check_private_dir(path.parent)
+        if os.path.dirname(path) == runtime_dir():
+            check_private_dir(runtime_dir())
     except (OSError, UnsafeRuntimeDir):
         return False
     return True

@@ -11,14 +11,15 @@ one line per message, its first byte saying what it is (so that records pass thr
 * ``!`` + reason: the server does not do this (another protocol version, an unknown operation); the client then
   does the work itself, as it does when no server runs.
 
-Only the standard library and orjson are used here.
+The server encodes with orjson (imported when first needed); the client (mmtools.serve.client) with json.
 """
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO, Iterator
+TYPE_CHECKING = False  # not `from typing import ...`: typing costs milliseconds at start-up
 
-import orjson
+if TYPE_CHECKING:  # typing itself is not imported at run time: this module is on the client's start-up path
+    from typing import Any, BinaryIO, Iterator
 
 VERSION = 1
 MAX_LINE = 64 * 1024 * 1024  # one message; an embedding record is a few KB
@@ -34,6 +35,8 @@ RECORD, PROBLEM, ERROR, END, REFUSED = b"r", b"p", b"e", b".", b"!"
 
 def encode(message: Any, kind: bytes = b"") -> bytes:
     """One line: ``kind`` (empty for client messages) followed by the JSON of ``message``."""
+    import orjson
+
     return kind + orjson.dumps(message, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
 
 
@@ -44,6 +47,8 @@ def read_message(stream: BinaryIO) -> dict[str, Any] | None:
         return None
     if len(line) > MAX_LINE or not line.endswith(b"\n"):
         raise ProtocolError("message too long or cut off")
+    import orjson
+
     try:
         message = orjson.loads(line)
     except orjson.JSONDecodeError as exc:

@@ -33,9 +33,9 @@ class ServerRunning(MmtoolsError):
 
 def acquire_socket(path: Path) -> Any:
     """Take the socket's lock and clear a stale socket file; raise ServerRunning if another server has it."""
-    if path == paths.socket_path() and path.parent == paths.runtime_dir():
+    if str(path.parent) == paths.runtime_dir():
         try:
-            paths.ensure_private_dir(path.parent)
+            paths.ensure_private_dir(str(path.parent))
         except paths.UnsafeRuntimeDir as exc:
             raise MmtoolsError(f"cannot use {path.parent} for the server's socket: {exc}",
                                hint="remove that folder, or name a socket in a private folder with "
@@ -165,7 +165,7 @@ class SocketServer:
     """Serves ``engine`` on the Unix socket at ``path`` from a background thread until ``close``."""
 
     def __init__(self, engine: Engine, path: str | os.PathLike[str] | None = None):
-        self.path = paths.socket_path(path)
+        self.path = Path(paths.socket_path(path))
         self._lock = acquire_socket(self.path)
         old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others could connect
         try:
