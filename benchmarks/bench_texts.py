@@ -19,11 +19,9 @@ from pathlib import Path
 
 import orjson
 
-from common import REPO, Row, machine, print_table, timed
+from common import Row, machine, print_table, shared_data, timed
 
-CAPTIONS = REPO.parent / "shared" / "data" / "vi-photos" / "captions.jsonl"
-if not CAPTIONS.exists():
-    CAPTIONS = Path("/work/shared/data/vi-photos/captions.jsonl")
+CAPTIONS = shared_data("vi-photos", "captions.jsonl")
 
 
 def load_captions() -> list[str]:

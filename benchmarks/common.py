@@ -17,6 +17,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def shared_data(*parts: str) -> Path:
+    """A file under the shared data folder: beside the repository, or /work/shared (worktrees)."""
+    beside = REPO.parent.joinpath("shared", "data", *parts)
+    return beside if beside.exists() else Path("/work/shared/data").joinpath(*parts)
+
+
 @dataclass
 class Row:
     """One measured figure: mmtools against a plain baseline measured in the same run."""
