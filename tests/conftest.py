@@ -21,6 +21,7 @@ os.environ["MMTOOLS_HOME"] = os.path.join(_SCRATCH, "home")
 os.environ.pop("MMTOOLS_MODEL", None)
 os.environ.pop("MMTOOLS_INDEX", None)
 os.environ.pop("MMTOOLS_DEVICE", None)
+os.environ["MMTOOLS_SERVER"] = "off"  # a developer's running `mmtools serve` must not answer the tests
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_PHOTOS = REPO.parent / "shared" / "data" / "vi-photos"

@@ -24,6 +24,7 @@ from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_KIND, E
 log = logging.getLogger("mmtools")
 
 Progress = Callable[[int], None]  # called with the number of inputs just finished
+SORT_WINDOW = 16  # embed_texts sorts this many batches of texts by length at a time
 
 
 def default_workers() -> int:
@@ -55,7 +56,7 @@ def embed_images(
     sources: Iterable[ImageSource],
     encoder: Encoder,
     *,
-    batch_size: int = 32,
+    batch_size: int | None = 32,
     workers: int | None = None,
     prefetch: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -63,7 +64,15 @@ def embed_images(
     on_problem: ProblemHandler = raise_problem,
     progress: Progress | None = None,
 ) -> Iterator[Record]:
-    """Yield one embedding record per readable image, in input order; report unreadable ones."""
+    """Yield one embedding record per readable image, in input order; report unreadable ones.
+
+    ``batch_size`` None: chosen from free GPU memory on CUDA (``mmtools.gpu``), 32 elsewhere.
+    """
+    from mmtools import gpu
+
+    batch_size = batch_size or gpu.auto_image_batch_size(encoder, default=32)
+    gpu_decoder = gpu.jpeg_decoder(encoder)  # None unless CUDA and torchvision
+    fit_in_memory = gpu.OomFallback()
     workers = workers or default_workers()
     prefetch = prefetch or workers + 1  # batches decoded ahead of the model
     draft_size = encoder.image_size
@@ -75,7 +84,7 @@ def embed_images(
         for problem in decoded.problems:
             on_problem(problem)
         if decoded.sources:
-            vectors = encoder.encode_image_batch(decoded.pixels)
+            vectors = fit_in_memory(encoder.encode_image_batch, decoded.pixels)
             for source, vector in zip(decoded.sources, vectors):
                 yield {**source.record, "id": source.id,
                        **embedding_fields(vector, encoder, "image", vector_format)}
@@ -84,7 +93,7 @@ def embed_images(
 
     try:
         for batch in batched(sources, batch_size):
-            pending.append(executor.submit(_decode_batch, batch, encoder, draft_size, max_pixels))
+            pending.append(executor.submit(_decode_batch, batch, encoder, draft_size, max_pixels, gpu_decoder))
             if len(pending) > prefetch:
                 yield from finish(pending.popleft())
         while pending:
@@ -93,8 +102,21 @@ def embed_images(
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _decode_batch(batch: list[ImageSource], encoder: Encoder, draft_size: int | None,
-                  max_pixels: int) -> _DecodedBatch:
+def _decode_batch(batch: list[ImageSource], encoder: Encoder, draft_size: int | None, max_pixels: int,
+                  gpu_decoder: Any = None) -> _DecodedBatch:
+    """Decode and preprocess a batch (in a worker thread); on CUDA, pinned and already copying to the GPU."""
+    from mmtools import gpu
+
+    if gpu_decoder is not None:
+        return _DecodedBatch(*gpu.decode_on_gpu(gpu_decoder, batch, max_pixels, lambda rest: _decode_batch_cpu(
+            rest, encoder, draft_size, max_pixels)))
+    decoded = _decode_batch_cpu(batch, encoder, draft_size, max_pixels)
+    decoded.pixels = gpu.stage(decoded.pixels, encoder.device)
+    return decoded
+
+
+def _decode_batch_cpu(batch: list[ImageSource], encoder: Encoder, draft_size: int | None,
+                      max_pixels: int) -> _DecodedBatch:
     good: list[ImageSource] = []
     images: list[Any] = []
     problems: list[Problem] = []
@@ -171,15 +193,27 @@ def embed_texts(
     on_problem: ProblemHandler = raise_problem,
     progress: Progress | None = None,
 ) -> Iterator[Record]:
-    """Yield one embedding record per non-empty text, in input order."""
+    """Yield one embedding record per non-empty text, in input order.
+
+    Texts are padded to the longest in their batch, so a window of SORT_WINDOW batches is sorted by length
+    before batching (short texts no longer pay for a long neighbour's padding) and the records are put back
+    in input order after. Models that pad every text to a fixed length (SigLIP) gain nothing and skip it.
+    """
     truncation = TruncationReport(encoder.text_rules.max_length)
-    for batch in batched(_non_empty(items, on_problem), batch_size):
-        vectors = encoder.encode_texts([item.text for item in batch],
-                                       on_truncated=lambda i, b=batch: truncation.add(b[i].id))
-        for item, vector in zip(batch, vectors):
-            yield {**item.record, "id": item.id, **embedding_fields(vector, encoder, "text", vector_format)}
-        if progress:
-            progress(len(batch))
+    sort = getattr(encoder.text_rules, "padding", None) != "max_length"
+    for window in batched(_non_empty(items, on_problem), batch_size * SORT_WINDOW if sort else batch_size):
+        order = sorted(range(len(window)), key=lambda i: len(window[i].text)) if sort else range(len(window))
+        records: list[Record | None] = [None] * len(window)
+        for positions in batched(order, batch_size):
+            batch = [window[i] for i in positions]
+            vectors = encoder.encode_texts([item.text for item in batch],
+                                           on_truncated=lambda i, b=batch: truncation.add(b[i].id))
+            for position, item, vector in zip(positions, batch, vectors):
+                records[position] = {**item.record, "id": item.id,
+                                     **embedding_fields(vector, encoder, "text", vector_format)}
+            if progress:
+                progress(len(batch))
+        yield from records  # type: ignore[misc]
     truncation.finish()
 
 

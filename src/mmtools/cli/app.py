@@ -18,6 +18,7 @@ from mmtools.cli.segment import segment_command
 from mmtools.cli.train import train_app
 from mmtools.cli.tag import tag_command
 from mmtools.cli.tagger import eval_tagging_command, train_tagger_command
+from mmtools.cli.serve import serve_command
 
 app = typer.Typer(
     name="mmtools",
@@ -61,6 +62,7 @@ app.command("tag")(tag_command)
 train_app.command("tagger")(train_tagger_command)
 eval_app.command("tagging")(eval_tagging_command)
 app.add_typer(models_app, name="models")
+app.command("serve")(serve_command)
 
 
 def main() -> None:

@@ -9,8 +9,14 @@ import typer
 from mmtools.cli.common import (DeviceOption, EmbeddingFormat, FormatOption, ModelOption, OutputOption,
                                 command_session, require_input)
 
+ShardOption = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="I/N", help="Embed only part I of N (I from 0), split by a stable hash of each input's id: "
+                                   "N processes with --shard 0/N ... N-1/N together embed everything once.")]
 BatchOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, envvar="MMTOOLS_BATCH_SIZE",
                                           show_envvar=True, help="Inputs per forward pass.")]
+ImageBatchOption = Annotated[Optional[int], typer.Option(
+    "--batch-size", "-b", min=1, envvar="MMTOOLS_BATCH_SIZE", show_envvar=True,
+    help="Images per forward pass [default: from free GPU memory on CUDA, else 32].")]
 
 
 def embed_images_command(
@@ -21,7 +27,7 @@ def embed_images_command(
     device: DeviceOption = "auto",
     output: OutputOption = None,
     embedding_format: FormatOption = EmbeddingFormat.base64,
-    batch_size: BatchOption = 32,
+    batch_size: ImageBatchOption = None,
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=1, help="Threads decoding images ahead of the model [default: CPU count, at most 8].")] = None,
     root: Annotated[Optional[str], typer.Option(
@@ -30,6 +36,7 @@ def embed_images_command(
     max_pixels: Annotated[int, typer.Option(
         "--max-pixels", min=1, help="Refuse images larger than this many pixels (decompression bombs).")]
         = 100_000_000,
+    shard: ShardOption = None,
 ) -> None:
     """Embed images: one record per image with its id, path and embedding.
 
@@ -41,7 +48,10 @@ def embed_images_command(
         from mmtools.models import load_encoder
         from mmtools.records import RecordWriter, open_output
 
+        from mmtools.shard import parse_shard, take_shard
+
         sources = discover_images(require_input(inputs or [], "images"), root=root, on_problem=report.problem)
+        sources = take_shard(sources, parse_shard(shard) if shard else None, key=lambda source: source.id)
         encoder = load_encoder(model, device)
         bar = report.progress("embedding images")
         try:
@@ -67,6 +77,7 @@ def embed_texts_command(
     output: OutputOption = None,
     embedding_format: FormatOption = EmbeddingFormat.base64,
     batch_size: BatchOption = 64,
+    shard: ShardOption = None,
 ) -> None:
     """Embed texts: one record per text with its id and embedding, other fields passed through.
 
@@ -77,7 +88,6 @@ def embed_texts_command(
     """
     with command_session("embed-texts") as report:
         from mmtools.embed import embed_texts, text_items_from_lines, text_items_from_records
-        from mmtools.models import load_encoder
         from mmtools.records import RecordWriter, open_output, read_records, read_text_lines
 
         sources = require_input(inputs or [], "texts")
@@ -85,6 +95,17 @@ def embed_texts_command(
             items = text_items_from_lines(read_text_lines(sources, report.problem), field)
         else:
             items = text_items_from_records(read_records(sources, report.problem), field, report.problem)
+        from mmtools.shard import parse_shard, take_shard
+
+        items = take_shard(items, parse_shard(shard) if shard else None, key=lambda item: item.id)
+        from mmtools.serve import client
+
+        if device == "auto" and client.embed_texts(items, model=model, batch_size=batch_size, output=output,
+                                                   embedding_format=embedding_format.value,
+                                                   on_problem=report.problem):
+            return  # a running `mmtools serve` did it, warm
+        from mmtools.models import load_encoder
+
         encoder = load_encoder(model, device)
         bar = report.progress("embedding texts")
         try:

@@ -65,6 +65,12 @@ def search_command(
     Example: mmtools search "xe hơi màu đỏ" -k 5 --montage hits.png
     """
     with command_session("search") as report:
+        from mmtools.serve import client
+
+        if device == "auto" and client.search(texts=queries or [], images=image or [], k=k, min_score=min_score,
+                                              index=index, field=field, lines=lines, model=model, output=output,
+                                              on_problem=report.problem):
+            return  # a running `mmtools serve` did it, warm
         from mmtools.index import IndexReader
         from mmtools.models import load_encoder, resolve_model
         from mmtools.search import search

@@ -1,0 +1,94 @@
+"""Every benchmark in one run, one table: mmtools against a plain baseline measured in the same run.
+
+    python benchmarks/run_all.py            # a few minutes on 2 cores
+    python benchmarks/run_all.py --large    # 100k and 1M vectors for both index kinds, full embed-images run
+    python benchmarks/run_all.py --only index,jsonl
+
+Parts: embed-images (benchmarks/embed_images.py, run as its own process and read back), embed-texts
+(bench_texts.py), index build/search/recall/update (bench_index.py), JSONL (bench_jsonl.py), start-up and the
+warm server (bench_serve.py), and the GPU path (gpu_embed.py: says "no GPU" without one). Each part's own
+script runs alone too, with more options. Figures on a shared, busy machine drift by ±10% or more between
+runs: read the ratios, and the load average printed with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+
+from common import REPO, Row, machine, print_table, shared_data
+
+PARTS = ("images", "texts", "index", "jsonl", "serve", "gpu")
+
+
+def embed_images_rows(large: bool) -> list[Row]:
+    args = [] if large else ["--images", "48", "--rounds", "1", "--architectures", "vit-s16",
+                             "--skip", "decode,memory,help", "--quiet-wait", "5"]
+    images = str(shared_data("vi-photos", "images"))
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "embed_images.py"), images, *args],
+                            capture_output=True, text=True)
+    rates: dict[tuple[str, str], float] = {}
+    for line in result.stdout.splitlines():
+        match = re.match(r"^(\S+)\s+(bound|plain|pipeline)\s+([\d.]+)\s+([\d.]+)", line)
+        if match:
+            rates[(match.group(1), match.group(2))] = float(match.group(3))
+    rows = []
+    for architecture in dict.fromkeys(a for a, _ in rates):
+        pipeline, plain, bound = (rates.get((architecture, m)) for m in ("pipeline", "plain", "bound"))
+        rows.append(Row("embed-images", f"{architecture}, pipeline vs plain loop (steady)", pipeline, plain,
+                        "images/s", target="≥ plain loop", ok=pipeline is not None and plain is not None
+                        and pipeline >= plain))
+        rows.append(Row("embed-images", f"{architecture}, pipeline vs model-only bound", pipeline, bound,
+                        "images/s", target="within 15% of bound", ok=bool(pipeline and bound and
+                                                                        pipeline >= 0.85 * bound)))
+    if not rows:
+        print(f"embed_images.py gave no figures:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--large", action="store_true", help="the big sizes (a big machine; hours on 2 cores)")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"parts to run [{','.join(PARTS)}]")
+    args = parser.parse_args()
+    parts = [p for p in args.only.split(",") if p]
+    print(f"# mmtools benchmarks\n\n{machine()}\n")
+    rows: list[Row] = []
+    for part in parts:
+        start = time.perf_counter()
+        print(f"running {part}...", file=sys.stderr, flush=True)
+        if part == "images":
+            rows += embed_images_rows(args.large)
+        elif part == "texts":
+            from bench_texts import run
+
+            rows += run(["vit-s16", "siglip2-base"], 3072 if args.large else 1024, 512 if args.large else 64)
+        elif part == "index":
+            from bench_index import run
+
+            rows += run([100_000, 1_000_000] if args.large else [100_000],
+                        [100_000, 1_000_000] if args.large else [20_000], ef_construction=200 if args.large else 40)
+        elif part == "jsonl":
+            from bench_jsonl import run
+
+            rows += run(50_000 if args.large else 10_000)
+        elif part == "serve":
+            from bench_serve import run
+
+            rows += run(10_000, ("siglip-tiny", "siglip2-base"), 40 if args.large else 12)
+        elif part == "gpu":
+            from gpu_embed import run
+
+            rows += run()
+        else:
+            parser.error(f"unknown part {part!r}")
+        print(f"  {part}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    print_table(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

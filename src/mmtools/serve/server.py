@@ -1,0 +1,118 @@
+"""Running the server: socket (always) and HTTP (optional), until SIGTERM or SIGINT; then a clean stop.
+
+The socket's lock is taken first, so a second server refuses before loading anything. Models and indexes
+are loaded before the first request is answered. On SIGTERM/SIGINT the HTTP server finishes the requests
+in flight, the socket file is removed, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mmtools.errors import MmtoolsError, UsageError
+from mmtools.serve.engine import Engine
+from mmtools.serve.socket_server import SocketServer
+
+log = logging.getLogger("mmtools")
+
+HTTP_START_TIMEOUT_S = 30.0
+
+
+@dataclass
+class Ready:
+    socket: str
+    http: str | None  # http://HOST:PORT as bound (port 0 becomes the real one)
+
+
+def parse_host_port(value: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``PORT``, ``:PORT``, ``HOST:PORT`` or ``[IPv6]:PORT``."""
+    text = value.strip()
+    host, _, port = text.rpartition(":") if ":" in text else ("", "", text)
+    host = host.strip("[]") or default_host
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--http {value!r} is not HOST:PORT", hint="e.g. --http 127.0.0.1:8000 or --http 8000")
+    return host, int(port)
+
+
+class _Stop(Exception):
+    pass
+
+
+def serve(engine: Engine, *, socket: str | None = None, http: tuple[str, int] | None = None,
+          max_body_bytes: int | None = None, max_pixels: int | None = None,
+          on_ready: Callable[[Ready], None] | None = None, stop: threading.Event | None = None) -> None:
+    """Serve until ``stop`` is set (by SIGTERM/SIGINT when run in the main thread)."""
+    stop = stop or threading.Event()
+    serving = threading.Event()
+    previous = _install_signals(stop, serving)
+    sockets = SocketServer(engine, socket)
+    web = None
+    try:
+        app = None
+        if http is not None:
+            from mmtools.serve.http import DEFAULT_MAX_BODY, create_app
+
+            app = create_app(engine, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY, max_pixels=max_pixels)
+        engine.warm_up()
+        sockets.start()
+        address = None
+        if app is not None:
+            web, address = _start_http(app, *http)
+        serving.set()
+        if on_ready is not None:
+            on_ready(Ready(str(sockets.path), address))
+        while not stop.wait(0.5):
+            if web is not None and not web[1].is_alive():
+                raise MmtoolsError("the HTTP server stopped unexpectedly")
+    except _Stop:
+        pass
+    finally:
+        if web is not None:
+            web[0].should_exit = True
+            web[1].join(timeout=10)
+        sockets.close()
+        engine.close()
+        _restore_signals(previous)
+
+
+def _start_http(app: Any, host: str, port: int) -> tuple[tuple[Any, threading.Thread], str]:
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
+                            timeout_keep_alive=5)
+    server = uvicorn.Server(config)
+    # In a thread, uvicorn leaves signals alone (they are ours: see _install_signals).
+    thread = threading.Thread(target=server.run, name="mmtools-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + HTTP_START_TIMEOUT_S
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise MmtoolsError(f"cannot listen on http://{host}:{port} (is the port in use?)",
+                               hint="choose another port with --http HOST:PORT")
+        time.sleep(0.02)
+    bound = server.servers[0].sockets[0].getsockname()
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return (server, thread), f"http://{shown}:{bound[1]}"
+
+
+def _install_signals(stop: threading.Event, serving: threading.Event) -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handle(signum: int, _frame: Any) -> None:
+        stop.set()
+        if not serving.is_set():  # still loading models: stop now, cleaning up on the way out
+            raise _Stop()
+
+    return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+
+
+def _restore_signals(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)

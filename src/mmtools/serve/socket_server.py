@@ -1,0 +1,201 @@
+"""The server's Unix socket: one thread per connection, so a slow client holds up nobody else.
+
+Start-up takes a lock beside the socket (``server.sock.lock``) for the server's whole life. Holding it proves
+no other server uses this socket, so a socket file left by a killed server is stale and is replaced; a
+second server finds the lock taken and refuses. The socket is created mode 0600 (umask), so only this user
+can connect.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+import socketserver
+import stat
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+from mmtools.errors import MmtoolsError, Problem
+from mmtools.serve import paths, protocol
+from mmtools.serve.engine import Engine, labelled
+
+log = logging.getLogger("mmtools")
+
+CLIENT_IDLE_S = 120.0  # a client that sends nothing for this long is dropped
+
+
+class ServerRunning(MmtoolsError):
+    """Another server already answers on this socket."""
+
+
+def acquire_socket(path: Path) -> Any:
+    """Take the socket's lock and clear a stale socket file; raise ServerRunning if another server has it."""
+    if str(path.parent) == paths.runtime_dir():
+        try:
+            paths.ensure_private_dir(str(path.parent))
+        except paths.UnsafeRuntimeDir as exc:
+            raise MmtoolsError(f"cannot use {path.parent} for the server's socket: {exc}",
+                               hint="remove that folder, or name a socket in a private folder with "
+                                    "--socket or MMTOOLS_SERVER") from None
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(f"{path}.lock", "a")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ServerRunning(f"another mmtools server is already running on {path}",
+                            hint="stop it first (kill its pid, shown by its /health), or use another "
+                                 "--socket") from None
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return lock
+    if not stat.S_ISSOCK(info.st_mode):
+        lock.close()
+        raise MmtoolsError(f"{path} exists and is not a socket; not replacing it",
+                           hint="remove it, or name another socket with --socket")
+    log.info("replacing stale socket %s (left by a server that did not shut down)", path)
+    path.unlink()
+    return lock
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: "_ThreadingServer"
+
+    def setup(self) -> None:
+        self.request.settimeout(CLIENT_IDLE_S)
+        super().setup()
+
+    def handle(self) -> None:
+        try:
+            header = protocol.read_message(self.rfile)
+            if header is None:
+                return
+            op = header.get("op")
+            if header.get("v") != protocol.VERSION or op not in protocol.OPS:
+                self._send(f"this server speaks protocol {protocol.VERSION} ({', '.join(protocol.OPS)})",
+                           protocol.REFUSED)
+                return
+            if op == "ping":
+                self._send(self.server.engine.health(), protocol.RECORD)
+            else:
+                records = _OPERATIONS[op](self.server.engine, header, self.rfile, self._problem)
+                for record in records:
+                    self._send(record, protocol.RECORD)
+            self._send(None, protocol.END)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            log.debug("client went away")
+        except protocol.ProtocolError as exc:
+            self._error(f"bad request: {exc}", None, 2)
+        except MmtoolsError as exc:
+            self._error(exc.message, exc.hint, exc.exit_code)
+        except Exception as exc:  # a bug: the client says so, the server keeps serving
+            log.exception("request failed")
+            self._error(f"internal error in the server: {type(exc).__name__}: {exc}",
+                        "see the server's log; run the command with MMTOOLS_SERVER=off to work without it", 3)
+
+    def _send(self, message: Any, kind: bytes) -> None:
+        self.wfile.write(protocol.encode(message, kind))
+        self.wfile.flush()
+
+    def _problem(self, problem: Problem) -> None:
+        self._send([problem.source, problem.reason], protocol.PROBLEM)
+
+    def _error(self, message: str, hint: str | None, code: int) -> None:
+        try:
+            self._send({"message": message, "hint": hint, "code": code}, protocol.ERROR)
+        except OSError:
+            pass
+
+
+def _search(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[dict]:
+    from mmtools.search import Query, queries_from_records
+
+    cwd = header.get("cwd")
+
+    def queries() -> Iterator[Query]:
+        if header.get("stdin"):
+            inputs = protocol.read_inputs(rfile)
+            if header.get("lines"):
+                for number, message in enumerate(inputs, 1):
+                    yield Query(f"q{number}", text=str(message.get("line", "")))
+            else:
+                yield from queries_from_records((m.get("record") or {} for m in inputs),
+                                                header.get("field") or "text", on_problem)
+            return
+        for number, text in enumerate(header.get("texts") or [], 1):
+            yield Query(f"q{number}", text=str(text))
+        for path in header.get("images") or []:
+            yield Query(str(path), image=str(path))
+        for _ in protocol.read_inputs(rfile):
+            pass
+
+    index = header.get("index") or "idx.faiss"
+    if cwd and not os.path.isabs(index):
+        index = os.path.join(cwd, index)
+    k = header.get("k", 10)
+    if not isinstance(k, int) or k < 1:
+        raise protocol.ProtocolError("k must be a positive integer")
+    return engine.search(index, (labelled(q, cwd) for q in queries()), k=k, min_score=header.get("min_score"),
+                         check_model=header.get("model"), on_problem=on_problem)
+
+
+def _embed_texts(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[dict]:
+    from mmtools.embed import TextItem
+
+    items = (TextItem(str(m["id"]), str(m["text"]), m.get("record") or {}) for m in protocol.read_inputs(rfile))
+    return engine.embed_texts(items, model=header.get("model"), batch_size=int(header.get("batch_size") or 64),
+                              vector_format=header.get("embedding_format") or "base64", on_problem=on_problem)
+
+
+_OPERATIONS = {"search": _search, "embed-texts": _embed_texts}
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+    block_on_close = False
+    engine: Engine
+
+
+class SocketServer:
+    """Serves ``engine`` on the Unix socket at ``path`` from a background thread until ``close``."""
+
+    def __init__(self, engine: Engine, path: str | os.PathLike[str] | None = None):
+        self.path = Path(paths.socket_path(path))
+        self._lock = acquire_socket(self.path)
+        old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others could connect
+        try:
+            self._server = _ThreadingServer(str(self.path), _Handler)
+        except OSError as exc:
+            self._release()
+            raise MmtoolsError(f"cannot listen on {self.path}: {exc.strerror}") from None
+        finally:
+            os.umask(old_umask)
+        os.chmod(self.path, 0o600)
+        self._server.engine = engine
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="mmtools-socket", daemon=True)
+
+    def start(self) -> "SocketServer":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None

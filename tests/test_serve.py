@@ -1,0 +1,403 @@
+"""mmtools serve: the micro-batcher, the socket and HTTP doors, and the CLI's transparent use of a server."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket as socketlib
+import sys
+import threading
+import time
+import types
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import orjson
+import pytest
+
+from mmtools.cli.fast import OPTIONS, parse_search
+from mmtools.serve.batcher import MicroBatcher
+from mmtools.serve.server import parse_host_port
+
+
+# ------------------------------------------------------------------------------------------ unit pieces
+
+
+def test_concurrent_calls_share_batches_and_each_gets_its_own_results():
+    release = threading.Event()
+    sizes = []
+
+    def run(items):
+        sizes.append(len(items))
+        if len(sizes) == 1:
+            release.wait(5)  # hold the first batch so that the others queue up behind it
+        return [item * 10 for item in items]
+
+    batcher = MicroBatcher(run, max_batch=64)
+    with ThreadPoolExecutor(8) as pool:
+        first = pool.submit(batcher, [0])
+        time.sleep(0.1)
+        rest = [pool.submit(batcher, [i, i + 100]) for i in range(1, 8)]
+        time.sleep(0.2)
+        release.set()
+        assert first.result() == [0]
+        assert [f.result() for f in rest] == [[i * 10, (i + 100) * 10] for i in range(1, 8)]
+    assert sizes[0] == 1 and sum(sizes) == 15 and len(sizes) < 8  # the 7 queued calls shared passes
+    batcher.close()
+
+
+def test_a_failing_input_fails_only_its_own_caller():
+    def run(items):
+        if "bad" in items:
+            raise ValueError("bad input")
+        return [item.upper() for item in items]
+
+    batcher = MicroBatcher(run)
+    assert batcher(["a", "b"]) == ["A", "B"]
+    with pytest.raises(ValueError):
+        batcher(["bad"])
+    from concurrent.futures import Future
+
+    good, bad = Future(), Future()
+    batcher._run_requests([(["x"], good), (["bad"], bad)])
+    assert good.result() == ["X"]
+    with pytest.raises(ValueError):
+        bad.result()
+    batcher.close()
+
+
+@pytest.mark.parametrize("text, expected", [("8000", ("127.0.0.1", 8000)), (":9", ("127.0.0.1", 9)),
+                                            ("0.0.0.0:80", ("0.0.0.0", 80)), ("[::1]:8080", ("::1", 8080))])
+def test_http_addresses(text, expected):
+    assert parse_host_port(text) == expected
+
+
+def test_a_bad_http_address_is_a_usage_error():
+    from mmtools.errors import UsageError
+
+    with pytest.raises(UsageError):
+        parse_host_port("localhost:http")
+
+
+def test_fast_path_parses_the_simple_forms_and_leaves_the_rest_to_typer():
+    options, quiet = parse_search(["-q", "search", "xe hơi", "-k", "5", "--index=a.faiss", "--image", "p.jpg"])
+    assert quiet and options["texts"] == ["xe hơi"] and options["k"] == 5 and options["index"] == "a.faiss"
+    assert options["images"] == ["p.jpg"]
+    for argv in (["search", "--help"], ["search", "-k", "zero"], ["search", "-k", "0"], ["index", "x"],
+                 ["search", "--device", "cpu", "x"], ["search", "--lines=yes"], ["search", "-k"],
+                 ["search", "--unknown", "x"]):
+        assert parse_search(argv) is None, argv
+
+
+def test_fast_path_knows_exactly_the_search_commands_options():
+    import typer.main
+
+    from mmtools.cli import app
+
+    command = typer.main.get_command(app).commands["search"]
+    names = {name for param in command.params if param.param_type_name == "option"
+             for name in param.opts + param.secondary_opts if name not in ("-h", "--help")}
+    assert names == set(OPTIONS)
+
+
+# --------------------------------------------------------------------------------------- a live server
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, siglip_dir):
+    """An index of 8 photos and a server (socket + HTTP on a free port) running in this process."""
+    from PIL import Image
+
+    from mmtools.embed import embed_images
+    from mmtools.images import discover_images
+    from mmtools.index import index_records
+    from mmtools.models import load_encoder
+    from mmtools.serve.engine import Engine
+    from mmtools.serve.server import serve
+
+    root = tmp_path_factory.mktemp("served")
+    photos = root / "photos"
+    photos.mkdir()
+    for i in range(8):
+        image = Image.new("RGB", (48 + 4 * i, 40), (30 * i, 255 - 30 * i, 90))
+        image.paste((255 - 20 * i, 10 * i, 200), (i * 4, 0, i * 4 + 12, 20))
+        image.save(photos / f"img{i}.jpg")
+    chdir = pytest.MonkeyPatch()
+    chdir.chdir(root)  # relative paths in records and queries, as users have them
+    records = list(embed_images(discover_images(["photos"]), load_encoder(siglip_dir, "cpu")))
+    index_records(records, root / "idx.faiss")
+    stop, ready = threading.Event(), []
+    engine = Engine(device="cpu", indexes=[str(root / "idx.faiss")])
+    sock = root / "run" / "s.sock"
+    thread = threading.Thread(target=serve, args=(engine,), kwargs=dict(
+        socket=str(sock), http=("127.0.0.1", 0), max_body_bytes=200_000, on_ready=ready.append, stop=stop))
+    thread.start()
+    for _ in range(300):
+        if ready or not thread.is_alive():
+            break
+        time.sleep(0.05)
+    assert ready, "server did not start"
+    yield {"root": root, "socket": sock, "http": ready[0].http, "engine": engine, "model": siglip_dir}
+    stop.set()
+    thread.join(10)
+    chdir.undo()
+
+
+def _remote_search(served, monkeypatch, **options):
+    from mmtools.serve import client
+
+    monkeypatch.setenv("MMTOOLS_SERVER", str(served["socket"]))
+    out = io.BytesIO()
+    problems = []
+    header = dict(texts=[], images=[], k=3, min_score=None, index="idx.faiss", field="text", lines=False,
+                  model=None, output=None)
+    header.update(options)
+    monkeypatch.setattr(sys, "stdout", types.SimpleNamespace(buffer=out, flush=lambda: None))
+    try:
+        handled = client.search(on_problem=problems.append, **header)
+    finally:
+        monkeypatch.undo()
+    return handled, [orjson.loads(line) for line in out.getvalue().splitlines()], problems
+
+
+def assert_same_records(got, expected):
+    """Equal records; vectors equal to float32 rounding (batches of other sizes round differently)."""
+    import numpy as np
+
+    from mmtools.records import decode_vector
+
+    assert [{k: v for k, v in r.items() if k != "embedding"} for r in got] == \
+        [{k: v for k, v in r.items() if k != "embedding"} for r in expected]
+    for a, b in zip(got, expected):
+        assert np.allclose(decode_vector(a["embedding"]), decode_vector(b["embedding"]), atol=1e-5)
+
+
+def assert_same_hits(got, expected):
+    """The same hits in the same order; scores equal to float32 rounding of differently sized batches."""
+    assert [{k: v for k, v in h.items() if k != "score"} for h in got] == \
+        [{k: v for k, v in h.items() if k != "score"} for h in expected]
+    assert got == [] or max(abs(a["score"] - b["score"]) for a, b in zip(got, expected)) < 1e-5
+
+
+def _local_search(served, texts=(), images=(), k=3):
+    from mmtools.index import IndexReader
+    from mmtools.models import load_encoder
+    from mmtools.search import Query, search
+
+    queries = [Query(f"q{i}", text=t) for i, t in enumerate(texts, 1)] + [Query(p, image=p) for p in images]
+    with IndexReader(served["root"] / "idx.faiss") as reader:
+        return list(search(reader, queries, lambda: load_encoder(served["model"], "cpu"), k=k))
+
+
+def test_socket_search_gives_what_in_process_search_gives(served, monkeypatch):
+    image = sorted(os.listdir(served["root"] / "photos"))[2]
+    handled, hits, problems = _remote_search(served, monkeypatch, texts=["xe hơi màu đỏ", "con mèo"],
+                                             images=[f"photos/{image}"])
+    assert handled and not problems
+    assert_same_hits(hits, _local_search(served, ["xe hơi màu đỏ", "con mèo"], [f"photos/{image}"]))
+    assert hits[-3]["query"] == f"photos/{image}" and hits[-3]["id"] == f"photos/{image}"  # itself, first
+
+
+def test_socket_problems_come_back_to_the_client(served, monkeypatch):
+    handled, hits, problems = _remote_search(served, monkeypatch, texts=["xe"], images=["photos/missing.jpg"])
+    assert handled and len(hits) == 3
+    assert [p.reason for p in problems] == ["no such file"]
+
+
+def test_socket_errors_come_back_with_their_exit_status(served, monkeypatch):
+    from mmtools.errors import MmtoolsError
+
+    with pytest.raises(MmtoolsError, match="no index at") as caught:
+        _remote_search(served, monkeypatch, texts=["xe"], index="nowhere.faiss")
+    assert caught.value.exit_code == 3
+
+
+def test_concurrent_socket_clients_each_get_their_own_answers(served, monkeypatch):
+    from mmtools.serve import client
+
+    monkeypatch.setenv("MMTOOLS_SERVER", str(served["socket"]))
+    texts = [f"truy vấn số {i}" for i in range(16)]
+
+    def ask(text):
+        out = io.BytesIO()
+        client.call("search", {"index": str(served["root"] / "idx.faiss"), "k": 2, "texts": [text]}, None, out,
+                    lambda p: None)
+        return [orjson.loads(line) for line in out.getvalue().splitlines()]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, texts))
+    for text, answer in zip(texts, answers):
+        assert_same_hits(answer, _local_search(served, [text], k=2))
+
+
+def test_refused_request_falls_back(served, monkeypatch):
+    """A server speaking another protocol version answers '!', and the client does the work itself."""
+    from mmtools.serve import client, protocol
+
+    with socketlib.socket(socketlib.AF_UNIX) as raw:
+        raw.connect(str(served["socket"]))
+        raw.sendall(b'{"v": 999, "op": "search"}\n')
+        assert raw.makefile("rb").readline().startswith(protocol.REFUSED)
+    monkeypatch.setenv("MMTOOLS_SERVER", str(served["socket"]))
+    assert client.call("an-operation-from-the-future", {}, None, io.BytesIO(), lambda p: None) is False
+
+
+def test_no_server_means_no_client(tmp_path, monkeypatch):
+    from mmtools.serve import client
+
+    stale = tmp_path / "stale.sock"
+    listener = socketlib.socket(socketlib.AF_UNIX)
+    listener.bind(str(stale))
+    listener.close()  # the file stays: what a killed server leaves
+    for value in (str(stale), str(tmp_path / "absent.sock"), "off"):
+        monkeypatch.setenv("MMTOOLS_SERVER", value)
+        assert client.call("search", {"texts": ["x"]}, None, io.BytesIO(), lambda p: None) is False
+
+
+def test_socket_embed_texts_gives_what_embed_texts_gives(served, monkeypatch):
+    from mmtools.embed import embed_texts, text_items_from_lines
+    from mmtools.models import load_encoder
+    from mmtools.serve import client
+
+    monkeypatch.setenv("MMTOOLS_SERVER", str(served["socket"]))
+    texts = ["một con mèo", "xe hơi màu đỏ trên đường phố Hà Nội vào buổi sáng", "nhà"]
+    items = list(text_items_from_lines((str(i), t) for i, t in enumerate(texts)))
+    out = io.BytesIO()
+    assert client.call("embed-texts", {"model": served["model"], "batch_size": 2}, 
+                       ({"id": i.id, "text": i.text, "record": i.record} for i in items), out, lambda p: None)
+    remote = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    assert_same_records(remote, list(embed_texts(items, load_encoder(served["model"], "cpu"))))
+
+
+def test_an_updated_index_is_opened_again(served, monkeypatch, tmp_path):
+    """A nightly `mmtools index` replaces the files; the warm server must not answer from the old copy."""
+    import shutil
+
+    from mmtools.index import index_records, metadata_path
+    from mmtools.records import encode_vector
+
+    copy = served["root"] / "copy.faiss"
+    shutil.copy(served["root"] / "idx.faiss", copy)
+    shutil.copy(metadata_path(served["root"] / "idx.faiss"), metadata_path(copy))
+    from mmtools.models import load_encoder
+
+    _, before, _ = _remote_search(served, monkeypatch, texts=["xe"], index=str(copy), k=100)
+    query = load_encoder(served["model"], "cpu").encode_texts(["xe"])[0]  # the query's own vector: ranks first
+    index_records([{"id": "new", "embedding": encode_vector(query), "embedding_model": served["model"]}], copy)
+    _, after, _ = _remote_search(served, monkeypatch, texts=["xe"], index=str(copy), k=100)
+    assert len(after) == len(before) + 1 and after[0]["id"] == "new"
+
+
+# ---------------------------------------------------------------------------------------------- HTTP
+
+
+def _http(served):
+    import httpx
+
+    return httpx.Client(base_url=served["http"], timeout=30)
+
+
+def test_http_health_and_openapi(served):
+    with _http(served) as http:
+        health = http.get("/health").json()
+        assert health["status"] == "ok" and str(served["root"] / "idx.faiss") in health["indexes"]
+        spec = http.get("/openapi.json").json()
+        assert {"/health", "/search", "/embed", "/tag"} <= set(spec["paths"])
+        assert "multipart/form-data" in spec["paths"]["/search"]["post"]["requestBody"]["content"]
+        assert http.get("/docs").status_code == 200
+
+
+def test_http_search_with_text_and_with_an_uploaded_image(served):
+    image = sorted((served["root"] / "photos").iterdir())[1]
+    with _http(served) as http:
+        text = http.post("/search", json={"query": "xe hơi màu đỏ", "k": 3})
+        assert text.status_code == 200
+        assert_same_hits(text.json()["hits"], _local_search(served, ["xe hơi màu đỏ"]))
+        upload = http.post("/search", files={"image": (image.name, image.read_bytes(), "image/jpeg")},
+                           data={"k": "2", "index": "idx"})
+        hits = upload.json()["hits"]
+        assert upload.status_code == 200 and len(hits) == 2
+        assert hits[0]["id"] == f"photos/{image.name}" and hits[0]["query"] == image.name
+
+
+def test_http_embed_gives_cli_records(served):
+    from mmtools.embed import embed_texts, text_items_from_lines
+    from mmtools.models import load_encoder
+
+    image = sorted((served["root"] / "photos").iterdir())[0]
+    with _http(served) as http:
+        texts = http.post("/embed", json={"texts": ["con mèo", "nhà"]})
+        assert texts.status_code == 200
+        items = text_items_from_lines([("0", "con mèo"), ("1", "nhà")])
+        assert_same_records(texts.json()["records"], list(embed_texts(items, load_encoder(served["model"], "cpu"))))
+        both = http.post("/embed", data={"texts": "con mèo"}, files=[("image", (image.name, image.read_bytes()))])
+        records = both.json()["records"]
+        assert [r["embedding_kind"] for r in records] == ["text", "image"]
+        assert records[1]["id"] == image.name and records[1]["embedding_model"] == served["model"]
+
+
+def test_http_tag_scores_every_label(served):
+    image = sorted((served["root"] / "photos").iterdir())[0]
+    with _http(served) as http:
+        answer = http.post("/tag", data={"text": "chiếc xe hơi màu đỏ", "labels": "xe, nhà,mèo"},
+                           files={"image": (image.name, image.read_bytes())})
+        assert answer.status_code == 200
+        tags = answer.json()["tags"]
+        assert sorted(t["label"] for t in tags) == ["mèo", "nhà", "xe"]
+        assert all(0 <= t["score"] <= 1 for t in tags) and tags == sorted(tags, key=lambda t: -t["score"])
+        json_tags = http.post("/tag", json={"text": "xe", "labels": ["xe", "nhà"]}).json()["tags"]
+        assert len(json_tags) == 2
+
+
+@pytest.mark.parametrize("request_args, status", [
+    (dict(content=b"{not json", headers={"content-type": "application/json"}), 400),
+    (dict(json=["a list"]), 400),
+    (dict(json={"query": "x", "k": 0}), 422),
+    (dict(json={"query": "x", "k": "many"}), 422),
+    (dict(json={}), 400),
+    (dict(json={"query": "   "}), 422),
+    (dict(json={"query": "x", "index": "other"}), 404),
+    (dict(content=b"x", headers={"content-type": "text/plain"}), 415),
+    (dict(files={"image": ("a.jpg", b"not an image")}), 422),
+    (dict(files={"image": ("big.jpg", b"\0" * 300_000)}), 413),
+    (dict(files={"photo": ("a.jpg", b"x")}), 400),
+])
+def test_http_bad_requests_get_a_clear_4xx(served, request_args, status):
+    with _http(served) as http:
+        answer = http.post("/search", **request_args)
+    assert answer.status_code == status
+    assert answer.json()["error"]
+
+
+def test_http_tag_and_embed_refuse_bad_input(served):
+    with _http(served) as http:
+        assert http.post("/tag", json={"text": "x", "labels": []}).status_code == 422
+        assert http.post("/tag", json={"labels": ["a"]}).status_code == 400
+        assert http.post("/embed", json={"texts": []}).status_code == 400
+        assert http.post("/embed", json={"texts": ["a"], "model": "someone/else"}).status_code == 404
+
+
+def test_a_slow_http_client_does_not_block_others(served):
+    """A client that sends half a body and stalls; meanwhile other requests are answered."""
+    host, port = served["http"].removeprefix("http://").rsplit(":", 1)
+    slow = socketlib.create_connection((host, int(port)))
+    slow.sendall(b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000\r\n\r\n{\"query\": ")
+    try:
+        with _http(served) as http:
+            assert http.post("/search", json={"query": "xe", "k": 1}).status_code == 200
+    finally:
+        slow.close()
+
+
+def test_concurrent_http_clients_each_get_their_own_answers(served):
+    texts = [f"ảnh số {i}" for i in range(12)]
+
+    def ask(text):
+        with _http(served) as http:
+            return http.post("/search", json={"query": text, "k": 2}).json()["hits"]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, texts))
+    for text, answer in zip(texts, answers):
+        assert_same_hits(answer, _local_search(served, [text], k=2))
