@@ -33,6 +33,7 @@ MAX_LINE_BYTES = 256 * 1024 * 1024
 EMBEDDING = "embedding"
 EMBEDDING_MODEL = "embedding_model"
 EMBEDDING_KIND = "embedding_kind"
+EMBEDDING_FINGERPRINT = "embedding_fingerprint"  # the model's fingerprint (weights + text rules)
 
 EMBEDDING_FORMATS = ("base64", "list")
 
@@ -70,16 +71,17 @@ def iter_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[
         yield number, chunk
 
 
-def _lines_of(sources: Iterable[str], on_problem: ProblemHandler) -> Iterator[tuple[str, bytes]]:
+def _lines_of(sources: Iterable[str], on_problem: ProblemHandler,
+              max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[str, bytes]]:
     """``(file:line, bytes)`` for every line of every source, oversized lines reported and skipped."""
     for source in sources:
         stream, owned = _open_input(source)
         name = "<stdin>" if source == STDIN else source
         try:
-            for number, line in iter_lines(stream):
+            for number, line in iter_lines(stream, max_line_bytes):
                 where = f"{name}:{number}"
                 if line is None:
-                    on_problem(Problem(where, f"line longer than {MAX_LINE_BYTES >> 20} MiB, skipped"))
+                    on_problem(Problem(where, f"line longer than {_size(max_line_bytes)}, skipped"))
                 else:
                     yield where, line
         finally:
@@ -88,10 +90,11 @@ def _lines_of(sources: Iterable[str], on_problem: ProblemHandler) -> Iterator[tu
 
 
 def read_records(
-    sources: Iterable[str] = (STDIN,), on_problem: ProblemHandler = raise_problem
+    sources: Iterable[str] = (STDIN,), on_problem: ProblemHandler = raise_problem,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[Record]:
     """Yield the JSON objects of JSONL files (``-`` is stdin), skipping blank lines and reporting bad ones."""
-    for where, line in _lines_of(sources, on_problem):
+    for where, line in _lines_of(sources, on_problem, max_line_bytes):
         if not line.strip():
             continue
         try:
@@ -117,6 +120,10 @@ def read_text_lines(
             continue
         if text.strip():
             yield where, text
+
+
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit:,} bytes"
 
 
 def _json_reason(line: bytes, exc: orjson.JSONDecodeError) -> str:

@@ -1,0 +1,226 @@
+"""What cron jobs need from an index: one commit point under kill -9, waiting writers, bounded growth,
+stable ids, removal that says what it did, and vectors that come back out."""
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmtools.errors import IndexFileError
+from mmtools.index import IndexReader, IndexWriter, index_records, metadata_path
+from mmtools.records import decode_vector, encode_vector
+
+HELPERS = Path(__file__).parent / "helpers"
+sys.path.insert(0, str(HELPERS))
+from states import generation_records, generation_vectors  # noqa: E402
+
+KINDS_TO_TEST = ["flat", "hnsw", "ivf", "ivfpq"]
+
+
+def unit_vectors(n, dim=16, seed=0):
+    vectors = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def records(vectors, prefix="r", **fields):
+    return [{"id": f"{prefix}{i}", "embedding": encode_vector(v), "embedding_model": "m", **fields}
+            for i, v in enumerate(vectors)]
+
+
+def generation_of(path):
+    """'old' or 'new' when the index is wholly one write; fails the test on any mixture."""
+    with IndexReader(path) as reader:
+        stored = [reader.get(item_id) for item_id in reader.ids()]
+        generations = {record["generation"] for record in stored}
+        assert len(generations) == 1, f"records from two writes: {generations}"
+        generation = generations.pop()
+        assert len(stored) == 300
+        hits = reader.search(generation_vectors(generation), k=1)
+        right = sum(h[0].id == f"r{i}" for i, h in enumerate(hits) if h)
+        assert right >= 290, f"{generation} metadata paired with other vectors ({right}/300 found themselves)"
+        return generation
+
+
+def index_files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS_TO_TEST)
+def test_a_writer_killed_after_any_rename_or_write_leaves_the_index_wholly_old_or_wholly_new(tmp_path, kind):
+    base = tmp_path / "base"
+    base.mkdir()
+    index_records(generation_records("old"), base / "idx.faiss", kind=kind,
+                  params={"nprobe": 64} if kind.startswith("ivf") else None)
+    expected_files = index_files(base)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    seen = []
+    for step in range(1, 40):
+        work = tmp_path / f"step{step}"
+        shutil.copytree(base, work)
+        mode = ["kill"] if step % 2 else []
+        run = subprocess.run([sys.executable, str(HELPERS / "crash_writer.py"), str(work / "idx.faiss"), kind,
+                              str(step), *mode], env=env, capture_output=True, text=True, timeout=60)
+        if run.returncode == 0:
+            assert generation_of(work / "idx.faiss") == "new"
+            assert index_files(work) == expected_files
+            break
+        assert run.returncode in (99, -9), run.stderr
+        seen.append(generation_of(work / "idx.faiss"))
+        # The next write repairs what the killed one left and sweeps its temporary files.
+        index_records(generation_records("new"), work / "idx.faiss")
+        assert generation_of(work / "idx.faiss") == "new"
+        assert index_files(work) == expected_files, "stale temporary files were left behind"
+    else:
+        pytest.fail("the update never finished")
+    assert "old" in seen and "new" in seen or seen == ["old"] * len(seen)
+
+
+def test_a_second_writer_waits_for_the_first_then_goes_on(tmp_path):
+    path = tmp_path / "idx.faiss"
+    first = IndexWriter(path, model="m")
+    first.add("a", unit_vectors(1)[0], {}, model="m")
+    finished = []
+
+    def second():
+        index_records(records(unit_vectors(2, seed=1), prefix="b"), path)
+        finished.append(True)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    time.sleep(0.5)
+    assert not finished  # still waiting for the lock
+    first.commit()
+    thread.join(10)
+    assert finished
+    with IndexReader(path) as reader:
+        assert sorted(reader.ids()) == ["a", "b0", "b1"]
+
+
+def test_no_wait_and_lock_timeout_give_up_with_a_clear_message(tmp_path):
+    path = tmp_path / "idx.faiss"
+    with IndexWriter(path, model="m") as writer:
+        writer.add("a", unit_vectors(1)[0], {}, model="m")
+        started = time.monotonic()
+        with pytest.raises(IndexFileError, match="another mmtools process"):
+            IndexWriter(path, lock_timeout=0.3)
+        assert time.monotonic() - started >= 0.3
+        with pytest.raises(IndexFileError, match="another mmtools process"):
+            IndexWriter(path, lock_timeout=0)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_rerunning_an_unchanged_pipeline_adds_no_tombstones(tmp_path, kind):
+    path = tmp_path / "idx.faiss"
+    batch = records(unit_vectors(300), n=1)
+    index_records(batch, path, kind=kind)
+    for _night in range(3):
+        summary = index_records(batch, path)
+        assert (summary.added, summary.replaced, summary.unchanged) == (0, 0, 300)
+    with IndexReader(path) as reader:
+        assert (reader.info.count, reader.info.ntotal) == (300, 300)
+
+
+def test_changed_fields_with_the_same_vector_update_in_place(tmp_path):
+    path = tmp_path / "idx.faiss"
+    vectors = unit_vectors(50)
+    index_records(records(vectors, n=1), path, kind="hnsw")
+    summary = index_records(records(vectors, n=2), path)
+    assert summary.replaced == 50
+    with IndexReader(path) as reader:
+        assert reader.info.ntotal == 50
+        assert reader.search(vectors[:1], k=1)[0][0].record["n"] == 2
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_tombstones_are_compacted_when_they_pass_a_fraction(tmp_path, kind):
+    path = tmp_path / "idx.faiss"
+    index_records(records(unit_vectors(300)), path, kind=kind)
+    for night in range(1, 4):  # every vector changes every night
+        index_records(records(unit_vectors(300, seed=night)), path)
+    with IndexReader(path) as reader:
+        assert reader.info.count == 300
+        assert reader.info.ntotal <= 300 * 1.25
+        hits = reader.search(unit_vectors(300, seed=3)[:20], k=1)
+    assert [h[0].id for h in hits] == [f"r{i}" for i in range(20)]
+
+
+def test_compact_on_demand(tmp_path):
+    path = tmp_path / "idx.faiss"
+    index_records(records(unit_vectors(100)), path, kind="hnsw")
+    index_records([], path, remove_ids=[f"r{i}" for i in range(10)])
+    with IndexReader(path) as reader:
+        assert reader.info.ntotal == 100  # under the automatic threshold
+    index_records([], path, compact=True)
+    with IndexReader(path) as reader:
+        assert (reader.info.count, reader.info.ntotal) == (90, 90)
+
+
+def test_an_ivf_index_grown_well_past_its_training_size_is_retrained(tmp_path):
+    path = tmp_path / "idx.faiss"
+    index_records(records(unit_vectors(100)), path, kind="ivf")
+    with IndexReader(path) as reader:
+        assert reader.info.trained["on"] == 100
+    index_records(records(unit_vectors(900, seed=1), prefix="more"), path)
+    with IndexReader(path) as reader:
+        assert reader.info.trained["on"] == 1000
+        assert reader.info.trained["nlist"] > 2
+
+
+def test_removing_an_unknown_id_says_so(tmp_path):
+    path = tmp_path / "idx.faiss"
+    index_records(records(unit_vectors(3)), path)
+    problems = []
+    summary = index_records([], path, remove_ids=["r1", "nope"], on_problem=problems.append)
+    assert summary.removed == 1
+    assert [(p.source, p.reason) for p in problems] == [("nope", "no record with this id in the index; "
+                                                                 "nothing removed")]
+
+
+def test_ids_in_nfd_and_nfc_are_one_id(tmp_path):
+    path = tmp_path / "idx.faiss"
+    nfc = "photos/H\u00e0 N\u1ed9i.jpg"
+    nfd = unicodedata.normalize("NFD", nfc)
+    assert nfd != nfc
+    index_records([{"id": nfd, "embedding": encode_vector(unit_vectors(1)[0]), "embedding_model": "m"}], path)
+    summary = index_records([], path, remove_ids=[nfc])
+    assert summary.removed == 1
+
+
+@pytest.mark.parametrize("kind", KINDS_TO_TEST)
+def test_export_gives_back_the_records_with_their_vectors(tmp_path, kind):
+    path = tmp_path / "idx.faiss"
+    vectors = unit_vectors(120)
+    index_records(records(vectors, album="Huế"), path, kind=kind)
+    with IndexReader(path) as reader:
+        exported = list(reader.export())
+    assert [r["id"] for r in exported] == [f"r{i}" for i in range(120)]
+    assert exported[5]["album"] == "Huế" and exported[5]["embedding_model"] == "m"
+    got = np.stack([decode_vector(r["embedding"]) for r in exported])
+    np.testing.assert_allclose(got, vectors, atol=1e-5)
+    # ... so an index can change kind without embedding again
+    other = tmp_path / "other.faiss"
+    index_records(exported, other, kind="flat")
+    with IndexReader(other) as reader:
+        assert [h[0].id for h in reader.search(vectors[:10], k=1)] == [f"r{i}" for i in range(10)]
+
+
+def test_merge_joins_parts_and_refuses_other_models(tmp_path):
+    from mmtools.index import merge_parts
+
+    a, b, bad = tmp_path / "a.faiss", tmp_path / "b.faiss", tmp_path / "bad.faiss"
+    vectors = unit_vectors(40)
+    index_records(records(vectors[:25]), a)
+    index_records(records(vectors[25:], prefix="s"), b)
+    index_records([{**r, "embedding_model": "other"} for r in records(vectors[:2], prefix="x")], bad)
+    summary = index_records(merge_parts([a, b]), tmp_path / "all.faiss")
+    assert summary.info.count == 40
+    with pytest.raises(IndexFileError, match="model"):
+        list(merge_parts([a, bad]))
