@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The embedding cache of the test session, never the user's.
+os.environ["MMTOOLS_CACHE_DIR"] = tempfile.mkdtemp(prefix="mmtools-test-cache-")
 os.environ.pop("MMTOOLS_MODEL", None)
 os.environ.pop("MMTOOLS_INDEX", None)
 os.environ.pop("MMTOOLS_DEVICE", None)

@@ -13,13 +13,16 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, load_image
 from mmtools.models.encoder import Encoder
-from mmtools.records import (EMBEDDING, EMBEDDING_KIND, EMBEDDING_MODEL, Record, encode_vector, field_texts,
-                             record_id, text_id)
+from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_KIND, EMBEDDING_MODEL, Record,
+                             encode_vector, field_texts, record_id, text_id)
+
+if TYPE_CHECKING:
+    from mmtools.embed_cache import ImageVectorCache
 
 log = logging.getLogger("mmtools")
 
@@ -37,7 +40,11 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def embedding_fields(vector: Any, encoder: Encoder, kind: str, vector_format: str) -> Record:
-    return {EMBEDDING: encode_vector(vector, vector_format), EMBEDDING_MODEL: encoder.name, EMBEDDING_KIND: kind}
+    fields = {EMBEDDING: encode_vector(vector, vector_format), EMBEDDING_MODEL: encoder.name, EMBEDDING_KIND: kind}
+    fingerprint = getattr(encoder, "fingerprint", "")
+    if fingerprint:
+        fields[EMBEDDING_FINGERPRINT] = fingerprint
+    return fields
 
 
 # ------------------------------------------------------------------------------------------------ images
@@ -45,9 +52,10 @@ def embedding_fields(vector: Any, encoder: Encoder, kind: str, vector_format: st
 
 @dataclass
 class _DecodedBatch:
-    sources: list[ImageSource]
-    pixels: Any
+    sources: list[ImageSource]  # readable images, in input order (cached ones included)
+    pixels: Any  # the preprocessed images of the sources that have no cached vector
     problems: list[Problem] = field(default_factory=list)
+    known: list[tuple[Any, Any]] = field(default_factory=list)  # per source: (FileFacts, cached vector or None)
 
 
 def embed_images(
@@ -59,13 +67,17 @@ def embed_images(
     prefetch: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     vector_format: str = "base64",
+    cache: "ImageVectorCache | None" = None,
     on_problem: ProblemHandler = raise_problem,
     progress: Progress | None = None,
 ) -> Iterator[Record]:
-    """Yield one embedding record per readable image, in input order; report unreadable ones."""
+    """Yield one embedding record per readable image, in input order; report unreadable ones.
+
+    Records carry the file's size, mtime and SHA-256; with a ``cache`` (mmtools.embed_cache), files whose
+    content was encoded before by the same model are not decoded or encoded again.
+    """
     workers = workers or default_workers()
     prefetch = prefetch or workers + 1  # batches decoded ahead of the model
-    draft_size = encoder.image_size
     pending: deque[Future[_DecodedBatch]] = deque()
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmtools-decode")
 
@@ -74,16 +86,22 @@ def embed_images(
         for problem in decoded.problems:
             on_problem(problem)
         if decoded.sources:
-            vectors = encoder.encode_image_batch(decoded.pixels)
-            for source, vector in zip(decoded.sources, vectors):
-                yield {**source.record, "id": source.id,
+            fresh = iter(encoder.encode_image_batch(decoded.pixels) if decoded.pixels is not None else ())
+            vectors = [cached if cached is not None else next(fresh) for _facts, cached in decoded.known]
+            if cache is not None:
+                for (facts, cached), vector in zip(decoded.known, vectors):
+                    if cached is None:
+                        cache.store(facts, vector)
+                cache.commit()  # an interrupted run, started again, keeps what this batch did
+            for source, (facts, _cached), vector in zip(decoded.sources, decoded.known, vectors):
+                yield {**source.record, "id": source.id, **facts.fields(),
                        **embedding_fields(vector, encoder, "image", vector_format)}
         if progress:
             progress(len(decoded.sources) + len(decoded.problems))
 
     try:
         for batch in batched(sources, batch_size):
-            pending.append(executor.submit(_decode_batch, batch, encoder, draft_size, max_pixels))
+            pending.append(executor.submit(_decode_batch, batch, encoder, max_pixels, cache))
             if len(pending) > prefetch:
                 yield from finish(pending.popleft())
         while pending:
@@ -92,39 +110,49 @@ def embed_images(
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _decode_batch(batch: list[ImageSource], encoder: Encoder, draft_size: int | None,
-                  max_pixels: int) -> _DecodedBatch:
+def _decode_batch(batch: list[ImageSource], encoder: Encoder, max_pixels: int,
+                  cache: "ImageVectorCache | None" = None) -> _DecodedBatch:
+    from mmtools.embed_cache import look_up
+
     good: list[ImageSource] = []
+    known: list[tuple[Any, Any]] = []
     images: list[Any] = []
     problems: list[Problem] = []
     for source in batch:
         try:
-            images.append(load_image(source.path, max_pixels=max_pixels, draft_size=draft_size))
+            facts, cached = look_up(source.path, cache)
+            if cached is None:
+                images.append(load_image(source.path, max_pixels=max_pixels, draft_size=encoder.image_size))
             good.append(source)
+            known.append((facts, cached))
         except ImageDecodeError as exc:
             problems.append(Problem(source.path, str(exc)))
     if not images:
-        return _DecodedBatch([], None, problems)
+        return _DecodedBatch(good, None, problems, known)
     try:
-        return _DecodedBatch(good, encoder.preprocess_images(images), problems)
+        return _DecodedBatch(good, encoder.preprocess_images(images), problems, known)
     except Exception:
         # One odd image (e.g. 1×1 pixel) can fail the processor for the whole batch: find it, keep the rest.
-        return _preprocess_one_by_one(good, images, encoder, problems)
+        return _preprocess_one_by_one(good, known, images, encoder, problems)
 
 
-def _preprocess_one_by_one(sources: list[ImageSource], images: list[Any], encoder: Encoder,
-                           problems: list[Problem]) -> _DecodedBatch:
-    good, kept = [], []
-    for source, image in zip(sources, images):
-        try:
-            encoder.preprocess_images([image])
-        except Exception as exc:
-            problems.append(Problem(source.path, f"the model's image processor rejected it ({exc})"))
-            continue
+def _preprocess_one_by_one(sources: list[ImageSource], known: list[tuple[Any, Any]], images: list[Any],
+                           encoder: Encoder, problems: list[Problem]) -> _DecodedBatch:
+    good, kept_known, kept = [], [], []
+    decoded = iter(images)
+    for source, (facts, cached) in zip(sources, known):
+        if cached is None:
+            image = next(decoded)
+            try:
+                encoder.preprocess_images([image])
+            except Exception as exc:
+                problems.append(Problem(source.path, f"the model's image processor rejected it ({exc})"))
+                continue
+            kept.append(image)
         good.append(source)
-        kept.append(image)
+        kept_known.append((facts, cached))
     pixels = encoder.preprocess_images(kept) if kept else None
-    return _DecodedBatch(good, pixels, problems)
+    return _DecodedBatch(good, pixels, problems, kept_known)
 
 
 # ------------------------------------------------------------------------------------------------- texts

@@ -7,7 +7,7 @@ from typing import Annotated, Iterator, Optional
 import typer
 
 from mmtools.cli.common import DeviceOption, IndexOption, OutputOption, command_session
-from mmtools.errors import IndexFileError, UsageError
+from mmtools.errors import UsageError
 
 
 def search_command(
@@ -24,8 +24,9 @@ def search_command(
     lines: Annotated[bool, typer.Option("--lines", help="Standard input holds one plain-text query per line.")]
         = False,
     model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="Check that the index was built with this model (queries always use the "
-                              "index's own model; MMTOOLS_MODEL is not consulted).")] = None,
+        "--model", "-m", help="The index's model where it is now (e.g. a directory that moved): used if it is "
+                              "the same model (same fingerprint), refused otherwise [default: the index's "
+                              "model; MMTOOLS_MODEL is not consulted].")] = None,
     device: DeviceOption = "auto",
     output: OutputOption = None,
 ) -> None:
@@ -37,22 +38,18 @@ def search_command(
     """
     with command_session("search") as report:
         from mmtools.index import IndexReader
-        from mmtools.models import load_encoder, resolve_model
+        from mmtools.models import load_encoder
         from mmtools.records import RecordWriter, open_output
-        from mmtools.search import search
+        from mmtools.search import query_encoder, search
 
         with IndexReader(index) as reader:
-            model_name = reader.info.model
-            if model is not None and resolve_model(model).name != model_name:
-                raise IndexFileError(
-                    f"index {index} was built with model {model_name}; the query model is "
-                    f"{resolve_model(model).name}",
-                    hint="leave out --model to use the index's model, or rebuild the index with the new model")
+            get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device), model)
+            if model is not None:
+                get_encoder()  # check the model named now, before any query
             with open_output(output) as stream:
                 writer = RecordWriter(stream, flush_each=output is None)
                 writer.write_all(search(reader, _queries(queries or [], image or [], field, lines, report),
-                                        lambda: load_encoder(model_name, device), k=k, min_score=min_score,
-                                        on_problem=report.problem))
+                                        get_encoder, k=k, min_score=min_score, on_problem=report.problem))
 
 
 def _queries(texts: list[str], images: list[str], field: str, lines: bool, report) -> Iterator:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from mmtools.errors import IndexFileError, Problem, ProblemHandler, raise_problem
+from mmtools.images import canonical_path_id
 from mmtools.index.store import IndexInfo, IndexReader, IndexWriter, RecordRejected, model_mismatch, models_match
 from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector,
                              record_id)
@@ -55,7 +56,9 @@ def index_records(
     with IndexWriter(path, model=model, kind=kind, params=params, rebuild=rebuild, compact=compact,
                      lock_timeout=lock_timeout, on_wait=on_wait) as writer:
         for item_id in writer.remove(remove_ids):
-            on_problem(Problem(item_id, "no record with this id in the index; nothing removed"))
+            as_path = canonical_path_id(item_id, None if root is None else str(root))
+            if as_path == item_id or writer.remove([as_path]):  # a path is also tried as the file's id
+                on_problem(Problem(item_id, "no record with this id in the index; nothing removed"))
         for number, record in enumerate(records, 1):
             item_id = record_id(record, "")
             where = item_id or f"record {number}"
