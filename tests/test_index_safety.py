@@ -1,6 +1,7 @@
 """What cron jobs need from an index: one commit point under kill -9, waiting writers, bounded growth,
 stable ids, removal that says what it did, and vectors that come back out."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -224,3 +225,88 @@ def test_merge_joins_parts_and_refuses_other_models(tmp_path):
     assert summary.info.count == 40
     with pytest.raises(IndexFileError, match="model"):
         list(merge_parts([a, bad]))
+
+
+@pytest.mark.parametrize("kind", KINDS_TO_TEST)
+def test_a_reader_opening_between_the_two_renames_gets_the_old_index_whole(tmp_path, kind, monkeypatch):
+    import mmtools.index.store as store
+
+    path = tmp_path / "idx.faiss"
+    index_records(generation_records("old"), path, kind=kind,
+                  params={"nprobe": 64} if kind.startswith("ivf") else None)
+    seen = []
+    real_replace = store.replace_atomically
+
+    def replace_and_look(tmp, target):
+        real_replace(tmp, target)
+        if Path(target) == path:  # the new FAISS file is in place, its metadata not yet
+            seen.append(generation_of(path))
+
+    monkeypatch.setattr(store, "replace_atomically", replace_and_look)
+    index_records(generation_records("new"), path)
+    assert seen == ["old"]
+    assert generation_of(path) == "new"
+
+
+def test_the_next_write_sweeps_what_a_killed_writer_left_and_nothing_else(tmp_path):
+    path = tmp_path / "idx.faiss"
+    index_records(records(unit_vectors(5)), path)
+    stale = [".idx.faiss.k1l2e3d4.tmp", ".idx.faiss.meta.sqlite.a1b2c3d4.tmp",
+             ".idx.faiss.meta.sqlite.a1b2c3d4.tmp-journal", "idx.faiss.meta.sqlite-journal", "idx.faiss.prev"]
+    kept = [".other.faiss.k1l2e3d4.tmp", "idx.faiss.notes", ".idx.faiss.x.tmp"]
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"left over")
+    index_records(records(unit_vectors(5, seed=1), prefix="s"), path)
+    names = set(index_files(tmp_path))
+    assert not names & set(stale)
+    assert set(kept) <= names
+    with IndexReader(path) as reader:
+        assert reader.info.count == 10
+
+
+def test_metadata_paths_never_lead_outside_the_root(tmp_path):
+    from mmtools.index import gone_records, safe_path
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    assert safe_path("a/b.jpg", root) == str(root / "a" / "b.jpg")
+    for escaping in ("../secret.jpg", "/etc/passwd", "a/../../x.jpg", "a\0b"):
+        assert safe_path(escaping, root) is None
+    stored = [("in", {"path": "missing.jpg"}), ("out", {"path": "../missing.jpg"}), ("none", {})]
+    assert list(gone_records(stored, set(), root)) == ["in"]
+
+
+def test_an_index_from_a_newer_mmtools_is_refused_for_writing_too(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "idx.faiss"
+    index_records(records(unit_vectors(3)), path)
+    with sqlite3.connect(metadata_path(path)) as db:
+        db.execute("UPDATE info SET value = '99' WHERE key = 'format_version'")
+    before = path.read_bytes()
+    with pytest.raises(IndexFileError, match="newer mmtools"):
+        index_records(records(unit_vectors(3, seed=1), prefix="n"), path)
+    assert path.read_bytes() == before
+
+
+def test_an_index_written_by_format_1_is_read_and_upgraded(tmp_path):
+    import sqlite3
+
+    import faiss
+
+    path = tmp_path / "idx.faiss"
+    vectors = unit_vectors(4)
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(16))
+    index.add_with_ids(vectors, np.arange(4, dtype=np.int64))
+    faiss.write_index(index, str(path))
+    with sqlite3.connect(metadata_path(path)) as db:
+        db.executescript("CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                         "CREATE TABLE items (row INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record BLOB);")
+        info = {"format": "mmtools-index", "format_version": 1, "model": "m", "dim": 16, "kind": "flat",
+                "params": {}, "count": 4, "ntotal": 4, "next_row": 4}
+        db.executemany("INSERT INTO info VALUES (?, ?)", [(k, json.dumps(v)) for k, v in info.items()])
+        db.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, f"r{i}", b'{"n": 1}') for i in range(4)])
+    with IndexReader(path) as reader:
+        assert reader.search(vectors[2:3], k=1)[0][0].id == "r2"
+    summary = index_records(records(vectors), path)
+    assert summary.info.format_version == 2 and summary.info.count == 4

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -148,7 +149,12 @@ def record_id(record: Record, fallback: str) -> str:
     value = record.get("id")
     if value is None or value == "":
         return fallback
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # e.g. an integer past 64 bits, which orjson does not write
+        return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def field_texts(value: Any) -> list[str] | None:
@@ -189,8 +195,9 @@ def decode_vector(value: Any) -> "Any":
         array = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     elif isinstance(value, list):
         try:
-            array = np.asarray(value, dtype=np.float32)
-        except (ValueError, TypeError):
+            with np.errstate(over="ignore"):  # numbers past float32's range become inf, refused below
+                array = np.asarray(value, dtype=np.float32)
+        except (ValueError, TypeError, OverflowError):
             raise ValueError("embedding list holds something other than numbers") from None
         if array.ndim != 1:
             raise ValueError("embedding list must be flat")
