@@ -310,3 +310,16 @@ def test_an_index_written_by_format_1_is_read_and_upgraded(tmp_path):
         assert reader.search(vectors[2:3], k=1)[0][0].id == "r2"
     summary = index_records(records(vectors), path)
     assert summary.info.format_version == 2 and summary.info.count == 4
+
+
+def test_a_run_that_changes_nothing_writes_nothing_and_reads_no_vectors(tmp_path, monkeypatch):
+    import mmtools.index.store as store
+
+    path = tmp_path / "idx.faiss"
+    batch = records(unit_vectors(20))
+    index_records(batch, path)
+    before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
+    monkeypatch.setattr(store, "_read_faiss", lambda *a, **k: pytest.fail("the FAISS file was read"))
+    summary = index_records(batch, path)
+    assert summary.unchanged == 20
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before

@@ -206,6 +206,14 @@ def _read_faiss(name: str, where: Path, info: IndexInfo, mmap: bool) -> Any:
     return index
 
 
+def _matching_file(path: Path, info: IndexInfo) -> Path | None:
+    """Which FAISS file holds the metadata's generation (``path`` or ``.prev``), without reading it."""
+    for candidate in (path, previous_path(path)):
+        if candidate.exists() and (not info.generation or _generation_of(candidate) == info.generation):
+            return candidate
+    return None
+
+
 def _open_vectors(path: Path, info: IndexInfo, mmap: bool) -> Any:
     """The FAISS index of the metadata's generation (``path``, else the kept previous file), or None."""
     for candidate in (path, previous_path(path)):
@@ -408,6 +416,9 @@ class IndexWriter:
         self._db: sqlite3.Connection | None = None
         self._meta_tmp: Path | None = None
         self._faiss_tmp: Path | None = None
+        self._faiss: Any = None
+        self._on_disk: Path | None = None  # the existing FAISS file, until it is loaded
+        self._changed = False  # anything to write at all
         self._installing = False
         self._pending_ids: list[int] = []
         self._pending_vectors: list[Any] = []
@@ -440,8 +451,10 @@ class IndexWriter:
                 source.backup(self._db)
             finally:
                 source.close()
-            self._faiss = _open_vectors(self.path, self.info, mmap=False)
-            if self._faiss is None:
+            # FAISS is read (and imported) only when the write needs it: a no-op re-run never does.
+            self._faiss = None
+            self._on_disk = _matching_file(self.path, self.info)
+            if self._on_disk is None:
                 raise IndexFileError(f"index {self.path} and its metadata are from different writes",
                                      hint="rebuild it with --rebuild")
             if not models_match(self.info.model, self.info.fingerprint, model, fingerprint):
@@ -468,6 +481,7 @@ class IndexWriter:
             self.info = IndexInfo(model=model or "", fingerprint=fingerprint or "", dim=0, kind=kind,
                                   params=merged, created_at=time.time())
             self._faiss = None
+            self._changed = True
         # Atomicity comes from the renames, not from SQLite's journal: keep it in memory, leave no files.
         self._db.execute("PRAGMA journal_mode=MEMORY")
         self._db.execute("PRAGMA synchronous=OFF")
@@ -480,6 +494,7 @@ class IndexWriter:
             if key not in kinds.SEARCH_PARAMS and value != self.info.params[key]:
                 raise IndexFileError(f"parameter {key!r} of index {self.path} is fixed when the index is built",
                                      hint="use --rebuild to build it again with the new value")
+            self._changed |= self.info.params[key] != value
             self.info.params[key] = value
 
     def _upgrade_schema(self) -> None:
@@ -513,8 +528,10 @@ class IndexWriter:
             self.info.model = model
         elif model and model != self.info.model:
             self.info.model = model  # same fingerprint, new place: the model moved; remember where it is now
+            self._changed = True
         if fingerprint and not self.info.fingerprint:
             self.info.fingerprint = fingerprint
+            self._changed = True
         if not self.info.dim:
             self.info.dim = len(vector)
         unit = vector / max(float(np.linalg.norm(vector)), 1e-12)
@@ -530,6 +547,7 @@ class IndexWriter:
                 else:
                     self._db.execute("UPDATE items SET record = ? WHERE row = ?", (blob, row))
                     self.summary.replaced += 1
+                    self._changed = True
                 return
             self._forget_row(row)
             self.summary.replaced += 1
@@ -542,7 +560,7 @@ class IndexWriter:
                          (row, item_id, blob, digest, kept))
         self._pending_ids.append(row)
         self._pending_vectors.append(unit)
-        if len(self._pending_ids) >= ADD_CHUNK and (self._faiss is not None or not kinds.needs_training(
+        if len(self._pending_ids) >= ADD_CHUNK and (self._has_vectors or not kinds.needs_training(
                 self.info.kind) or len(self._pending_ids) >= kinds.training_size(self.info.params)):
             self._flush()
 
@@ -568,7 +586,20 @@ class IndexWriter:
         return [(item_id, orjson.loads(record))
                 for item_id, record in self._db.execute("SELECT id, record FROM items ORDER BY row").fetchall()]
 
+    @property
+    def _has_vectors(self) -> bool:
+        return self._faiss is not None or self._on_disk is not None
+
+    def _load(self) -> None:
+        if self._faiss is None and self._on_disk is not None:
+            self._faiss = _open_vectors(self.path, self.info, mmap=False)
+            self._on_disk = None
+            if self._faiss is None:
+                raise IndexFileError(f"index {self.path} changed while it was locked for writing",
+                                     hint="another program writes it; run again")
+
     def _forget_row(self, row: int) -> None:
+        self._changed = True
         self._db.execute("DELETE FROM items WHERE row = ?", (row,))
         if kinds.supports_removal(self.info.kind):
             self._rows_to_remove.append(row)
@@ -577,7 +608,10 @@ class IndexWriter:
     def _flush(self) -> None:
         import numpy as np
 
+        if self._pending_ids or self._rows_to_remove:
+            self._load()
         if self._pending_ids:
+            self._changed = True
             vectors = np.ascontiguousarray(np.stack(self._pending_vectors), dtype=np.float32)
             if self._faiss is None:
                 self._faiss, self.info.trained = kinds.build_empty(self.info.kind, self.info.dim,
@@ -642,10 +676,15 @@ class IndexWriter:
 
         try:
             self._flush()
-            if self._faiss is None:
+            if not self._has_vectors:
                 raise IndexFileError(f"no embeddings to index; {self.path} was not written")
             info = self.info
             info.count = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
+            if not (self._changed or (self._compact and info.ntotal > info.count)
+                    or kinds.should_retrain(info.kind, info.params, info.trained, info.count)):
+                self.abort()  # nothing changed: the index stays as it was, byte for byte
+                return info
+            self._load()
             self._maybe_compact(info.count)
             info.ntotal = int(self._faiss.ntotal)
             info.updated_at = time.time()
