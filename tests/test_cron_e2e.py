@@ -159,3 +159,18 @@ def test_a_moved_model_still_matches_and_a_retrained_one_is_refused(tmp_path, ph
     update = shell("mmtools embed-images photos/nested | mmtools index -o idx.faiss", work,
                    MMTOOLS_MODEL=str(model))
     assert update.returncode == 1 and "has changed since the index was built" in update.stderr
+
+
+def test_the_example_cron_script_runs_twice_and_the_second_run_changes_nothing(tmp_path, photos, siglip_dir):
+    script = REPO / "examples" / "nightly-index.sh"
+    env = {"MMTOOLS_MODEL": siglip_dir}
+    first = shell(f"{script} {photos}", tmp_path, **env)
+    assert first.returncode == 0, first.stderr
+    assert "8 added" in first.stderr
+    index = photos / ".mmtools" / "idx.faiss"
+    written = index.stat().st_mtime_ns
+    second = shell(f"{script} {photos}", tmp_path, **env)
+    assert second.returncode == 0 and "8 unchanged" in second.stderr, second.stderr
+    assert index.stat().st_mtime_ns == written
+    assert ids_of(index) == sorted(str(p.relative_to(photos)) for p in photos.rglob("*.jpg")
+                                   if ".mmtools" not in p.parts)
