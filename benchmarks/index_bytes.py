@@ -4,8 +4,8 @@
 
 Builds each kind with default parameters from the same random unit vectors (records shaped like
 embed-images output: id, path, file facts) and prints, per vector: the FAISS file, the metadata file, and
-what a search process holds in memory for the FAISS side (flat and ivfpq open memory-mapped, so their
-pages are loaded on demand; hnsw and ivf are read whole). The plain baseline is raw float32: 4 × dim bytes.
+what a search process holds in memory after opening the index and running one query (flat and ivfpq
+open memory-mapped, so only the pages touched count; hnsw and ivf are read whole). The plain baseline is raw float32: 4 × dim bytes.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
                    "embedding_kind": "image"}
 
     print(f"{args.vectors} vectors of {args.dim} dimensions; raw float32 = {4 * args.dim} bytes a vector")
-    print(f"{'kind':6} {'FAISS file':>11} {'metadata':>9} {'search RSS (FAISS side)':>24}")
+    print(f"{'kind':6} {'FAISS file':>11} {'metadata':>9} {'search RSS':>11}")
     with tempfile.TemporaryDirectory() as tmp:
         for kind in KINDS:
             path = Path(tmp) / f"{kind}.faiss"
@@ -48,17 +48,19 @@ def main() -> None:
             faiss_bytes = path.stat().st_size / args.vectors
             meta_bytes = metadata_path(path).stat().st_size / args.vectors
             rss = _search_rss(path) / args.vectors
-            print(f"{kind:6} {faiss_bytes:11,.0f} {meta_bytes:9,.0f} {rss:24,.0f}")
+            print(f"{kind:6} {faiss_bytes:11,.0f} {meta_bytes:9,.0f} {rss:11,.0f}")
 
 
 def _search_rss(path: Path) -> float:
-    """Growth of max RSS (bytes) when a fresh process opens the index and runs one query."""
-    code = ("import resource, numpy as np\nfrom mmtools.index import IndexReader\n"
-            "import faiss\nbefore = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-            f"r = IndexReader({str(path)!r})\nq = np.ones((1, r.info.dim), 'float32')\nr.search(q, 10)\n"
-            "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)")
+    """Growth of resident memory (bytes) when a fresh process opens the index and runs one query."""
+    code = ("import numpy as np, faiss\nfrom mmtools.index import IndexReader\n"
+            "def rss():\n    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+            f"before = rss()\nr = IndexReader({str(path)!r})\nq = np.ones((1, r.info.dim), 'float32')\n"
+            "r.search(q, 10)\nprint(rss() - before)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
-    return float(out.stdout.strip() or 0)
+    if out.returncode != 0:
+        sys.exit(out.stderr)
+    return float(out.stdout.strip())
 
 
 if __name__ == "__main__":

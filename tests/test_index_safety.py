@@ -323,3 +323,38 @@ def test_a_run_that_changes_nothing_writes_nothing_and_reads_no_vectors(tmp_path
     summary = index_records(batch, path)
     assert summary.unchanged == 20
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+
+
+def test_ivfpq_is_filled_part_by_part_searched_memory_mapped_and_reranked_exactly(tmp_path):
+    import faiss
+
+    from mmtools.index import merge_parts
+
+    vectors = unit_vectors(1200, dim=32)
+    parts = []
+    for number, start in enumerate(range(0, 1200, 400)):
+        part = tmp_path / f"part{number}.faiss"
+        index_records(records(vectors[start:start + 400], prefix=f"p{number}-"), part)
+        parts.append(part)
+    merged = tmp_path / "big.faiss"
+    summary = index_records(merge_parts(parts), merged, kind="ivfpq", params={"pq_m": 8, "nprobe": 64})
+    assert summary.info.count == 1200 and summary.info.trained["pq_m"] == 8
+    with IndexReader(merged) as reader:
+        lists = faiss.downcast_InvertedLists(reader._faiss.invlists)
+        assert type(lists).__name__ == "OnDiskInvertedLists"  # memory-mapped, not loaded
+        hits = reader.search(vectors[:50], k=1)
+    assert sum(h[0].id == f"p0-{i}" for i, h in enumerate(hits)) >= 48
+    assert hits[0][0].score == pytest.approx(1.0, abs=1e-5)  # exact scores from the kept vectors
+
+
+def test_an_embedding_cache_from_a_newer_mmtools_is_not_used(tmp_path):
+    import sqlite3
+
+    from mmtools.embed_cache import CacheUnavailable, EmbeddingCache
+
+    path = tmp_path / "cache.sqlite"
+    EmbeddingCache(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE info SET value = '99' WHERE key = 'format'")
+    with pytest.raises(CacheUnavailable, match="newer mmtools"):
+        EmbeddingCache(path)

@@ -129,9 +129,8 @@ def _vectors_for(batch: list[Query], reader: IndexReader, get_encoder: Callable[
         if query.vector is None:
             continue
         if not models_match(info.model, info.fingerprint, query.model, query.fingerprint):
-            on_problem(Problem(query.id, f"query embedding is from "
-                                         f"{model_mismatch(info.model, info.fingerprint, query.model, query.fingerprint)}"
-                                         ", skipped"))
+            reason = model_mismatch(info.model, info.fingerprint, query.model, query.fingerprint)
+            on_problem(Problem(query.id, f"query embedding is from {reason}, skipped"))
         elif len(query.vector) != info.dim:
             on_problem(Problem(query.id, f"query embedding has {len(query.vector)} dimensions, the index "
                                          f"holds {info.dim}, skipped"))

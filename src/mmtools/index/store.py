@@ -458,9 +458,9 @@ class IndexWriter:
                 raise IndexFileError(f"index {self.path} and its metadata are from different writes",
                                      hint="rebuild it with --rebuild")
             if not models_match(self.info.model, self.info.fingerprint, model, fingerprint):
-                raise IndexFileError(f"index {self.path} holds vectors from model {self.info.model}, not {model}"
-                                     if model != self.info.model else
-                                     f"index {self.path}: {model_mismatch(self.info.model, self.info.fingerprint, model, fingerprint)}",
+                reason = (f"holds vectors from model {self.info.model}, not {model}" if model != self.info.model
+                          else model_mismatch(self.info.model, self.info.fingerprint, model, fingerprint))
+                raise IndexFileError(f"index {self.path} {reason}",
                                      hint="use --rebuild to start over with the new model")
             if kind is not None and kind != self.info.kind:
                 raise IndexFileError(f"index {self.path} is a {self.info.kind} index, not {kind}",
@@ -510,7 +510,8 @@ class IndexWriter:
         """Raise RecordRejected unless a vector of ``dim`` from ``model`` fits this index."""
         if not models_match(self.info.model, self.info.fingerprint, model, fingerprint):
             if model == self.info.model:
-                raise RecordRejected(f"embedding from {model_mismatch(self.info.model, self.info.fingerprint, model, fingerprint)}")
+                reason = model_mismatch(self.info.model, self.info.fingerprint, model, fingerprint)
+                raise RecordRejected(f"embedding from {reason}")
             raise RecordRejected(f"embedding from model {model}, but index {self.path} holds model "
                                  f"{self.info.model}")
         if self.info.dim and dim != self.info.dim:
