@@ -137,26 +137,35 @@ def test_export_merge_and_removal_lists(tmp_path, photos, siglip_dir):
     assert refused.returncode == 3 and "model" in refused.stderr and not (work / "mixed.faiss").exists()
 
 
-def test_a_moved_model_still_matches_and_a_retrained_one_is_refused(tmp_path, photos):
+def build_index_with_own_model(tmp_path, photos):
     from mmtools.models.synthetic import build_random_model
 
-    work = photos.parent
     model = tmp_path / "model"
     build_random_model(model, "siglip-tiny", seed=0)
-    built = shell("mmtools embed-images photos/ | mmtools index -o idx.faiss", work, MMTOOLS_MODEL=str(model))
+    built = shell("mmtools embed-images photos/ | mmtools index -o idx.faiss", photos.parent,
+                  MMTOOLS_MODEL=str(model))
     assert built.returncode == 0, built.stderr
+    return model
+
+
+def test_a_moved_model_still_matches(tmp_path, photos):
+    model = build_index_with_own_model(tmp_path, photos)
     moved = tmp_path / "moved-model"
     shutil.move(str(model), moved)
-    found = shell(f'mmtools search -k 2 --model {moved} "xe hơi"', work)
+    found = shell(f'mmtools search -k 2 --model {moved} "xe hơi"', photos.parent)
     assert found.returncode == 0, found.stderr
     assert len(found.stdout.splitlines()) == 2
-    # The same directory, retrained: the index refuses it rather than mixing vectors.
-    shutil.move(str(moved), model)
+
+
+def test_a_model_retrained_into_the_same_directory_is_refused(tmp_path, photos):
+    from mmtools.models.synthetic import build_random_model
+
+    model = build_index_with_own_model(tmp_path, photos)
     shutil.rmtree(model)
     build_random_model(model, "siglip-tiny", seed=1)
-    refused = shell('mmtools search -k 2 "xe hơi"', work)
+    refused = shell('mmtools search -k 2 "xe hơi"', photos.parent)
     assert refused.returncode == 3 and "has changed since the index was built" in refused.stderr
-    update = shell("mmtools embed-images photos/nested | mmtools index -o idx.faiss", work,
+    update = shell("mmtools embed-images photos/nested | mmtools index -o idx.faiss", photos.parent,
                    MMTOOLS_MODEL=str(model))
     assert update.returncode == 1 and "has changed since the index was built" in update.stderr
 

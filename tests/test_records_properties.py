@@ -42,6 +42,7 @@ def test_any_bytes_give_objects_or_one_problem_per_line_never_an_exception(lines
 
 
 @given(st.lists(json_objects, max_size=8), st.sampled_from([b"\n", b"\r\n"]))
+@settings(max_examples=60)
 def test_objects_written_as_jsonl_come_back_equal(objects, newline):
     data = b"".join(orjson.dumps(o) + newline for o in objects)
     records, problems = read(data)
