@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-# The embedding cache of the test session, never the user's.
-os.environ["MMTOOLS_CACHE_DIR"] = tempfile.mkdtemp(prefix="mmtools-test-cache-")
+# Caches and the home of imported model names go to a private scratch place, never the user's own.
+_SCRATCH = tempfile.mkdtemp(prefix="mmtools-tests-")
+os.environ["MMTOOLS_CACHE_DIR"] = os.path.join(_SCRATCH, "cache")
+os.environ["MMTOOLS_HOME"] = os.path.join(_SCRATCH, "home")
 os.environ.pop("MMTOOLS_MODEL", None)
 os.environ.pop("MMTOOLS_INDEX", None)
 os.environ.pop("MMTOOLS_DEVICE", None)

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from mmtools.embed import embed_images
-from mmtools.embed_cache import EmbeddingCache, cached_image_encoder, hash_file
+from mmtools.embed_cache import EmbeddingCache, cached_image_encoder
+from mmtools.filehash import hash_file
 from mmtools.images import discover_images
 from mmtools.models import load_encoder
 from mmtools.records import decode_vector

@@ -40,11 +40,8 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def embedding_fields(vector: Any, encoder: Encoder, kind: str, vector_format: str) -> Record:
-    fields = {EMBEDDING: encode_vector(vector, vector_format), EMBEDDING_MODEL: encoder.name, EMBEDDING_KIND: kind}
-    fingerprint = getattr(encoder, "fingerprint", "")
-    if fingerprint:
-        fields[EMBEDDING_FINGERPRINT] = fingerprint
-    return fields
+    return {EMBEDDING: encode_vector(vector, vector_format), EMBEDDING_MODEL: encoder.name,
+            EMBEDDING_FINGERPRINT: encoder.fingerprint, EMBEDDING_KIND: kind}
 
 
 # ------------------------------------------------------------------------------------------------ images

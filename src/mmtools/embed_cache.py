@@ -3,12 +3,12 @@
 One SQLite file, ``embeddings.sqlite`` in ``mmtools.paths.cache_dir()`` (private to the user), shared by
 every run (WAL, so parallel shards can use it at once):
 
-* ``files(path, size, mtime_ns, sha256)``: the cheap check. A file whose size and modification time are
-  what they were is not read again; a new or changed one is hashed (SHA-256 of its bytes).
+* file hashes come from ``mmtools.filehash`` (the shared hash cache): a file whose inode, size and
+  modification time are what they were is not read again; a new or changed one is hashed (SHA-256).
 * ``vectors(sha256, model, vector)``: the unit vector of a content under a model key. A renamed or copied
   photo has the same content, so it is not encoded again.
 * ``models(model, fingerprint)``: the model key is a hash of the model directory's files (weights,
-  configs, manifest), computed through the ``files`` check, so a re-run need not load the model at all;
+  configs, manifest), computed through the same hash cache, so a re-run need not load the model at all;
   its fingerprint is remembered the first time the model is loaded.
 
 Vectors are committed after every batch: a run that is interrupted and started again does not redo them.
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from mmtools.filehash import file_sha256
 from mmtools.images import ImageDecodeError
 from mmtools.models.encoder import Encoder
 
@@ -36,8 +37,6 @@ MODEL_FILES = (".safetensors", ".json", ".txt", ".model")  # what makes a model 
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS info (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
-                                  sha256 TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS vectors (sha256 TEXT NOT NULL, model TEXT NOT NULL, vector BLOB NOT NULL,
                                     PRIMARY KEY (sha256, model));
 CREATE TABLE IF NOT EXISTS models (model TEXT PRIMARY KEY, fingerprint TEXT NOT NULL);
@@ -60,14 +59,6 @@ class FileFacts:
         return {"file_size": self.size, "file_mtime": self.mtime_ns / 1e9, "sha256": self.sha256}
 
 
-def hash_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _stat(path: str) -> os.stat_result:
     try:
         return os.stat(path)
@@ -82,10 +73,11 @@ def _stat(path: str) -> os.stat_result:
 
 
 def file_facts(path: str) -> FileFacts:
-    """Size, modification time and content hash of an image file; ImageDecodeError if it cannot be read."""
+    """Size, modification time and content hash of an image file (an unchanged file is not read again);
+    ImageDecodeError if it cannot be read."""
     stat = _stat(path)
     try:
-        return FileFacts(stat.st_size, stat.st_mtime_ns, hash_file(path))
+        return FileFacts(stat.st_size, stat.st_mtime_ns, file_sha256(path))
     except IsADirectoryError:
         raise ImageDecodeError("is a folder, not an image file") from None
     except PermissionError:
@@ -117,21 +109,6 @@ class EmbeddingCache:
         except (sqlite3.Error, ValueError) as exc:
             raise CacheUnavailable(f"embedding cache {self.path} cannot be used ({exc})") from None
 
-    def facts(self, path: str) -> FileFacts:
-        """Like ``file_facts``, but a file whose size and mtime are unchanged is not hashed again."""
-        stat = _stat(path)
-        key = os.path.realpath(path)
-        with self._lock:
-            row = self._db.execute("SELECT sha256 FROM files WHERE path = ? AND size = ? AND mtime_ns = ?",
-                                   (key, stat.st_size, stat.st_mtime_ns)).fetchone()
-        if row:
-            return FileFacts(stat.st_size, stat.st_mtime_ns, row[0])
-        facts = file_facts(path)
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
-                             (key, facts.size, facts.mtime_ns, facts.sha256))
-        return facts
-
     def vector(self, sha256: str, model: str) -> Any:
         import numpy as np
 
@@ -154,7 +131,7 @@ class EmbeddingCache:
             return None
         digest = hashlib.sha256()
         for path in sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in MODEL_FILES):
-            digest.update(f"{path.name}\0{self.facts(str(path)).sha256}\0".encode())
+            digest.update(f"{path.name}\0{file_sha256(path)}\0".encode())
         return "dir-" + digest.hexdigest()[:32]
 
     def fingerprint(self, model: str) -> str | None:
@@ -186,7 +163,7 @@ class ImageVectorCache:
 
     def look_up(self, path: str) -> tuple[FileFacts, Any]:
         """The file's facts, and its cached vector (None when it must be encoded)."""
-        facts = self.cache.facts(path)
+        facts = file_facts(path)
         return facts, self.cache.vector(facts.sha256, self.model)
 
     def store(self, facts: FileFacts, vector: Any) -> None:

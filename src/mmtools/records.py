@@ -33,8 +33,8 @@ MAX_LINE_BYTES = 256 * 1024 * 1024
 # Fields that mmtools writes on embedding records (see docs/records.md).
 EMBEDDING = "embedding"
 EMBEDDING_MODEL = "embedding_model"
+EMBEDDING_FINGERPRINT = "embedding_fingerprint"
 EMBEDDING_KIND = "embedding_kind"
-EMBEDDING_FINGERPRINT = "embedding_fingerprint"  # the model's fingerprint (weights + text rules)
 
 EMBEDDING_FORMATS = ("base64", "list")
 

@@ -47,7 +47,8 @@ def _is_phobert(config: Any, tokenizer: Any) -> bool:
 class HFDualEncoder(Encoder):
     def __init__(self, ref: ModelRef, device: str):
         self.name = ref.name
-        self.ref = ref
+        self.location = ref.location
+        self.family = ref.family
         self.device = device
         self._dtype = dtype_for(device)
         self.model, self.tokenizer, self.image_processor = _load(ref)
@@ -62,12 +63,6 @@ class HFDualEncoder(Encoder):
     @cached_property
     def dim(self) -> int:  # type: ignore[override]
         return int(self.encode_texts(["a"]).shape[1])
-
-    @cached_property
-    def fingerprint(self) -> str:
-        from mmtools.models.fingerprint import model_fingerprint
-
-        return model_fingerprint(self.ref.location, self.text_rules, self.ref.family)
 
     @property
     def image_size(self) -> int | None:
