@@ -40,7 +40,7 @@ def test_index_named_by_environment_and_nightly_update(tmp_path, photos, siglip_
     first = shell("mmtools embed-images photos/nested | mmtools index", work, **env)
     assert first.returncode == 0, first.stderr
     again = shell("mmtools embed-images photos/ | mmtools index", work, **env)
-    assert "2 replaced" in again.stderr and "6 added" in again.stderr
+    assert "2 unchanged" in again.stderr and "6 added" in again.stderr  # unchanged photos are no-ops
     found = shell("mmtools search -k 1 xe", work, **env)
     assert found.returncode == 0 and len(found.stdout.splitlines()) == 1
 

@@ -13,13 +13,16 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, load_image
 from mmtools.models.encoder import Encoder
 from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_KIND, EMBEDDING_MODEL, Record,
                              encode_vector, field_texts, record_id, text_id)
+
+if TYPE_CHECKING:
+    from mmtools.embed_cache import ImageVectorCache
 
 log = logging.getLogger("mmtools")
 
@@ -47,9 +50,10 @@ def embedding_fields(vector: Any, encoder: Encoder, kind: str, vector_format: st
 
 @dataclass
 class _DecodedBatch:
-    sources: list[ImageSource]
-    pixels: Any
+    sources: list[ImageSource]  # readable images, in input order (cached ones included)
+    pixels: Any  # the preprocessed images of the sources that have no cached vector
     problems: list[Problem] = field(default_factory=list)
+    known: list[tuple[Any, Any]] = field(default_factory=list)  # per source: (FileFacts, cached vector or None)
 
 
 def embed_images(
@@ -61,21 +65,26 @@ def embed_images(
     prefetch: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     vector_format: str = "base64",
+    cache: "ImageVectorCache | None" = None,
     on_problem: ProblemHandler = raise_problem,
     progress: Progress | None = None,
 ) -> Iterator[Record]:
     """Yield one embedding record per readable image, in input order; report unreadable ones.
 
-    ``batch_size`` None: chosen from free GPU memory on CUDA (``mmtools.gpu``), 32 elsewhere.
+    Records carry the file's size, mtime and SHA-256; with a ``cache`` (mmtools.embed_cache), files whose
+    content was encoded before by the same model are not decoded or encoded again. ``batch_size`` None:
+    chosen from free GPU memory on CUDA (``mmtools.gpu``), 32 elsewhere.
     """
     from mmtools import gpu
 
-    batch_size = batch_size or gpu.auto_image_batch_size(encoder, default=32)
-    gpu_decoder = gpu.jpeg_decoder(encoder)  # None unless CUDA and torchvision
+    # A model the cache has not needed yet is not loaded just to ask where it runs: re-runs over unchanged
+    # files never load it (embed_cache.LazyEncoder); such a run batches by 32 and decodes on the CPU.
+    ready = getattr(encoder, "loaded", True)
+    batch_size = batch_size or (gpu.auto_image_batch_size(encoder, default=32) if ready else 32)
+    gpu_decoder = gpu.jpeg_decoder(encoder) if ready else None  # None unless CUDA and torchvision
     fit_in_memory = gpu.OomFallback()
     workers = workers or default_workers()
     prefetch = prefetch or workers + 1  # batches decoded ahead of the model
-    draft_size = encoder.image_size
     pending: deque[Future[_DecodedBatch]] = deque()
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmtools-decode")
 
@@ -84,16 +93,23 @@ def embed_images(
         for problem in decoded.problems:
             on_problem(problem)
         if decoded.sources:
-            vectors = fit_in_memory(encoder.encode_image_batch, decoded.pixels)
-            for source, vector in zip(decoded.sources, vectors):
-                yield {**source.record, "id": source.id,
+            fresh = iter(fit_in_memory(encoder.encode_image_batch, decoded.pixels)
+                         if decoded.pixels is not None else ())
+            vectors = [cached if cached is not None else next(fresh) for _facts, cached in decoded.known]
+            if cache is not None:
+                for (facts, cached), vector in zip(decoded.known, vectors):
+                    if cached is None:
+                        cache.store(facts, vector)
+                cache.commit()  # an interrupted run, started again, keeps what this batch did
+            for source, (facts, _cached), vector in zip(decoded.sources, decoded.known, vectors):
+                yield {**source.record, "id": source.id, **facts.fields(),
                        **embedding_fields(vector, encoder, "image", vector_format)}
         if progress:
             progress(len(decoded.sources) + len(decoded.problems))
 
     try:
         for batch in batched(sources, batch_size):
-            pending.append(executor.submit(_decode_batch, batch, encoder, draft_size, max_pixels, gpu_decoder))
+            pending.append(executor.submit(_decode_batch, batch, encoder, max_pixels, cache, gpu_decoder))
             if len(pending) > prefetch:
                 yield from finish(pending.popleft())
         while pending:
@@ -102,27 +118,43 @@ def embed_images(
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _decode_batch(batch: list[ImageSource], encoder: Encoder, draft_size: int | None, max_pixels: int,
-                  gpu_decoder: Any = None) -> _DecodedBatch:
-    """Decode and preprocess a batch (in a worker thread); on CUDA, pinned and already copying to the GPU."""
+def _decode_batch(batch: list[ImageSource], encoder: Encoder, max_pixels: int,
+                  cache: "ImageVectorCache | None" = None, gpu_decoder: Any = None) -> _DecodedBatch:
+    """Decode and preprocess a batch (in a worker thread). Files the cache knows are not decoded; on CUDA the
+    pixels are pinned and already on their way to the GPU."""
     from mmtools import gpu
+    from mmtools.embed_cache import look_up
 
-    if gpu_decoder is not None:
-        return _DecodedBatch(*gpu.decode_on_gpu(gpu_decoder, batch, max_pixels, lambda rest: _decode_batch_cpu(
-            rest, encoder, draft_size, max_pixels)))
-    decoded = _decode_batch_cpu(batch, encoder, draft_size, max_pixels)
-    decoded.pixels = gpu.stage(decoded.pixels, encoder.device)
-    return decoded
+    looked_up: list[tuple[ImageSource, Any, Any]] = []
+    problems: list[Problem] = []
+    for source in batch:
+        try:
+            looked_up.append((source, *look_up(source.path, cache)))
+        except ImageDecodeError as exc:
+            problems.append(Problem(source.path, str(exc)))
+    todo = [source for source, _facts, cached in looked_up if cached is None]
+    if not todo:
+        decoded = _DecodedBatch([], None)
+    elif gpu_decoder is not None:
+        decoded = _DecodedBatch(*gpu.decode_on_gpu(gpu_decoder, todo, max_pixels,
+                                                   lambda rest: _decode_on_cpu(rest, encoder, max_pixels)))
+    else:
+        decoded = _decode_on_cpu(todo, encoder, max_pixels)
+        decoded.pixels = gpu.stage(decoded.pixels, encoder.device) if decoded.sources else None
+    # Pixels follow the decoded sources in input order, which is the order of the uncached entries kept.
+    decoded_ids = {id(source) for source in decoded.sources}
+    kept = [(s, facts, cached) for s, facts, cached in looked_up if cached is not None or id(s) in decoded_ids]
+    return _DecodedBatch([s for s, _, _ in kept], decoded.pixels, problems + decoded.problems,
+                         [(facts, cached) for _, facts, cached in kept])
 
 
-def _decode_batch_cpu(batch: list[ImageSource], encoder: Encoder, draft_size: int | None,
-                      max_pixels: int) -> _DecodedBatch:
+def _decode_on_cpu(batch: list[ImageSource], encoder: Encoder, max_pixels: int) -> _DecodedBatch:
     good: list[ImageSource] = []
     images: list[Any] = []
     problems: list[Problem] = []
     for source in batch:
         try:
-            images.append(load_image(source.path, max_pixels=max_pixels, draft_size=draft_size))
+            images.append(load_image(source.path, max_pixels=max_pixels, draft_size=encoder.image_size))
             good.append(source)
         except ImageDecodeError as exc:
             problems.append(Problem(source.path, str(exc)))

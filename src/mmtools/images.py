@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", 
 JSONL_EXTENSIONS = frozenset({".jsonl", ".ndjson", ".json"})
 DEFAULT_MAX_PIXELS = 100_000_000  # about 10,000 × 10,000; larger images are refused, not decoded
 GLOB_CHARACTERS = frozenset("*?[")
+HEIF_EXTENSIONS = frozenset({".heic", ".heif"})
 
 
 class ImageDecodeError(Exception):
@@ -39,45 +41,85 @@ class ImageSource:
 
 
 def discover_images(
-    inputs: Iterable[str], *, root: str | None = None, on_problem: ProblemHandler = raise_problem
+    inputs: Iterable[str], *, root: str | None = None, hidden: bool = False,
+    on_problem: ProblemHandler = raise_problem,
 ) -> Iterator[ImageSource]:
     """Expand inputs into image sources, in a stable order (folders sorted, globs sorted).
 
     ``-`` and ``*.jsonl`` inputs are JSONL records with a ``path`` (relative paths resolve against ``root``,
-    default the current directory). A folder yields the files with image extensions below it; a file named
-    directly is tried whatever its extension.
+    default the current directory). A folder yields the files with image extensions below it (hidden ones
+    only with ``hidden``; macOS ``._`` files never); a file named directly is tried whatever its extension.
+    Each file gets one id however it was named (see ``canonical_path_id``).
     """
     for item in inputs:
         if item == STDIN or (Path(item).suffix.lower() in JSONL_EXTENSIONS and Path(item).is_file()):
             yield from _sources_from_records(read_records([item], on_problem), root, on_problem)
         elif os.path.isdir(item):
-            yield from (_source(p) for p in walk_images(item))
+            yield from _sources(walk_images(item, hidden=hidden), root, on_problem)
         elif os.path.isfile(item):
-            yield _source(item)
+            yield from _sources([item], root, on_problem)
         elif GLOB_CHARACTERS & set(item):
             matches = sorted(glob.glob(item, recursive=True))
             files = [m for m in matches if os.path.isfile(m)]
             if not files:
                 on_problem(Problem(item, "no files match this pattern"))
-            for match in files:
-                yield _source(match)
+            yield from _sources(files, root, on_problem)
         elif os.path.lexists(item):
             on_problem(Problem(item, "not a regular file or folder (a broken link?)"))
         else:
             on_problem(Problem(item, "no such file or folder"))
 
 
-def walk_images(folder: str) -> Iterator[str]:
-    """Image files below ``folder``, sorted, skipping hidden files and folders (.git, .thumbnails...)."""
-    for current, dirs, files in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+def walk_images(folder: str, hidden: bool = False) -> Iterator[str]:
+    """Image files below ``folder``, sorted. Hidden files and folders (.git, .thumbnails...) are skipped unless
+    ``hidden``; macOS ``._`` resource files always. Linked folders are followed, each real folder once (so
+    a link loop ends)."""
+    visited: set[tuple[int, int]] = set()
+    for current, dirs, files in os.walk(folder, followlinks=True):
+        try:
+            stat = os.stat(current)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (stat.st_dev, stat.st_ino) in visited:
+            dirs[:] = []
+            continue
+        visited.add((stat.st_dev, stat.st_ino))
+        dirs[:] = sorted(d for d in dirs if hidden or not d.startswith("."))
         for name in sorted(files):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            if name.startswith("._") or (name.startswith(".") and not hidden):
+                continue
+            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                 yield os.path.join(current, name)
 
 
-def _source(path: str) -> ImageSource:
-    return ImageSource(id=path, path=path, record={"path": path})
+def canonical_path_id(path: str, root: str | None = None) -> str:
+    """The one id of a file however its path was typed: ``photos/a.jpg``, ``./photos/a.jpg`` and the absolute
+    path all give the absolute path, in Unicode NFC (macOS writes names in NFD); relative to ``root`` when
+    the file is inside it, so an index can move with its folder. Links are not resolved."""
+    absolute = os.path.abspath(path)
+    if root is not None:
+        relative = os.path.relpath(absolute, os.path.abspath(root))
+        if relative != os.pardir and not relative.startswith(os.pardir + os.sep):
+            absolute = relative
+    return unicodedata.normalize("NFC", absolute)
+
+
+def printable_path(path: str) -> str:
+    """A file name that is not valid UTF-8 (Python keeps its bytes as surrogates), made printable."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _sources(paths: Iterable[str], root: str | None, on_problem: ProblemHandler) -> Iterator[ImageSource]:
+    for path in paths:
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            on_problem(Problem(printable_path(path), "file name is not valid UTF-8, skipped (rename it, e.g. "
+                                                     "with convmv -f latin1 -t utf8)"))
+            continue
+        item_id = canonical_path_id(path, root)
+        yield ImageSource(id=item_id, path=path, record={"path": item_id if root is not None else path})
 
 
 def _sources_from_records(records: Iterable[Record], root: str | None,
@@ -88,7 +130,7 @@ def _sources_from_records(records: Iterable[Record], root: str | None,
             on_problem(Problem(record_id(record, f"record {number}"), "record has no 'path' field, skipped"))
             continue
         resolved = path if os.path.isabs(path) or root is None else os.path.join(root, path)
-        yield ImageSource(id=record_id(record, path), path=resolved, record=record)
+        yield ImageSource(id=record_id(record, canonical_path_id(resolved, root)), path=resolved, record=record)
 
 
 # --------------------------------------------------------------------------------------------- decoding
@@ -101,6 +143,8 @@ def load_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: i
     try:
         if os.path.getsize(path) == 0:
             raise ImageDecodeError("file is empty (0 bytes)")
+        if Path(path).suffix.lower() in HEIF_EXTENSIONS:
+            _register_heif()
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
@@ -116,6 +160,8 @@ def load_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: i
     except ImageDecodeError:
         raise
     except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageDecodeError("broken symbolic link (what it points to is gone)") from None
         raise ImageDecodeError("no such file") from None
     except PermissionError:
         raise ImageDecodeError("permission denied") from None
@@ -130,6 +176,16 @@ def load_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: i
         raise ImageDecodeError(f"image is corrupt or truncated ({exc})") from None
     except MemoryError:
         raise ImageDecodeError("not enough memory to decode this image") from None
+
+
+def _register_heif() -> None:
+    """HEIC/HEIF (iPhone photos) decode through the optional pillow-heif package."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise ImageDecodeError("HEIC/HEIF images need the optional pillow-heif package "
+                               "(pip install 'mmtools[heic]')") from None
+    pillow_heif.register_heif_opener()
 
 
 def to_rgb(image: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -71,16 +72,17 @@ def iter_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[
         yield number, chunk
 
 
-def _lines_of(sources: Iterable[str], on_problem: ProblemHandler) -> Iterator[tuple[str, bytes]]:
+def _lines_of(sources: Iterable[str], on_problem: ProblemHandler,
+              max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[str, bytes]]:
     """``(file:line, bytes)`` for every line of every source, oversized lines reported and skipped."""
     for source in sources:
         stream, owned = _open_input(source)
         name = "<stdin>" if source == STDIN else source
         try:
-            for number, line in iter_lines(stream):
+            for number, line in iter_lines(stream, max_line_bytes):
                 where = f"{name}:{number}"
                 if line is None:
-                    on_problem(Problem(where, f"line longer than {MAX_LINE_BYTES >> 20} MiB, skipped"))
+                    on_problem(Problem(where, f"line longer than {_size(max_line_bytes)}, skipped"))
                 else:
                     yield where, line
         finally:
@@ -89,10 +91,11 @@ def _lines_of(sources: Iterable[str], on_problem: ProblemHandler) -> Iterator[tu
 
 
 def read_records(
-    sources: Iterable[str] = (STDIN,), on_problem: ProblemHandler = raise_problem
+    sources: Iterable[str] = (STDIN,), on_problem: ProblemHandler = raise_problem,
+    max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[Record]:
     """Yield the JSON objects of JSONL files (``-`` is stdin), skipping blank lines and reporting bad ones."""
-    for where, line in _lines_of(sources, on_problem):
+    for where, line in _lines_of(sources, on_problem, max_line_bytes):
         if not line.strip():
             continue
         try:
@@ -120,6 +123,10 @@ def read_text_lines(
             yield where, text
 
 
+def _size(limit: int) -> str:
+    return f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit:,} bytes"
+
+
 def _json_reason(line: bytes, exc: orjson.JSONDecodeError) -> str:
     try:
         line.decode("utf-8")
@@ -142,7 +149,12 @@ def record_id(record: Record, fallback: str) -> str:
     value = record.get("id")
     if value is None or value == "":
         return fallback
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # e.g. an integer past 64 bits, which orjson does not write
+        return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def field_texts(value: Any) -> list[str] | None:
@@ -183,8 +195,9 @@ def decode_vector(value: Any) -> "Any":
         array = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     elif isinstance(value, list):
         try:
-            array = np.asarray(value, dtype=np.float32)
-        except (ValueError, TypeError):
+            with np.errstate(over="ignore"):  # numbers past float32's range become inf, refused below
+                array = np.asarray(value, dtype=np.float32)
+        except (ValueError, TypeError, OverflowError):
             raise ValueError("embedding list holds something other than numbers") from None
         if array.ndim != 1:
             raise ValueError("embedding list must be flat")

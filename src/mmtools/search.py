@@ -8,9 +8,10 @@ from typing import Any, Callable, Iterable, Iterator
 from mmtools.embed import batched, encode_query_texts
 from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.images import ImageDecodeError, load_image
-from mmtools.index.store import IndexReader
+from mmtools.errors import IndexFileError
+from mmtools.index.store import IndexInfo, IndexReader, model_mismatch, models_match
 from mmtools.models.encoder import Encoder
-from mmtools.records import EMBEDDING, EMBEDDING_MODEL, Record, decode_vector, record_id
+from mmtools.records import EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector, record_id
 
 HIT_FIELDS = ("query_id", "query", "rank", "score")
 
@@ -24,6 +25,7 @@ class Query:
     image: str | None = None
     vector: Any = None
     model: str | None = None  # the model a ready vector came from
+    fingerprint: str | None = None  # ... and its fingerprint
     record: Record = field(default_factory=dict)
 
     @property
@@ -43,14 +45,50 @@ def queries_from_records(records: Iterable[Record], field_name: str = "text",
                 on_problem(Problem(qid, f"{exc}, skipped"))
                 continue
             label = record.get(field_name) or record.get("path") or qid
+            fingerprint = record.get(EMBEDDING_FINGERPRINT)
             yield Query(qid, text=label if isinstance(label, str) else qid, vector=vector,
-                        model=record.get(EMBEDDING_MODEL), record=record)
+                        model=record.get(EMBEDDING_MODEL),
+                        fingerprint=fingerprint if isinstance(fingerprint, str) else None, record=record)
         elif isinstance(record.get(field_name), str):
             yield Query(qid, text=record[field_name], record=record)
         elif isinstance(record.get("path"), str):
             yield Query(qid, image=record["path"], record=record)
         else:
             on_problem(Problem(qid, f"query record has no {field_name!r}, 'path' or 'embedding' field, skipped"))
+
+
+def query_encoder(info: IndexInfo, where: str, load: Callable[[str], Encoder],
+                  model: str | None = None) -> Callable[[], Encoder]:
+    """A loader (called once, when a query needs encoding) for the model the index was built with.
+
+    ``model`` names it again, e.g. where the directory has moved: it is used when its fingerprint is the
+    index's (or, for an index without one, when its name is). Either way the loaded model's fingerprint
+    must still be the index's, so a model retrained in place is refused rather than silently mixed.
+    """
+    from mmtools.models import resolve_model
+
+    name = info.model if model is None else resolve_model(model).name
+    if name != info.model and not info.fingerprint:
+        raise _mismatch(where, info, name)
+    loaded: list[Encoder] = []
+
+    def get() -> Encoder:
+        if not loaded:
+            encoder = load(name)
+            fingerprint = getattr(encoder, "fingerprint", "") or None
+            if not models_match(info.model, info.fingerprint, encoder.name, fingerprint):
+                raise _mismatch(where, info, encoder.name, fingerprint)
+            loaded.append(encoder)
+        return loaded[0]
+    return get
+
+
+def _mismatch(where: str, info: IndexInfo, name: str, fingerprint: str | None = None) -> IndexFileError:
+    if name == info.model:
+        return IndexFileError(f"index {where}: {model_mismatch(info.model, info.fingerprint, name, fingerprint)}",
+                              hint="rebuild the index with the model as it is now (mmtools index --rebuild)")
+    return IndexFileError(f"index {where} was built with model {info.model}; the query model is {name}",
+                          hint="leave out --model to use the index's model, or rebuild the index with the new model")
 
 
 def search(
@@ -90,9 +128,9 @@ def _vectors_for(batch: list[Query], reader: IndexReader, get_encoder: Callable[
     for i, query in enumerate(batch):
         if query.vector is None:
             continue
-        if query.model and query.model != info.model:
-            on_problem(Problem(query.id, f"query embedding is from model {query.model}, but the index holds "
-                                         f"model {info.model}, skipped"))
+        if not models_match(info.model, info.fingerprint, query.model, query.fingerprint):
+            reason = model_mismatch(info.model, info.fingerprint, query.model, query.fingerprint)
+            on_problem(Problem(query.id, f"query embedding is from {reason}, skipped"))
         elif len(query.vector) != info.dim:
             on_problem(Problem(query.id, f"query embedding has {len(query.vector)} dimensions, the index "
                                          f"holds {info.dim}, skipped"))

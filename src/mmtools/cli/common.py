@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
 from contextlib import contextmanager
 from enum import Enum
@@ -104,6 +106,7 @@ def command_session(command: str) -> Iterator[Reporter]:
     logger.addHandler(handler)
     logger.propagate = False
     code = EXIT_OK
+    restore_signals = _stop_signals_interrupt()
     try:
         yield reporter
         sys.stdout.flush()
@@ -114,8 +117,8 @@ def command_session(command: str) -> Iterator[Reporter]:
     except BrokenPipeError:
         _silence_stdout()
         code = EXIT_OK
-    except KeyboardInterrupt:
-        reporter.error("interrupted")
+    except KeyboardInterrupt as exc:
+        reporter.error(f"interrupted by {exc.args[0]}" if isinstance(exc, Stopped) else "interrupted")
         code = EXIT_INTERRUPTED
     except (typer.Exit, typer.Abort):
         raise
@@ -127,8 +130,33 @@ def command_session(command: str) -> Iterator[Reporter]:
                                                    "report it with that output")
         code = EXIT_FATAL
     finally:
+        restore_signals()
         logger.removeHandler(handler)
     raise typer.Exit(code)
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwound like Ctrl-C, so writers discard their temporary files (exit 130)."""
+
+
+def _stop_signals_interrupt():
+    """While a command runs, SIGTERM (kill, systemd, cron's end) and SIGHUP (a closed terminal) act like
+    Ctrl-C. A signal the parent set to be ignored (nohup) stays ignored. Returns the undo function."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum, _frame):
+        raise Stopped(signal.Signals(signum).name)
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, stop)
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return restore
 
 
 def _silence_stdout() -> None:

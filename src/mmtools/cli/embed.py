@@ -31,8 +31,15 @@ def embed_images_command(
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=1, help="Threads decoding images ahead of the model [default: CPU count, at most 8].")] = None,
     root: Annotated[Optional[str], typer.Option(
-        "--root", help="Resolve relative 'path' fields of JSONL records against this folder "
-                       "[default: the current directory].")] = None,
+        "--root", help="Give files ids and paths relative to this folder (so an index can move with it), "
+                       "and resolve relative 'path' fields of JSONL records against it [default: absolute "
+                       "ids; paths as given].")] = None,
+    no_cache: Annotated[bool, typer.Option(
+        "--no-cache", help="Encode every image, even those whose content this model encoded before "
+                           "(the embedding cache lives in MMTOOLS_CACHE_DIR).")] = False,
+    hidden: Annotated[bool, typer.Option(
+        "--hidden", help="Include hidden files and folders (names starting with a dot) when walking "
+                         "folders; macOS ._ files are always skipped.")] = False,
     max_pixels: Annotated[int, typer.Option(
         "--max-pixels", min=1, help="Refuse images larger than this many pixels (decompression bombs).")]
         = 100_000_000,
@@ -47,19 +54,24 @@ def embed_images_command(
         from mmtools.images import discover_images
         from mmtools.models import load_encoder
         from mmtools.records import RecordWriter, open_output
-
         from mmtools.shard import parse_shard, take_shard
 
-        sources = discover_images(require_input(inputs or [], "images"), root=root, on_problem=report.problem)
+        sources = discover_images(require_input(inputs or [], "images"), root=root, hidden=hidden,
+                                  on_problem=report.problem)
         sources = take_shard(sources, parse_shard(shard) if shard else None, key=lambda source: source.id)
-        encoder = load_encoder(model, device)
+        if no_cache:
+            encoder, cache = load_encoder(model, device), None
+        else:
+            from mmtools.embed_cache import cached_image_encoder
+
+            encoder, cache = cached_image_encoder(model, device)
         bar = report.progress("embedding images")
         try:
             with open_output(output) as stream:
                 writer = RecordWriter(stream, flush_each=output is None)
                 writer.write_all(embed_images(sources, encoder, batch_size=batch_size, workers=workers,
                                               max_pixels=max_pixels, vector_format=embedding_format.value,
-                                              on_problem=report.problem, progress=bar))
+                                              cache=cache, on_problem=report.problem, progress=bar))
         finally:
             bar.close()
 

@@ -60,9 +60,13 @@ def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
             return None
         if destination == "images":
             options["images"].append(parsed)
+        elif destination == "index" and options["index"] is not None:
+            return None  # several indexes: a fusion, done in-process
         else:
             options[destination] = parsed
         i += 1
+    if options["output"] in (None, "-") and sys.stdout.isatty():
+        return None  # a terminal gets the table view, which the typer command draws
     if options["k"] < 1 or (options["device"] or os.environ.get("MMTOOLS_DEVICE") or "auto") != "auto":
         return None  # a bad -k gets typer's message; an explicit device is honoured in-process
     return options, quiet

@@ -1,4 +1,4 @@
-"""index: embedding records in, a FAISS index and its metadata out."""
+"""index: embedding records in, a FAISS index and its metadata out; also export, merge, compact, sync."""
 
 from __future__ import annotations
 
@@ -7,29 +7,58 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmtools.cli.common import command_session, require_input
+from mmtools.cli.common import EmbeddingFormat, FormatOption, command_session, require_input
 from mmtools.errors import UsageError
-from mmtools.index.kinds import ALL_PARAMS, KINDS
+from mmtools.index.kinds import ALL_PARAMS, KINDS, param_error
 
 PARAM_HELP = ("Index parameter KEY=VALUE, repeatable: hnsw: m, ef_construction, ef_search; "
-              "ivf: nlist, nprobe, rerank.")
+              "ivf: nlist, nprobe, rerank; ivfpq: nlist, pq_m, nbits, nprobe, rerank, keep_vectors.")
 
 
 def index_command(
     inputs: Annotated[Optional[list[str]], typer.Argument(
-        help="JSONL files of embedding records; - or nothing reads standard input.")] = None,
+        help="JSONL files of embedding records; - or nothing reads standard input (not read when --merge, "
+             "--compact or --remove is given without inputs).")] = None,
     output: Annotated[str, typer.Option(
         "--output", "-o", envvar="MMTOOLS_INDEX", show_envvar=True,
         help="The index file; its metadata goes beside it as FILE.meta.sqlite.")] = "idx.faiss",
     kind: Annotated[Optional[str], typer.Option(
-        "--kind", help="flat (exact), hnsw (graph), or ivf (inverted lists with exact re-ranking) "
-                       "[default: the existing index's kind, else flat].")] = None,
+        "--kind", help="flat (exact), hnsw (graph), ivf (inverted lists with exact re-ranking) or ivfpq "
+                       "(compressed codes for collections past memory) [default: the existing index's "
+                       "kind, else the first --merge part's, else flat].")] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", help=PARAM_HELP)] = None,
     rebuild: Annotated[bool, typer.Option(
         "--rebuild", help="Start a new index instead of updating; the old one stays until the new one is "
                           "complete.")] = False,
     remove: Annotated[Optional[list[str]], typer.Option(
-        "--remove", help="Remove the record with this id (repeatable).")] = None,
+        "--remove", help="Remove the record with this id (repeatable); a path is also tried as the id "
+                         "embed-images gives that file.")] = None,
+    remove_from: Annotated[Optional[str], typer.Option(
+        "--remove-from", metavar="FILE", help="Remove the ids listed in FILE, one a line (- reads standard "
+                                              "input).")] = None,
+    sync: Annotated[bool, typer.Option(
+        "--sync", help="Make the index equal to the input: after adding it, remove records that were not in "
+                       "it and whose file (their 'path') no longer exists.")] = False,
+    root: Annotated[Optional[str], typer.Option(
+        "--root", help="Folder the records' relative paths and ids are relative to (give embed-images the "
+                       "same --root); --sync never looks outside it.")] = None,
+    merge: Annotated[Optional[list[str]], typer.Option(
+        "--merge", metavar="PART", help="Add every record of this index, vectors and all (repeatable); the "
+                                        "parts must hold vectors from the same model.")] = None,
+    compact: Annotated[bool, typer.Option(
+        "--compact", help="Rebuild without the vectors of removed and replaced records now (this also "
+                          "happens on its own once they pass a fifth of the index).")] = False,
+    export: Annotated[bool, typer.Option(
+        "--export", help="Write the stored records with their vectors as embedding records to standard "
+                         "output and exit (to change kind, merge, or evaluate without embedding again).")]
+        = False,
+    embedding_format: FormatOption = EmbeddingFormat.base64,
+    lock_timeout: Annotated[Optional[float], typer.Option(
+        "--lock-timeout", metavar="SECONDS", min=0,
+        help="Give up when another mmtools process has been writing the index this long [default: wait as "
+             "long as it takes].")] = None,
+    no_wait: Annotated[bool, typer.Option(
+        "--no-wait", help="Fail at once when another mmtools process is writing the index.")] = False,
     model: Annotated[Optional[str], typer.Option(
         "--model", "-m", help="Model of records that carry no embedding_model field; a new index takes it.")]
         = None,
@@ -38,35 +67,69 @@ def index_command(
 ) -> None:
     """Build or update a FAISS index from embedding records.
 
-    Records whose id is already in the index replace the old ones. Embeddings from another model, or of
-    another dimension, are refused (named on stderr). Files are written to temporary names and renamed
-    when complete, so an interrupted run leaves the old index whole.
+    Records whose id is already in the index replace the old ones; records that did not change are left
+    alone. Embeddings from another model, or of another dimension, are refused (named on stderr). A write
+    has one commit point: a run that is interrupted or killed leaves the old index whole, and the next run
+    tidies up after it. A second writer waits for the first.
 
-    Example: mmtools embed-images photos/ | mmtools index -o idx.faiss
+    Example: mmtools embed-images --root photos photos/ | mmtools index -o idx.faiss --sync --root photos
     """
     with command_session("index") as report:
         if info:
             _print_info(output)
             return
-        from mmtools.index import index_records
-        from mmtools.records import read_records
+        if export:
+            _export(output, embedding_format.value)
+            return
+        from mmtools.index import index_records, merge_parts, part_layout
+        from mmtools.records import read_records, read_text_lines
 
         if kind is not None and kind not in KINDS:
             raise UsageError(f"unknown index kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
-        remove_ids = remove or []
-        sources = [] if remove_ids and not inputs and sys.stdin.isatty() else require_input(inputs or [], "records")
+        params = _parse_params(param or [])
+        remove_ids = list(remove or [])
+        if remove_from is not None:
+            remove_ids += [text.strip() for _where, text in read_text_lines([remove_from], report.problem)]
+        records_from_stdin = remove_from == "-"
+        needs_no_records = bool(merge or compact or remove or remove_from)
+        if inputs:
+            if records_from_stdin and "-" in inputs:
+                raise UsageError("standard input cannot hold both records and --remove-from ids")
+            records = read_records(inputs, report.problem)
+        elif needs_no_records or records_from_stdin:
+            records = iter(())
+        else:
+            records = read_records(require_input([], "records"), report.problem)
+        if merge:
+            if kind is None and not rebuild:
+                from pathlib import Path
+
+                if not Path(output).exists():
+                    kind, part_params = part_layout(merge[0])
+                    params = {**part_params, **params}
+            records = _chain(merge_parts(merge, into=output), records)
         bar = report.progress("indexing")
         try:
-            summary = index_records(read_records(sources, report.problem), output, model=_model_name(model),
-                                    kind=kind, params=_parse_params(param or []), rebuild=rebuild,
-                                    remove_ids=remove_ids, on_problem=report.problem, progress=bar)
+            summary = index_records(
+                records, output, model=_model_name(model), kind=kind, params=params, rebuild=rebuild,
+                remove_ids=remove_ids, sync=sync, root=root, compact=compact,
+                lock_timeout=0 if no_wait else lock_timeout,
+                on_wait=lambda: report.info(f"waiting for another mmtools process writing {output} "
+                                            "(--no-wait or --lock-timeout to give up)"),
+                on_problem=report.problem, progress=bar)
         finally:
             bar.close()
         i = summary.info
-        records = "record" if i.count == 1 else "records"
-        report.info(f"{output}: {i.count} {records} ({summary.added} added, {summary.replaced} replaced, "
-                    f"{summary.removed} removed, {summary.skipped} skipped); {i.kind}, {i.dim} dimensions, "
-                    f"model {i.model}")
+        records_word = "record" if i.count == 1 else "records"
+        compacted = "; compacted" if summary.compacted else ""
+        report.info(f"{output}: {i.count} {records_word} ({summary.added} added, {summary.replaced} replaced, "
+                    f"{summary.unchanged} unchanged, {summary.removed} removed, {summary.skipped} skipped"
+                    f"{compacted}); {i.kind}, {i.dim} dimensions, model {i.model}")
+
+
+def _chain(*iterables):
+    for iterable in iterables:
+        yield from iterable
 
 
 def _model_name(model: str | None) -> str | None:
@@ -82,10 +145,12 @@ def _parse_params(pairs: list[str]) -> dict[str, int]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         name = key.strip().replace("-", "_")
-        if not sep or not value.strip().isdigit() or int(value) < 1:
-            raise UsageError(f"--param {pair!r} is not KEY=NUMBER (a positive whole number)", hint=PARAM_HELP)
+        if not sep or not value.strip().isdigit():
+            raise UsageError(f"--param {pair!r} is not KEY=NUMBER (a whole number)", hint=PARAM_HELP)
         if name not in ALL_PARAMS:
             raise UsageError(f"--param {pair!r}: unknown parameter {name!r}", hint=PARAM_HELP)
+        if (reason := param_error(name, int(value))) is not None:
+            raise UsageError(f"--param {pair!r}: {reason}", hint=PARAM_HELP)
         params[name] = int(value)
     return params
 
@@ -98,3 +163,11 @@ def _print_info(path: str) -> None:
     with IndexReader(path) as reader:
         info = dict(reader.info.__dict__, path=path)
     sys.stdout.buffer.write(orjson.dumps(info, option=orjson.OPT_APPEND_NEWLINE))
+
+
+def _export(path: str, vector_format: str) -> None:
+    from mmtools.index import IndexReader
+    from mmtools.records import RecordWriter
+
+    with IndexReader(path) as reader:
+        RecordWriter(sys.stdout.buffer).write_all(reader.export(vector_format))

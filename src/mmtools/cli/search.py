@@ -8,8 +8,8 @@ import typer
 
 from mmtools.cli.common import DeviceOption, OutputOption, command_session
 from mmtools.cli.output import (Column, OutputFormat, OutputFormatOption, Print0Option, emit_records,
-                                path_or_id)
-from mmtools.errors import IndexFileError, UsageError
+                                path_or_id, resolve_format)
+from mmtools.errors import UsageError
 
 # Repeatable, for rank fusion over several indexes (each queried with its own model).
 IndexesOption = Annotated[Optional[list[str]], typer.Option(
@@ -43,8 +43,9 @@ def search_command(
     lines: Annotated[bool, typer.Option("--lines", help="Standard input holds one plain-text query per line.")]
         = False,
     model: Annotated[Optional[str], typer.Option(
-        "--model", "-m", help="Check that the index was built with this model (queries always use the "
-                              "index's own model; MMTOOLS_MODEL is not consulted).")] = None,
+        "--model", "-m", help="The index's model where it is now (e.g. a directory that moved): used if it is "
+                              "the same model (same fingerprint), refused otherwise [default: the index's "
+                              "model; MMTOOLS_MODEL is not consulted].")] = None,
     device: DeviceOption = "auto",
     output: OutputOption = None,
     output_format: OutputFormatOption = OutputFormat.auto,
@@ -67,13 +68,17 @@ def search_command(
     with command_session("search") as report:
         from mmtools.serve import client
 
-        if device == "auto" and client.search(texts=queries or [], images=image or [], k=k, min_score=min_score,
-                                              index=index, field=field, lines=lines, model=model, output=output,
-                                              on_problem=report.problem):
-            return  # a running `mmtools serve` did it, warm
+        # A running `mmtools serve` answers plain JSONL searches of one index, warm.
+        plain = (len(index or []) <= 1 and not weights and not montage and not html
+                 and resolve_format(output_format, output) == OutputFormat.jsonl)
+        if plain and device == "auto" and client.search(
+                texts=queries or [], images=image or [], k=k, min_score=min_score,
+                index=(index or [None])[0], field=field, lines=lines, model=model, output=output,
+                on_problem=report.problem):
+            return
         from mmtools.index import IndexReader
-        from mmtools.models import load_encoder, resolve_model
-        from mmtools.search import search
+        from mmtools.models import load_encoder
+        from mmtools.search import query_encoder, search
 
         indexes = index or ["idx.faiss"]
         if len(indexes) > 1 or weights:
@@ -85,15 +90,11 @@ def search_command(
             return
         index = indexes[0]
         with IndexReader(index) as reader:
-            model_name = reader.info.model
-            if model is not None and resolve_model(model).name != model_name:
-                raise IndexFileError(
-                    f"index {index} was built with model {model_name}; the query model is "
-                    f"{resolve_model(model).name}",
-                    hint="leave out --model to use the index's model, or rebuild the index with the new model")
-            hits = search(reader, _queries(queries or [], image or [], field, lines, report),
-                          lambda: load_encoder(model_name, device), k=k, min_score=min_score,
-                          on_problem=report.problem)
+            get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device), model)
+            if model is not None:
+                get_encoder()  # check the model named now, before any query
+            hits = search(reader, _queries(queries or [], image or [], field, lines, report), get_encoder, k=k,
+                          min_score=min_score, on_problem=report.problem)
             kept: list[dict] = []
             if montage or html:
                 hits = _keeping(hits, kept)

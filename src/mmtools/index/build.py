@@ -1,14 +1,17 @@
-"""Building and updating an index from a stream of embedding records."""
+"""Building and updating an index from a stream of embedding records; syncing it with a folder; merging."""
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
-from mmtools.errors import Problem, ProblemHandler, raise_problem
-from mmtools.index.store import IndexInfo, IndexWriter, RecordRejected
-from mmtools.records import EMBEDDING, EMBEDDING_MODEL, Record, decode_vector, record_id
+from mmtools.errors import IndexFileError, Problem, ProblemHandler, raise_problem
+from mmtools.images import canonical_path_id
+from mmtools.index.store import IndexInfo, IndexReader, IndexWriter, RecordRejected, model_mismatch, models_match
+from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector,
+                             record_id)
 
 
 @dataclass
@@ -18,6 +21,8 @@ class IndexSummary:
     replaced: int
     removed: int
     skipped: int
+    unchanged: int = 0
+    compacted: bool = False
 
 
 def index_records(
@@ -29,18 +34,31 @@ def index_records(
     params: dict[str, int] | None = None,
     rebuild: bool = False,
     remove_ids: Iterable[str] = (),
+    sync: bool = False,
+    root: str | os.PathLike[str] | None = None,
+    compact: bool = False,
+    lock_timeout: float | None = None,
+    on_wait: Callable[[], None] | None = None,
     on_problem: ProblemHandler = raise_problem,
     progress: Callable[[int], None] | None = None,
 ) -> IndexSummary:
     """Add embedding records to the index at ``path`` (created if absent), replacing records with the same id.
 
     Records that do not fit (no or malformed embedding, another model, another dimension) are reported and
-    skipped. ``model`` is the model records without an ``embedding_model`` field are taken to come from, and
-    the model a new index must hold. Nothing is written unless the whole stream was read.
+    skipped; records identical to the stored ones change nothing. ``model`` is the model records without an
+    ``embedding_model`` field are taken to come from, and the model a new index must hold. ``remove_ids``
+    that are not in the index are reported. With ``sync``, once the whole stream is read, records that were
+    not in it and whose file (``path``, resolved against ``root``) is gone are removed. Nothing is written
+    unless the whole stream was read.
     """
     skipped = 0
-    with IndexWriter(path, model=model, kind=kind, params=params, rebuild=rebuild) as writer:
-        writer.remove(remove_ids)
+    seen: set[str] = set()
+    with IndexWriter(path, model=model, kind=kind, params=params, rebuild=rebuild, compact=compact,
+                     lock_timeout=lock_timeout, on_wait=on_wait) as writer:
+        for item_id in writer.remove(remove_ids):
+            as_path = canonical_path_id(item_id, None if root is None else str(root))
+            if as_path == item_id or writer.remove([as_path]):  # a path is also tried as the file's id
+                on_problem(Problem(item_id, "no record with this id in the index; nothing removed"))
         for number, record in enumerate(records, 1):
             item_id = record_id(record, "")
             where = item_id or f"record {number}"
@@ -48,12 +66,86 @@ def index_records(
                 if not item_id:
                     raise RecordRejected("record has no 'id'")
                 vector = decode_vector(record.get(EMBEDDING))
-                stored = {k: v for k, v in record.items() if k not in (EMBEDDING, EMBEDDING_MODEL)}
-                writer.add(item_id, vector, stored, model=record.get(EMBEDDING_MODEL) or model)
-            except (RecordRejected, ValueError) as exc:
+                stored = {k: v for k, v in record.items() if k not in (EMBEDDING, EMBEDDING_MODEL,
+                                                                      EMBEDDING_FINGERPRINT)}
+                fingerprint = record.get(EMBEDDING_FINGERPRINT)
+                writer.add(item_id, vector, stored, model=record.get(EMBEDDING_MODEL) or model,
+                           fingerprint=fingerprint if isinstance(fingerprint, str) else None)
+                seen.add(item_id)
+            except (RecordRejected, ValueError, TypeError) as exc:
                 on_problem(Problem(where, f"{exc}, skipped"))
                 skipped += 1
             if progress:
                 progress(1)
+        if sync:
+            writer.remove(gone_records(writer.stored(), seen, root))
     summary = writer.summary
-    return IndexSummary(writer.info, summary.added, summary.replaced, summary.removed, skipped)
+    return IndexSummary(writer.info, summary.added, summary.replaced, summary.removed, skipped,
+                        summary.unchanged, summary.compacted)
+
+
+def gone_records(stored: Iterable[tuple[str, Record]], seen: set[str],
+                 root: str | os.PathLike[str] | None) -> Iterator[str]:
+    """Ids of stored records not ``seen`` in this run whose file no longer exists.
+
+    A record whose file still exists stays (the run that fed the index may have stopped early), and so does
+    one with no ``path``, or, when ``root`` is given, one whose path leads outside ``root``: the metadata
+    never steers mmtools outside the folder the user named.
+    """
+    from mmtools.index.store import canonical_item_id
+
+    seen = {canonical_item_id(item_id) for item_id in seen}
+    for item_id, record in stored:
+        if item_id in seen:
+            continue
+        where = safe_path(record.get("path"), root)
+        if where is not None and not os.path.lexists(where):
+            yield item_id
+
+
+def safe_path(path: object, root: str | os.PathLike[str] | None) -> str | None:
+    """``path`` resolved against ``root``, or None if it is not a string or would lead outside ``root``."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        return None
+    if root is None:
+        return path
+    base = os.path.abspath(root)
+    resolved = os.path.normpath(os.path.join(base, path))
+    if os.path.commonpath([base, resolved]) != base:
+        return None
+    return resolved
+
+
+def merge_parts(parts: Iterable[str | os.PathLike[str]], into: str | os.PathLike[str] | None = None
+                ) -> Iterator[Record]:
+    """The records of several indexes (e.g. one per shard), with their vectors, checking first that all of
+    them (and the index ``into``, if it exists) hold vectors from one model."""
+    parts = [Path(p) for p in parts]
+    infos = []
+    for part in parts:
+        with IndexReader(part) as reader:
+            infos.append((part, reader.info))
+    if into is not None and Path(into).exists() and Path(into) not in parts:
+        try:
+            with IndexReader(into) as reader:
+                infos.insert(0, (Path(into), reader.info))
+        except IndexFileError:
+            pass  # the writer reports an unusable target itself
+    first_path, first = infos[0]
+    for part, info in infos[1:]:
+        if not models_match(first.model, first.fingerprint, info.model, info.fingerprint):
+            raise IndexFileError(f"index {part} holds vectors from "
+                                 f"{model_mismatch(first.model, first.fingerprint, info.model, info.fingerprint)}"
+                                 f" (in {first_path})", hint="merge only indexes built with the same model")
+        if info.dim != first.dim:
+            raise IndexFileError(f"index {part} holds {info.dim}-dimensional vectors, {first_path} holds "
+                                 f"{first.dim}", hint="merge only indexes built with the same model")
+    for part in parts:
+        with IndexReader(part) as reader:
+            yield from reader.export()
+
+
+def part_layout(part: str | os.PathLike[str]) -> tuple[str, dict[str, int]]:
+    """The kind and build parameters of an index, for a merged index that should be built like its parts."""
+    with IndexReader(part) as reader:
+        return reader.info.kind, dict(reader.info.params)

@@ -232,18 +232,14 @@ class Engine:
     def search(self, index: str | os.PathLike[str], queries: Iterable[Query], *, k: int = 10,
                min_score: float | None = None, check_model: str | None = None,
                on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
-        from mmtools.models import resolve_model
-        from mmtools.search import search
+        from mmtools.search import query_encoder, search
 
         with self.reader(index) as reader:
-            model_name = reader.info.model
-            if check_model is not None and resolve_model(check_model).name != model_name:
-                raise IndexFileError(
-                    f"index {index} was built with model {model_name}; the query model is "
-                    f"{resolve_model(check_model).name}",
-                    hint="leave out --model to use the index's model, or rebuild the index with the new model")
-            yield from search(reader, queries, lambda: self.encoder(model_name), k=k, min_score=min_score,
-                              on_problem=on_problem)
+            # The same model check as in-process search: by fingerprint, so a moved model directory works.
+            get_encoder = query_encoder(reader.info, str(index), self.encoder, check_model)
+            if check_model is not None:
+                get_encoder()
+            yield from search(reader, queries, get_encoder, k=k, min_score=min_score, on_problem=on_problem)
 
     def embed_texts(self, items: Iterable[Any], *, model: str | None, batch_size: int = 64,
                     vector_format: str = "base64", on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
