@@ -18,6 +18,10 @@ OPTIONS: dict[str, tuple[str, type | None]] = {
     "--index": ("index", str), "-i": ("index", str), "--field": ("field", str), "-f": ("field", str),
     "--lines": ("lines", None), "--model": ("model", str), "-m": ("model", str), "--device": ("device", str),
     "--output": ("output", str), "-o": ("output", str),
+    # Views and fusions the typer command draws itself: their presence sends the search the normal way.
+    "--weights": ("decline", str), "--format": ("decline", str), "-F": ("decline", str),
+    "--print0": ("decline", None), "-0": ("decline", None), "--montage": ("decline", str),
+    "--html": ("decline", str),
 }
 QUIET = ("-q", "--quiet")
 
@@ -44,6 +48,8 @@ def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
         if name not in OPTIONS:
             return None  # --help, --, combined short options...: typer decides
         destination, kind = OPTIONS[name]
+        if destination == "decline":
+            return None
         if kind is None:
             if has_value:
                 return None
