@@ -36,9 +36,11 @@ def build_model(directory: Path, size: str) -> Path:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
+    from mmtools.models.hf_dual import quiet_transformers
     from mmtools.models.synthetic import _word_tokenizer
     from mmtools.train.demo import vocabulary_texts
 
+    quiet_transformers()
     layers = SIZES[size]
     tokenizer = _word_tokenizer(vocabulary_texts(), max_length=77)
     text = dict(layers, max_position_embeddings=77, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
