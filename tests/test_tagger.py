@@ -213,3 +213,39 @@ def test_the_fused_tagger_beats_each_single_modality_on_held_out_data(tagging_da
     assert scores[("both", "concat")] > best_single + 0.05, scores
     assert scores[("both", "attention")] > best_single + 0.05, scores
     assert scores[("both", "concat")] > 0.9, scores
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("architecture", ["siglip-tiny", "clip-tiny", "phobert-tiny"])
+def test_both_towers_of_a_dual_encoder_with_base(tmp_path, architecture, photos):
+    import torch
+
+    from mmtools.models.synthetic import build_random_model
+    from mmtools.tag.towers import save_tagger
+    from mmtools.tag.trained import TrainedTagger
+
+    base = build_random_model(tmp_path / architecture, architecture)
+    towers = load_towers("both", base=str(base))
+    spec = spec_for(towers, TaggerSpec(labels=LABELS, fusion="attention", fusion_dim=16, hidden_dim=16,
+                                       attention_heads=2))
+    if architecture == "siglip-tiny":  # SigLIP's text rules and its no-mask text tower come along
+        assert towers.text_rules.lowercase and towers.text_rules.padding == "max_length"
+        assert spec.text_uses_mask is False and spec.text_pooling == "pooler"
+    if architecture == "phobert-tiny":
+        assert towers.text_rules.segment and spec.text_pooling == "first"
+    model = TaggerModel(spec, towers.text_model, towers.image_model).eval()
+    image = str(sorted(photos.glob("*.jpg"))[0])
+    save_tagger(tmp_path / "tagger", model, towers, {})
+    loaded = TrainedTagger(str(tmp_path / "tagger"), "cpu")
+    rows = [Sample("a", text=t, image=image) for t in loaded.batches.prepare_texts(["xe hơi màu đỏ", "con mèo"])]
+    probabilities = loaded.probabilities(rows)
+    assert probabilities.shape == (2, 4) and np.isfinite(probabilities).all()
+    with torch.no_grad():
+        direct = torch.sigmoid(model(BatchMaker(towers)(rows))["logits"]).numpy()
+    np.testing.assert_allclose(probabilities, direct, atol=1e-5)
+    # The towers keep the dual encoder's trained weights.
+    from transformers import AutoModel
+
+    dual = AutoModel.from_pretrained(base)
+    first = next(iter(dual.vision_model.state_dict().values()))
+    assert any(torch.equal(first, value) for value in towers.image_model.state_dict().values())
