@@ -249,3 +249,19 @@ def test_both_towers_of_a_dual_encoder_with_base(tmp_path, architecture, photos)
     dual = AutoModel.from_pretrained(base)
     first = next(iter(dual.vision_model.state_dict().values()))
     assert any(torch.equal(first, value) for value in towers.image_model.state_dict().values())
+
+
+def test_side_by_side_table_for_a_terminal():
+    from mmtools.cli.tagger import _table
+
+    def result(name, f1):
+        scores = {"precision": f1, "recall": f1, "f1": f1}
+        return {"model": name, "reads": "text only", "examples": 10, "micro": scores, "macro": scores,
+                "per_label": {"wifi": {**scores, "support": 4}}}
+
+    table = _table([result("text-tagger", 0.5), result("fused", 0.91)], per_label=True).splitlines()
+    assert table[0].split()[:2] == ["model", "reads"] and "micro F1" in table[0]
+    assert table[1].startswith("text-tagger") and table[1].endswith("0.5000")
+    assert table[2].startswith("fused") and "0.9100" in table[2]
+    assert table[4].split() == ["label", "support", "F1", "text-tagger", "F1", "fused"]
+    assert table[5].split() == ["wifi", "4", "0.5000", "0.9100"]
