@@ -195,7 +195,7 @@ def test_the_fused_tagger_beats_each_single_modality_on_held_out_data(tagging_da
         options = TaggerOptions(modality=modality, fusion=fusion, text_model=str(tagging_data["text_tower"]),
                                 image_model=str(tagging_data["image_tower"]), fusion_dim=32, hidden_dim=32,
                                 dropout=0.1, text_pooling="mean", head_lr=1e-2, text_lr=3e-3, image_lr=3e-3,
-                                frozen_epochs=2, finetune_epochs=9 if fusion == "attention" else 5,
+                                frozen_epochs=2, finetune_epochs=9 if modality == "both" else 5,
                                 finetune_lr_scale=1.0)
         task = TaggerTask(options, train, val, batch_size=16)
         config = TrainConfig(batch_size=16, workers=0, patience=None, monitor="micro_f1", warmup=0.0)
