@@ -155,10 +155,12 @@ def test_metrics_on_known_answers():
 def test_thresholds_are_tuned_per_label():
     targets = np.array([[1, 0], [1, 0], [0, 1], [0, 0]])
     probabilities = np.array([[0.3, 0.9], [0.25, 0.8], [0.1, 0.95], [0.05, 0.85]])
-    low, high = tune_thresholds(targets, probabilities)
+    low, high = tune_thresholds(targets, probabilities, min_positives=1)
     assert 0.1 < low <= 0.25  # the positives score 0.25 and 0.3, the negatives at most 0.1
     assert 0.85 < high <= 0.95
     assert tune_thresholds(np.zeros((2, 1)), np.array([[0.2], [0.7]])) == [0.5]  # no positive: default
+    # Too few positives to trust (the default minimum is 5): the label keeps the default.
+    assert tune_thresholds(targets, probabilities) == [0.5, 0.5]
 
 
 def test_csv_in_the_designs_layout(tmp_path):
