@@ -155,10 +155,12 @@ def test_metrics_on_known_answers():
 def test_thresholds_are_tuned_per_label():
     targets = np.array([[1, 0], [1, 0], [0, 1], [0, 0]])
     probabilities = np.array([[0.3, 0.9], [0.25, 0.8], [0.1, 0.95], [0.05, 0.85]])
-    low, high = tune_thresholds(targets, probabilities)
+    low, high = tune_thresholds(targets, probabilities, min_positives=1)
     assert 0.1 < low <= 0.25  # the positives score 0.25 and 0.3, the negatives at most 0.1
     assert 0.85 < high <= 0.95
     assert tune_thresholds(np.zeros((2, 1)), np.array([[0.2], [0.7]])) == [0.5]  # no positive: default
+    # Too few positives to trust (the default minimum is 5): the label keeps the default.
+    assert tune_thresholds(targets, probabilities) == [0.5, 0.5]
 
 
 def test_csv_in_the_designs_layout(tmp_path):
@@ -195,7 +197,7 @@ def test_the_fused_tagger_beats_each_single_modality_on_held_out_data(tagging_da
         options = TaggerOptions(modality=modality, fusion=fusion, text_model=str(tagging_data["text_tower"]),
                                 image_model=str(tagging_data["image_tower"]), fusion_dim=32, hidden_dim=32,
                                 dropout=0.1, text_pooling="mean", head_lr=1e-2, text_lr=3e-3, image_lr=3e-3,
-                                frozen_epochs=2, finetune_epochs=9 if fusion == "attention" else 5,
+                                frozen_epochs=2, finetune_epochs=9 if modality == "both" else 5,
                                 finetune_lr_scale=1.0)
         task = TaggerTask(options, train, val, batch_size=16)
         config = TrainConfig(batch_size=16, workers=0, patience=None, monitor="micro_f1", warmup=0.0)
@@ -213,3 +215,55 @@ def test_the_fused_tagger_beats_each_single_modality_on_held_out_data(tagging_da
     assert scores[("both", "concat")] > best_single + 0.05, scores
     assert scores[("both", "attention")] > best_single + 0.05, scores
     assert scores[("both", "concat")] > 0.9, scores
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("architecture", ["siglip-tiny", "clip-tiny", "phobert-tiny"])
+def test_both_towers_of_a_dual_encoder_with_base(tmp_path, architecture, photos):
+    import torch
+
+    from mmtools.models.synthetic import build_random_model
+    from mmtools.tag.towers import save_tagger
+    from mmtools.tag.trained import TrainedTagger
+
+    base = build_random_model(tmp_path / architecture, architecture)
+    towers = load_towers("both", base=str(base))
+    spec = spec_for(towers, TaggerSpec(labels=LABELS, fusion="attention", fusion_dim=16, hidden_dim=16,
+                                       attention_heads=2))
+    if architecture == "siglip-tiny":  # SigLIP's text rules and its no-mask text tower come along
+        assert towers.text_rules.lowercase and towers.text_rules.padding == "max_length"
+        assert spec.text_uses_mask is False and spec.text_pooling == "pooler"
+    if architecture == "phobert-tiny":
+        assert towers.text_rules.segment and spec.text_pooling == "first"
+    model = TaggerModel(spec, towers.text_model, towers.image_model).eval()
+    image = str(sorted(photos.glob("*.jpg"))[0])
+    save_tagger(tmp_path / "tagger", model, towers, {})
+    loaded = TrainedTagger(str(tmp_path / "tagger"), "cpu")
+    rows = [Sample("a", text=t, image=image) for t in loaded.batches.prepare_texts(["xe hơi màu đỏ", "con mèo"])]
+    probabilities = loaded.probabilities(rows)
+    assert probabilities.shape == (2, 4) and np.isfinite(probabilities).all()
+    with torch.no_grad():
+        direct = torch.sigmoid(model(BatchMaker(towers)(rows))["logits"]).numpy()
+    np.testing.assert_allclose(probabilities, direct, atol=1e-5)
+    # The towers keep the dual encoder's trained weights.
+    from transformers import AutoModel
+
+    dual = AutoModel.from_pretrained(base)
+    first = next(iter(dual.vision_model.state_dict().values()))
+    assert any(torch.equal(first, value) for value in towers.image_model.state_dict().values())
+
+
+def test_side_by_side_table_for_a_terminal():
+    from mmtools.cli.tagger import _table
+
+    def result(name, f1):
+        scores = {"precision": f1, "recall": f1, "f1": f1}
+        return {"model": name, "reads": "text only", "examples": 10, "micro": scores, "macro": scores,
+                "per_label": {"wifi": {**scores, "support": 4}}}
+
+    table = _table([result("text-tagger", 0.5), result("fused", 0.91)], per_label=True).splitlines()
+    assert table[0].split()[:2] == ["model", "reads"] and "micro F1" in table[0]
+    assert table[1].startswith("text-tagger") and table[1].endswith("0.5000")
+    assert table[2].startswith("fused") and "0.9100" in table[2]
+    assert table[4].split() == ["label", "support", "F1", "text-tagger", "F1", "fused"]
+    assert table[5].split() == ["wifi", "4", "0.5000", "0.9100"]

@@ -157,7 +157,7 @@ def train_tagger_command(
         if not held:
             report.warning("no validation data: thresholds stay at 0.5 and there is no early stopping "
                            "(give --val, or --val-fraction)")
-        task = TaggerTask(options, train, held, batch_size=batch_size)
+        task = TaggerTask(options, train, held, batch_size=batch_size, seed=seed)
         report.info(f"{len(train)} training and {len(held)} validation examples, {len(task.labels)} labels, "
                     f"reading {options.modality}" + (f" ({options.fusion} fusion)" if modality == Modality.both
                                                      else ""))

@@ -73,10 +73,16 @@ def micro_f1(targets: Any, probabilities: Any, thresholds: Any = 0.5) -> float:
 CANDIDATE_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 
-def tune_thresholds(targets: Any, probabilities: Any, default: float = 0.5) -> list[float]:
+MIN_POSITIVES_TO_TUNE = 5
+
+
+def tune_thresholds(targets: Any, probabilities: Any, default: float = 0.5,
+                    min_positives: int = MIN_POSITIVES_TO_TUNE) -> list[float]:
     """For each label, the threshold in 0.05..0.95 that gives the best F1 on these (validation) examples.
 
-    Ties go to the threshold nearest ``default``; a label with no positive example keeps ``default``.
+    Ties go to the threshold nearest ``default``. A label with fewer than ``min_positives`` positive examples
+    keeps ``default``: with one or two positives the best threshold is often the lowest, which floods the
+    label with false positives on new data.
     """
     import numpy as np
 
@@ -84,7 +90,7 @@ def tune_thresholds(targets: Any, probabilities: Any, default: float = 0.5) -> l
     probs = np.asarray(probabilities)
     chosen = []
     for j in range(truth.shape[1]):
-        if not truth[:, j].any():
+        if truth[:, j].sum() < max(1, min_positives):
             chosen.append(default)
             continue
         best = (-1.0, 0.0, default)

@@ -164,6 +164,9 @@ def save_tagger(directory: Path, model: Any, towers: Towers, thresholds: dict[st
                 "mmtools_version": __version__, "tagger": spec.to_dict(),
                 "thresholds": {label: round(float(thresholds.get(label, 0.5)), 4) for label in spec.labels},
                 "text": asdict(towers.text_rules) if towers.text_rules is not None else None,
+                # Some tower classes (SigLIP's text model) are not in AutoModel's table: name them.
+                "tower_classes": {name: type(tower).__name__ for name, tower in
+                                  (("text", towers.text_model), ("image", towers.image_model)) if tower is not None},
                 **({"training": info} if info else {})}
     (directory / MANIFEST).write_text(json.dumps(manifest, ensure_ascii=False, indent=1) + "\n",
                                       encoding="utf-8")
@@ -182,15 +185,16 @@ def load_tagger_parts(directory: Path, manifest: dict[str, Any]) -> tuple[Any, T
     try:
         spec = TaggerSpec.from_dict(manifest["tagger"])
         towers = Towers()
+        classes = manifest.get("tower_classes", {})
         if spec.uses_text:
-            towers.text_model = AutoModel.from_config(AutoConfig.from_pretrained(directory / "text",
-                                                                                 local_files_only=True))
+            towers.text_model = _tower(classes.get("text"), AutoConfig.from_pretrained(directory / "text",
+                                                                                       local_files_only=True))
             towers.tokenizer = AutoTokenizer.from_pretrained(directory / "text", local_files_only=True)
             rules = manifest.get("text") or {}
             towers.text_rules = TextRules(**{k: v for k, v in rules.items() if k in TextRules.__dataclass_fields__})
         if spec.uses_image:
-            towers.image_model = AutoModel.from_config(AutoConfig.from_pretrained(directory / "image",
-                                                                                  local_files_only=True))
+            towers.image_model = _tower(classes.get("image"), AutoConfig.from_pretrained(directory / "image",
+                                                                                         local_files_only=True))
             towers.image_processor = AutoImageProcessor.from_pretrained(directory / "image",
                                                                         local_files_only=True)
         model = TaggerModel(spec, towers.text_model, towers.image_model)
@@ -205,3 +209,14 @@ def load_tagger_parts(directory: Path, manifest: dict[str, Any]) -> tuple[Any, T
                          hint="it may be incomplete or from another mmtools; train it again") from None
     thresholds = {label: float(manifest.get("thresholds", {}).get(label, 0.5)) for label in spec.labels}
     return model, towers, thresholds
+
+
+def _tower(class_name: str | None, config: Any) -> Any:
+    """An empty tower of the saved class (only transformers' own classes: never code from the directory)."""
+    import transformers
+    from transformers import AutoModel, PreTrainedModel
+
+    cls = getattr(transformers, class_name, None) if class_name else None
+    if isinstance(cls, type) and issubclass(cls, PreTrainedModel):
+        return cls(config)
+    return AutoModel.from_config(config)

@@ -115,8 +115,10 @@ class TaggerTask:
     """The engine's TrainTask for a tagger (see mmtools.train.engine.TrainTask)."""
 
     def __init__(self, options: TaggerOptions, train: list[Example], val: list[Example] | None,
-                 towers: Towers | None = None, batch_size: int = 32,
+                 towers: Towers | None = None, batch_size: int = 32, seed: int = 0,
                  on_problem: ProblemHandler = raise_problem):
+        import torch
+
         options.check()
         self.options = options
         self.towers = towers or load_towers(options.modality, base=options.base, text_model=options.text_model,
@@ -127,6 +129,7 @@ class TaggerTask:
                                                 fusion=options.fusion, fusion_dim=options.fusion_dim,
                                                 hidden_dim=options.hidden_dim, dropout=options.dropout,
                                                 text_pooling=options.text_pooling))
+        torch.manual_seed(seed)  # the new layers start the same on every run with the same seed
         self.model = TaggerModel(spec, self.towers.text_model, self.towers.image_model)
         self.batches = BatchMaker(self.towers)
         self.collate = TaggerCollate(self.batches, self.labels, spec.uses_text, spec.uses_image)
