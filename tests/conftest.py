@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+# Caches and the home of imported model names go to a private scratch place, never the user's own.
+_SCRATCH = tempfile.mkdtemp(prefix="mmtools-tests-")
+os.environ["MMTOOLS_CACHE_DIR"] = os.path.join(_SCRATCH, "cache")
+os.environ["MMTOOLS_HOME"] = os.path.join(_SCRATCH, "home")
 os.environ.pop("MMTOOLS_MODEL", None)
 os.environ.pop("MMTOOLS_INDEX", None)
 os.environ.pop("MMTOOLS_DEVICE", None)

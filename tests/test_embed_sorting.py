@@ -13,6 +13,7 @@ from mmtools.records import decode_vector
 
 class FakeEncoder:
     name = "fake"
+    fingerprint = "fp-0000000000000000"
 
     def __init__(self, padding):
         self.text_rules = SimpleNamespace(max_length=64, padding=padding)

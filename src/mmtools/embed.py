@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, load_image
 from mmtools.models.encoder import Encoder
-from mmtools.records import (EMBEDDING, EMBEDDING_KIND, EMBEDDING_MODEL, Record, encode_vector, field_texts,
-                             record_id, text_id)
+from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_KIND, EMBEDDING_MODEL, Record,
+                             encode_vector, field_texts, record_id, text_id)
 
 log = logging.getLogger("mmtools")
 
@@ -38,7 +38,8 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def embedding_fields(vector: Any, encoder: Encoder, kind: str, vector_format: str) -> Record:
-    return {EMBEDDING: encode_vector(vector, vector_format), EMBEDDING_MODEL: encoder.name, EMBEDDING_KIND: kind}
+    return {EMBEDDING: encode_vector(vector, vector_format), EMBEDDING_MODEL: encoder.name,
+            EMBEDDING_FINGERPRINT: encoder.fingerprint, EMBEDDING_KIND: kind}
 
 
 # ------------------------------------------------------------------------------------------------ images

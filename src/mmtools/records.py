@@ -32,6 +32,7 @@ MAX_LINE_BYTES = 256 * 1024 * 1024
 # Fields that mmtools writes on embedding records (see docs/records.md).
 EMBEDDING = "embedding"
 EMBEDDING_MODEL = "embedding_model"
+EMBEDDING_FINGERPRINT = "embedding_fingerprint"
 EMBEDDING_KIND = "embedding_kind"
 
 EMBEDDING_FORMATS = ("base64", "list")

@@ -8,6 +8,7 @@ it later without the pipeline, the index or search noticing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:
@@ -26,6 +27,15 @@ class Encoder(ABC):
     dim: int
     device: str
     text_rules: "TextRules"
+    location: str = ""  # the directory or hub id it was loaded from
+    family: str = "hf-dual-encoder"
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """What records and indexes compare to tell models apart (see mmtools.models.fingerprint)."""
+        from mmtools.models.fingerprint import model_fingerprint
+
+        return model_fingerprint(self.location or self.name, self.text_rules, self.family)
 
     # -- images: preprocessing is split from the forward pass so the pipeline can run it in worker threads
     @property
@@ -55,4 +65,4 @@ class Encoder(ABC):
         """
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.name, "dim": self.dim, "device": self.device}
+        return {"model": self.name, "fingerprint": self.fingerprint, "dim": self.dim, "device": self.device}

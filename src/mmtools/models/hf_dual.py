@@ -47,6 +47,8 @@ def _is_phobert(config: Any, tokenizer: Any) -> bool:
 class HFDualEncoder(Encoder):
     def __init__(self, ref: ModelRef, device: str):
         self.name = ref.name
+        self.location = ref.location
+        self.family = ref.family
         self.device = device
         self._dtype = dtype_for(device)
         self.model, self.tokenizer, self.image_processor = _load(ref)

@@ -59,8 +59,7 @@ def resolve_model(name: str | None) -> ModelRef:
         given = DEFAULT_MODEL
     path = Path(given).expanduser()
     if path.is_dir():
-        location = str(path.resolve())
-        return ModelRef(name=location, location=location, is_local=True, manifest=read_manifest(path))
+        return _local_model(path)
     if path.exists():
         raise ModelError(f"model {given} is a file, not a model directory",
                          hint="pass a directory saved with save_pretrained, an alias, or a Hugging Face id")
@@ -76,6 +75,21 @@ def resolve_model(name: str | None) -> ModelRef:
         f"unknown model {given!r}: not a directory, not an alias, and not a Hugging Face id (org/name)",
         hint="aliases: " + ", ".join(sorted(ALIASES)),
     )
+
+
+def _local_model(path: Path) -> ModelRef:
+    """A model directory, or a training run's directory (``mmtools train``), whose manifest points at the best
+    model it has saved so far."""
+    name = str(path.resolve())
+    manifest = read_manifest(path)
+    if manifest.get("kind") == "training-run":
+        model_dir = path / str(manifest.get("model", "model"))
+        if not model_dir.is_dir():
+            raise ModelError(f"training run {path} has no model yet (its first epoch has not finished)",
+                             hint="wait for the first epoch, or resume the run with --resume")
+        return ModelRef(name=name, location=str(model_dir.resolve()), is_local=True,
+                        manifest=read_manifest(model_dir))
+    return ModelRef(name=name, location=name, is_local=True, manifest=manifest)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
