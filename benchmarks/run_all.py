@@ -57,37 +57,55 @@ def main() -> int:
     parts = [p for p in args.only.split(",") if p]
     print(f"# mmtools benchmarks\n\n{machine()}\n")
     rows: list[Row] = []
+    failed = []
     for part in parts:
+        if part not in PARTS:
+            parser.error(f"unknown part {part!r}")
         start = time.perf_counter()
         print(f"running {part}...", file=sys.stderr, flush=True)
-        if part == "images":
-            rows += embed_images_rows(args.large)
-        elif part == "texts":
-            from bench_texts import run
+        try:
+            rows += run_part(part, args.large)
+        except Exception as exc:  # one broken part must not cost the others' figures
+            import traceback
 
-            rows += run(["vit-s16", "siglip2-base"], 3072 if args.large else 1024, 512 if args.large else 64)
-        elif part == "index":
-            from bench_index import run
-
-            rows += run([100_000, 1_000_000] if args.large else [100_000],
-                        [100_000, 1_000_000] if args.large else [20_000], ef_construction=200 if args.large else 40)
-        elif part == "jsonl":
-            from bench_jsonl import run
-
-            rows += run(50_000 if args.large else 10_000)
-        elif part == "serve":
-            from bench_serve import run
-
-            rows += run(10_000, ("siglip-tiny", "siglip2-base"), 40 if args.large else 12)
-        elif part == "gpu":
-            from gpu_embed import run
-
-            rows += run()
-        else:
-            parser.error(f"unknown part {part!r}")
+            traceback.print_exc()
+            failed.append(f"{part}: {type(exc).__name__}: {exc}")
         print(f"  {part}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     print_table(rows)
-    return 0
+    for failure in failed:
+        print(f"FAILED part {failure}")
+    return 1 if failed else 0
+
+
+def run_part(part: str, large: bool) -> list[Row]:
+    """The rows of one part of the run."""
+    rows: list[Row] = []
+    if part == "images":
+        rows += embed_images_rows(large)
+    elif part == "texts":
+        from bench_texts import run
+
+        rows += run(["vit-s16", "siglip2-base"], 3072 if large else 1024, 512 if large else 64)
+    elif part == "index":
+        from bench_index import run
+
+        rows += run([100_000, 1_000_000] if large else [100_000],
+                    [100_000, 1_000_000] if large else [20_000], ef_construction=200 if large else 40)
+    elif part == "jsonl":
+        from bench_jsonl import run
+
+        rows += run(50_000 if large else 10_000)
+    elif part == "serve":
+        from bench_serve import run
+
+        rows += run(10_000, ("siglip-tiny", "siglip2-base"), 40 if large else 12)
+    elif part == "gpu":
+        from gpu_embed import run
+
+        rows += run()
+    return rows
+
+
 
 
 if __name__ == "__main__":

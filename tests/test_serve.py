@@ -401,3 +401,28 @@ def test_concurrent_http_clients_each_get_their_own_answers(served):
         answers = list(pool.map(ask, texts))
     for text, answer in zip(texts, answers):
         assert_same_hits(answer, _local_search(served, [text], k=2))
+
+
+def test_socket_paths(monkeypatch, tmp_path):
+    from mmtools.serve import paths
+
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.delenv("MMTOOLS_SERVER")
+    assert paths.socket_path() == str(tmp_path / "mmtools" / "server.sock")
+    monkeypatch.setenv("MMTOOLS_SERVER", "off")
+    assert paths.client_disabled() and paths.socket_path("off") == str(tmp_path / "mmtools" / "server.sock")
+    monkeypatch.setenv("MMTOOLS_SERVER", "/x/y.sock")
+    assert paths.socket_path() == "/x/y.sock" and paths.socket_path("/a.sock") == "/a.sock"
+
+
+def test_a_socket_folder_others_can_enter_is_refused(tmp_path):
+    from mmtools.serve import paths
+
+    open_folder = tmp_path / "shared"
+    open_folder.mkdir(mode=0o777)
+    open_folder.chmod(0o777)
+    with pytest.raises(paths.UnsafeRuntimeDir):
+        paths.ensure_private_dir(str(open_folder))
+    private = tmp_path / "private"
+    paths.ensure_private_dir(str(private))
+    assert (private.stat().st_mode & 0o777) == 0o700

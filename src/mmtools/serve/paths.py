@@ -36,7 +36,7 @@ def runtime_dir() -> str:
 
 def socket_path(explicit: str | os.PathLike[str] | None = None) -> str:
     """The socket named by ``explicit``, else ``MMTOOLS_SERVER``, else the well-known path."""
-    if explicit:
+    if explicit and os.fspath(explicit).strip().lower() not in DISABLED:  # `serve --socket` from MMTOOLS_SERVER=off
         return os.path.expanduser(os.fspath(explicit))
     named = os.environ.get(ENV, "").strip()
     if named and named.lower() not in DISABLED:
