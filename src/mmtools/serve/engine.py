@@ -260,15 +260,30 @@ class Engine:
         return {**record, **embedding_fields(vector, encoder, "image", vector_format)}
 
     def tag(self, labels: list[str], *, model: str | None, text: str | None = None, image: str | None = None,
-            template: str = "{}", max_pixels: int | None = None) -> list[dict[str, Any]]:
-        from mmtools.images import DEFAULT_MAX_PIXELS, load_image
-        from mmtools.serve.zero_shot import zero_shot_tags
+            template: str | None = None, max_pixels: int | None = None) -> list[dict[str, Any]]:
+        """Every label with its score, best first: `mmtools tag`'s zero-shot scoring (mmtools.tag.zero_shot),
+        averaged over the text and the image when both are given."""
+        import numpy as np
 
+        from mmtools.images import DEFAULT_MAX_PIXELS, load_image
+        from mmtools.tag.labels import Thresholds, select_tags
+        from mmtools.tag.zero_shot import DEFAULT_TEMPLATES, ZeroShotTagger
+
+        if not labels:
+            raise ValueError("no labels to score")
+        if text is None and image is None:
+            raise ValueError("nothing to tag: give a text, an image, or both")
         encoder = self.encoder(model)
-        picture = None
+        tagger = ZeroShotTagger(encoder, list(labels), [template] if template else list(DEFAULT_TEMPLATES),
+                                top_k=None)
+        scores = []
+        if text is not None:
+            scores.append(tagger.scoring.scores(encoder.encode_texts([text]) @ tagger.label_vectors.T, "text")[0])
         if image is not None:
             picture = load_image(image, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, draft_size=encoder.image_size)
-        return zero_shot_tags(encoder, labels, text=text, image=picture, template=template)
+            vector = encoder.encode_images([picture])
+            scores.append(tagger.scoring.scores(vector @ tagger.label_vectors.T, "image")[0])
+        return select_tags(tagger.labels, np.mean(scores, axis=0), Thresholds(), None)
 
     # ------------------------------------------------------------------------------------------ status
     def health(self) -> dict[str, Any]:

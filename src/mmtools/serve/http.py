@@ -111,7 +111,8 @@ def create_app(engine: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY, max_pixel
         labels: list[str] = Field(min_length=1, max_length=MAX_LABELS, description="Candidate labels.")
         text: Optional[str] = None
         model: Optional[str] = None
-        template: str = Field("{}", description="How a label becomes a text, e.g. 'ảnh {}'.")
+        template: Optional[str] = Field(None, description="How a label becomes a text, e.g. 'ảnh {}' "
+                                                       "[default: the prompt ensemble of `mmtools tag`].")
 
     class ORJSON(JSONResponse):  # numpy-aware and fast; FastAPI's ORJSONResponse is deprecated
         def render(self, content: Any) -> bytes:
@@ -267,7 +268,9 @@ def create_app(engine: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY, max_pixel
             raise HTTPProblem(400, "tag takes one image at a time")
         if params.text is None and not files:
             raise HTTPProblem(400, "nothing to tag: give a 'text', an 'image' upload, or both")
-        labels = list(dict.fromkeys(label.strip() for label in params.labels if label.strip()))
+        from mmtools.tag.labels import unique_labels
+
+        labels = unique_labels(params.labels, "request")
         if not labels:
             raise HTTPProblem(422, "labels: no non-empty label")
         model = await work(engine.served_model, params.model)
