@@ -281,6 +281,10 @@ class IndexReader:
                                  hint="any `mmtools index -o FILE` run repairs an interrupted write; or rebuild "
                                       "with --rebuild")
         kinds.set_search_params(self._faiss, self.info.kind, self.info.params)
+        if self.info.kind == "flat":  # exact search is what GPUs speed up most; a no-op without the GPU build
+            from mmtools.gpu import gpu_search_index
+
+            self._faiss = gpu_search_index(self._faiss)
 
     def close(self) -> None:
         self._db.close()
