@@ -162,3 +162,16 @@ def test_search_print0_alone_is_a_usage_error(index):
     result = runner.invoke(app, ["search", "xe", "--index", str(index / "idx.faiss"), "-0"])
     assert result.exit_code == 2
     assert "--format paths" in result.stderr
+
+
+@pytest.mark.slow
+def test_tag_prints_a_table_on_a_terminal_and_jsonl_into_a_pipe(index, siglip_dir):
+    (index / "labels.txt").write_text("xe hơi\nmèo\n", encoding="utf-8")
+    code, shown = run_in_pty(["tag", "--labels", "labels.txt", "photos/", "-k", "1"], index, NO_COLOR="1",
+                             MMTOOLS_MODEL=siglip_dir)
+    assert code == 0 and "record" in shown and "tags" in shown and "photos/red.png" in shown
+    assert '"tags"' not in shown
+    piped = runner.invoke(app, ["tag", "--labels", str(index / "labels.txt"), str(index / "photos"), "-k", "1",
+                                "--model", siglip_dir], catch_exceptions=False)
+    records = [orjson.loads(line) for line in piped.stdout.splitlines()]
+    assert len(records) == 4 and all(len(r["tags"]) == 1 for r in records)

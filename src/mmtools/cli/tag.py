@@ -7,6 +7,13 @@ from typing import Annotated, Optional
 import typer
 
 from mmtools.cli.common import DeviceOption, ModelOption, OutputOption, command_session, require_input
+from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, Print0Option, emit_records, path_or_id
+
+# What a tagged record shows in a table: where it came from, and its tags.
+TAG_COLUMNS = [
+    Column("record", path_or_id, wrap=True),
+    Column("tags", "tags", wrap=True),
+]
 
 
 def tag_command(
@@ -38,13 +45,15 @@ def tag_command(
         = None,
     device: DeviceOption = "auto",
     output: OutputOption = None,
+    output_format: OutputFormatOption = OutputFormat.auto,
+    print0: Print0Option = False,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, envvar="MMTOOLS_BATCH_SIZE",
                                             show_envvar=True, help="Inputs per forward pass.")] = 32,
     no_cache: Annotated[bool, typer.Option(
         "--no-cache", help="Zero-shot: compute the label vectors again instead of reading them from the cache.")]
         = False,
 ) -> None:
-    """Tag records: each comes out with "tags": [{"label", "score"}, ...], best first.
+    """Tag records: each comes out with "tags": [{"label", "score"}, ...], best first (a table on a terminal).
 
     Zero-shot (--labels FILE, any retrieval model): SigLIP scores are the model's sigmoid probabilities;
     CLIP scores a softmax over the labels; text records a softmax too. A trained tagger (--model DIR
@@ -56,7 +65,6 @@ def tag_command(
     """
     with command_session("tag") as report:
         from mmtools.errors import UsageError
-        from mmtools.records import RecordWriter, open_output
         from mmtools.tag.inputs import records_from_inputs
         from mmtools.tag.labels import Thresholds, read_labels, read_thresholds
         from mmtools.tag.trained import is_tagger
@@ -92,5 +100,4 @@ def tag_command(
                                        top_k=5 if top_k is None else top_k, use_cache=not no_cache)
             tagged = tag_records(records_from_inputs(sources, report.problem), zero_shot, text_field=fields[0],
                                  root=root, batch_size=batch_size, on_problem=report.problem)
-        with open_output(output) as stream:
-            RecordWriter(stream, flush_each=output is None).write_all(tagged)
+        emit_records(tagged, output_format, columns=TAG_COLUMNS, output=output, print0=print0)
