@@ -104,3 +104,10 @@ def test_a_run_directory_loads_its_model_through_the_registry(tmp_path):
     train(tmp_path / "run", epochs=1, overwrite=True)
     ref = resolve_model(str(tmp_path / "run"))
     assert ref.location == str((tmp_path / "run" / MODEL_DIR).resolve()) and ref.family == "test-blobs"
+
+
+def test_the_cli_choices_are_the_engines():
+    from mmtools.cli.common import Precision, Schedule
+    from mmtools.train.engine import PRECISIONS, SCHEDULES
+
+    assert tuple(s.value for s in Schedule) == SCHEDULES and tuple(p.value for p in Precision) == PRECISIONS

@@ -204,3 +204,29 @@ FormatOption = Annotated[EmbeddingFormat, typer.Option(
     help="How vectors are written: base64 of little-endian float32 (compact), or a list of numbers.")]
 IndexOption = Annotated[str, typer.Option(
     "--index", "-i", metavar="PATH", envvar="MMTOOLS_INDEX", show_envvar=True, help="The FAISS index file.")]
+
+
+# ------------------------------------------------------------------------------------------ training options
+# Shared by `train retrieval` and `train tagger` (the values are mmtools.train.engine's SCHEDULES and
+# PRECISIONS; a test keeps them equal), and the data columns by `train retrieval` and `eval retrieval`.
+
+
+class Schedule(str, Enum):
+    cosine = "cosine"
+    onecycle = "onecycle"
+    constant = "constant"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+ImageColumnOption = Annotated[str, typer.Option(
+    "--image-column", help="Field or CSV column with the image path (relative to the data file).")]
+CaptionColumnOption = Annotated[Optional[list[str]], typer.Option(
+    "--caption-column", help="Field(s) or CSV column(s) with captions (repeatable) [default: caption, "
+                             "captions].")]
+

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmtools.cli.common import DeviceOption, OutputOption, command_session
+from mmtools.cli.common import (CaptionColumnOption, DeviceOption, ImageColumnOption, OutputOption,
+                                command_session)
 from mmtools.errors import UsageError
 
 eval_app = typer.Typer(name="eval", help="Evaluate models on your own data.", no_args_is_help=True,
@@ -31,9 +32,8 @@ def retrieval_command(
                                                    "fuse weighted normalised scores instead of RRF.")] = None,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Draw Recall@K curves into this PNG (needs "
                                                 "matplotlib).")] = None,
-    image_column: Annotated[str, typer.Option("--image-column")] = "path",
-    caption_column: Annotated[Optional[list[str]], typer.Option("--caption-column", help="Repeatable "
-                                                                "[default: caption, captions].")] = None,
+    image_column: ImageColumnOption = "path",
+    caption_column: CaptionColumnOption = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 32,
     device: DeviceOption = "auto",
     output: OutputOption = None,

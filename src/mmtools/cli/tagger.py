@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from mmtools.cli.common import DeviceOption, command_session
+from mmtools.cli.common import DeviceOption, Precision, Schedule, command_session
 
 
 class Modality(str, Enum):
@@ -22,18 +22,6 @@ class Fusion(str, Enum):
     late = "late"
     attention = "attention"
 
-
-class Schedule(str, Enum):
-    cosine = "cosine"
-    onecycle = "onecycle"
-    constant = "constant"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
 
 
 TextColumnsOption = Annotated[Optional[list[str]], typer.Option(

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmtools.cli.common import DeviceOption, command_session
+from mmtools.cli.common import (CaptionColumnOption, DeviceOption, ImageColumnOption, Precision, Schedule,
+                                command_session)
 
 train_app = typer.Typer(name="train", help="Train models on your own data.", no_args_is_help=True,
                         rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,18 +28,6 @@ class Loss(str, Enum):
     infonce = "infonce"
     sigmoid = "sigmoid"
 
-
-class Schedule(str, Enum):
-    cosine = "cosine"
-    onecycle = "onecycle"
-    constant = "constant"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
 
 
 @train_app.command("retrieval")
@@ -96,11 +85,8 @@ def retrieval_command(
     lora_alpha: Annotated[int, typer.Option("--lora-alpha", min=1)] = 16,
     lora_keep_adapters: Annotated[bool, typer.Option("--lora-keep-adapters", help="Also save the adapters "
                                                      "alone (peft format) in OUTPUT/model/adapters/.")] = False,
-    image_column: Annotated[str, typer.Option("--image-column", help="Field or CSV column with the image "
-                                              "path.")] = "path",
-    caption_column: Annotated[Optional[list[str]], typer.Option("--caption-column", help="Field(s) or CSV "
-                                                                "column(s) with captions (repeatable) "
-                                                                "[default: caption, captions].")] = None,
+    image_column: ImageColumnOption = "path",
+    caption_column: CaptionColumnOption = None,
     strict: Annotated[bool, typer.Option("--strict", help="Stop at the first missing or corrupt image "
                                          "instead of skipping it.")] = False,
     metrics: Annotated[Optional[str], typer.Option("--metrics", help="Write the per-epoch metrics (JSONL) "
