@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mmtools.filehash import file_sha256
-from mmtools.images import ImageDecodeError
+from mmtools.images import ImageDecodeError, stat_image_file
 from mmtools.models.encoder import Encoder
 
 log = logging.getLogger("mmtools")
@@ -59,23 +59,10 @@ class FileFacts:
         return {"file_size": self.size, "file_mtime": self.mtime_ns / 1e9, "sha256": self.sha256}
 
 
-def _stat(path: str) -> os.stat_result:
-    try:
-        return os.stat(path)
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise ImageDecodeError("broken symbolic link (what it points to is gone)") from None
-        raise ImageDecodeError("no such file") from None
-    except PermissionError:
-        raise ImageDecodeError("permission denied") from None
-    except OSError as exc:
-        raise ImageDecodeError(f"cannot read it ({exc.strerror})") from None
-
-
 def file_facts(path: str) -> FileFacts:
     """Size, modification time and content hash of an image file (an unchanged file is not read again);
     ImageDecodeError if it cannot be read."""
-    stat = _stat(path)
+    stat = stat_image_file(path)
     try:
         return FileFacts(stat.st_size, stat.st_mtime_ns, file_sha256(path))
     except IsADirectoryError:

@@ -136,12 +136,26 @@ def _sources_from_records(records: Iterable[Record], root: str | None,
 # --------------------------------------------------------------------------------------------- decoding
 
 
+def stat_image_file(path: str) -> os.stat_result:
+    """``os.stat(path)``, or ImageDecodeError with a reason phrased for the user."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise ImageDecodeError("broken symbolic link (what it points to is gone)") from None
+        raise ImageDecodeError("no such file") from None
+    except PermissionError:
+        raise ImageDecodeError("permission denied") from None
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read it ({exc.strerror})") from None
+
+
 def load_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Any:
     """Open ``path`` as an RGB PIL image; raises ImageDecodeError with a user-facing reason."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        if os.path.getsize(path) == 0:
+        if stat_image_file(path).st_size == 0:
             raise ImageDecodeError("file is empty (0 bytes)")
         if Path(path).suffix.lower() in HEIF_EXTENSIONS:
             _register_heif()
@@ -159,9 +173,7 @@ def load_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: i
                 return to_rgb(image)
     except ImageDecodeError:
         raise
-    except FileNotFoundError:
-        if os.path.islink(path):
-            raise ImageDecodeError("broken symbolic link (what it points to is gone)") from None
+    except FileNotFoundError:  # removed since it was looked at
         raise ImageDecodeError("no such file") from None
     except PermissionError:
         raise ImageDecodeError("permission denied") from None

@@ -17,6 +17,8 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
+from mmtools.cli.fast import silence_stdout
+
 from mmtools.errors import (EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_INPUTS_FAILED, MmtoolsError,
                             Problem, UsageError)
 
@@ -115,7 +117,7 @@ def command_session(command: str) -> Iterator[Reporter]:
         reporter.error(exc.message, exc.hint)
         code = exc.exit_code
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         code = EXIT_OK
     except KeyboardInterrupt as exc:
         reporter.error(f"interrupted by {exc.args[0]}" if isinstance(exc, Stopped) else "interrupted")
@@ -157,15 +159,6 @@ def _stop_signals_interrupt():
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     return restore
-
-
-def _silence_stdout() -> None:
-    """After the reader of our stdout went away, stop Python complaining when it flushes at exit."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def _one_line(text: str) -> str:

@@ -105,7 +105,7 @@ def try_search(argv: list[str]) -> int | None:
                                 output=options["output"], on_problem=on_problem)
         sys.stdout.flush()
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
         return 0
     except KeyboardInterrupt:
         sys.stderr.write("mmtools search: error: interrupted\n")
@@ -124,7 +124,10 @@ def try_search(argv: list[str]) -> int | None:
     return 1 if problems else 0  # EXIT_SOME_INPUTS_FAILED / EXIT_OK
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
+    """After the reader of our stdout went away, stop Python complaining when it flushes at exit.
+
+    Here rather than in cli.common so the fast path stays free of typer; common uses it too."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
