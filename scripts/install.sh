@@ -65,5 +65,9 @@ if [ "$flavour" = gpu ]; then
 else
   "${pip[@]}" uninstall --quiet --yes faiss-gpu faiss-gpu-cu12 torchvision 2>/dev/null || true
 fi
-"${pip[@]}" install --quiet --constraint "$constraints" -e ".[${flavour},dev]"
+# The CPU flavour runs its encoders through ONNX Runtime where it can (the onnx extra).
+extras="${flavour},dev"; [ "$flavour" = cpu ] && extras="cpu,onnx,dev"
+"${pip[@]}" install --quiet --constraint "$constraints" -e ".[${extras}]"
+# Tesseract for `mmtools ocr`, from the system's packages where this user may install them (else a hint).
+scripts/install-system.sh ocr || say "mmtools ocr needs Tesseract with Vietnamese data (see above); everything else works without it"
 say "mmtools installed in .venv ($flavour, torch $(installed_torch)): $(.venv/bin/mmtools --version)"

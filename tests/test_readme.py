@@ -66,10 +66,11 @@ def test_the_guide_has_examples_and_says_why_any_are_not_run():
 
 def test_the_fresh_machine_commands_are_the_ones_ci_runs():
     text = README.read_text(encoding="utf-8")
-    assert "scripts/install.sh && .venv/bin/python -m pytest\n" in text
+    test_command = "scripts/install-system.sh ocr browser && scripts/install.sh && .venv/bin/python -m pytest"
+    assert test_command + "\n" in text
     assert ("scripts/install.sh && .venv/bin/mmtools embed-images photos/ | .venv/bin/mmtools index -o idx.faiss "
             '&& .venv/bin/mmtools search "xe hơi màu đỏ"\n') in text
-    assert "scripts/install.sh && .venv/bin/python -m pytest" in (REPO / ".ci" / "run").read_text()
+    assert test_command in (REPO / ".ci" / "run").read_text()
 
 
 @pytest.mark.parametrize("code, reason", blocks())
