@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from mmtools.cli.common import DeviceOption, command_session
+from mmtools.errors import UsageError
 
 
 def serve_command(
@@ -31,12 +32,20 @@ def serve_command(
         "--max-pixels", min=1, help="Refuse uploaded images larger than this many pixels.")] = 50_000_000,
     max_batch: Annotated[int, typer.Option(
         "--max-batch", min=1, help="Most texts or images concurrent requests share in one forward pass.")] = 64,
+    token: Annotated[Optional[str], typer.Option(
+        "--token", envvar="MMTOOLS_TOKEN", show_envvar=True,
+        help="Require 'Authorization: Bearer TOKEN' on every HTTP route but /health and the web page's shell "
+             "(the page asks for it once). Needed to listen beyond loopback.")] = None,
+    insecure: Annotated[bool, typer.Option(
+        "--insecure", help="Allow --http beyond loopback without a token (anyone who can reach the port can "
+                           "search, tag and see the photos).")] = False,
 ) -> None:
     """Keep models and indexes warm and answer requests until SIGTERM or Ctrl-C.
 
     While it runs, `mmtools search` and `mmtools embed-texts` hand their work to it over a Unix socket
     only you can use (MMTOOLS_SERVER=off makes them work alone). With --http it also serves web apps:
-    GET /health, POST /search, /embed, /tag, and the OpenAPI page at /docs.
+    GET /health, POST /search, /embed, /tag, the OpenAPI page at /docs, and a web page at / to search the
+    indexes and tag photos from a browser.
 
     Example: mmtools serve -i idx.faiss --http 127.0.0.1:8000
     """
@@ -51,16 +60,22 @@ def serve_command(
 
         address = parse_host_port(http) if http else None
         if address is not None:
+            from mmtools.serve.auth import is_loopback
             from mmtools.serve.http import require_fastapi
 
+            if not token and not insecure and not is_loopback(address[0]):
+                raise UsageError(f"--http {http} listens beyond this machine, and there is no token",
+                                 hint="give one with --token or MMTOOLS_TOKEN (e.g. MMTOOLS_TOKEN=$(openssl rand "
+                                      "-hex 16)), listen on 127.0.0.1, or allow it with --insecure")
             require_fastapi()
         engine = Engine(device=None if device == "auto" else device, models=model or [], indexes=index or [],
                         max_batch=max_batch)
 
         def ready(where) -> None:
-            shown = where.socket + (f" and {where.http} (API docs: {where.http}/docs)" if where.http else "")
+            shown = where.socket + (f" and {where.http} (web page: {where.http}/, API docs: {where.http}/docs)"
+                                    if where.http else "")
             report.info(f"listening on {shown} (pid {os.getpid()})")
 
         serve(engine, socket=socket, http=address, max_body_bytes=max_body, max_pixels=max_pixels,
-              on_ready=ready)
+              token=token or None, on_ready=ready)
         report.info("stopped")

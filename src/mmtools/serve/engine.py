@@ -86,7 +86,8 @@ class BatchedEncoder:
 
 
 class _LockedReader:
-    """What ``mmtools.search.search`` needs of a reader (info, search), with the index's lock around search."""
+    """What ``mmtools.search.search`` and the web page need of a reader (info, search, get), each under the
+    index's lock."""
 
     def __init__(self, reader: Any, lock: threading.Lock):
         self._reader = reader
@@ -96,6 +97,10 @@ class _LockedReader:
     def search(self, vectors: Any, k: int = 10, min_score: float | None = None):
         with self._lock:
             return self._reader.search(vectors, k=k, min_score=min_score)
+
+    def get(self, item_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._reader.get(item_id)
 
 
 @dataclass

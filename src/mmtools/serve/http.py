@@ -1,4 +1,5 @@
-"""The HTTP API for web apps (FastAPI; OpenAPI page at /docs): /health, /search, /embed, /tag.
+"""The HTTP API for web apps (FastAPI; OpenAPI page at /docs): /health, /search, /embed, /tag, and the web
+page at / (mmtools.serve.web).
 
 Bodies are JSON or multipart forms (for uploaded images). Answers carry the same records the CLI writes:
 ``/search`` the hit records of ``mmtools search``, ``/embed`` the embedding records of ``embed-texts`` and
@@ -66,12 +67,13 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-async def _send_json(send: Any, status: int, body: dict) -> None:
+async def _send_json(send: Any, status: int, body: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
     import orjson
 
     payload = orjson.dumps(body)
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            *headers]})
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -79,8 +81,10 @@ def _error_body(message: str, hint: str | None = None) -> dict:
     return {"error": message, "hint": hint}
 
 
-def create_app(engine: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY, max_pixels: Optional[int] = None) -> Any:
-    """The FastAPI application over ``engine`` (a mmtools.serve.engine.Engine)."""
+def create_app(engine: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY, max_pixels: Optional[int] = None,
+               token: Optional[str] = None) -> Any:
+    """The FastAPI application over ``engine`` (a mmtools.serve.engine.Engine), with the web page at ``/``;
+    with ``token``, requests need it (see mmtools.serve.auth)."""
     require_fastapi()
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
@@ -282,4 +286,11 @@ def create_app(engine: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY, max_pixel
             tags = await work(engine.tag, labels, model=model, text=params.text, template=params.template)
         return {"model": model, "tags": tags}
 
+    from mmtools.serve.web import add_web_page
+
+    add_web_page(app, engine, max_pixels=max_pixels, token_required=bool(token))
+    if token:
+        from mmtools.serve.auth import TokenAuth
+
+        return BodyLimit(TokenAuth(app, token), max_body_bytes)
     return BodyLimit(app, max_body_bytes)

@@ -44,7 +44,7 @@ class _Stop(Exception):
 
 
 def serve(engine: Engine, *, socket: str | None = None, http: tuple[str, int] | None = None,
-          max_body_bytes: int | None = None, max_pixels: int | None = None,
+          max_body_bytes: int | None = None, max_pixels: int | None = None, token: str | None = None,
           on_ready: Callable[[Ready], None] | None = None, stop: threading.Event | None = None) -> None:
     """Serve until ``stop`` is set (by SIGTERM/SIGINT when run in the main thread)."""
     stop = stop or threading.Event()
@@ -57,7 +57,8 @@ def serve(engine: Engine, *, socket: str | None = None, http: tuple[str, int] | 
         if http is not None:
             from mmtools.serve.http import DEFAULT_MAX_BODY, create_app
 
-            app = create_app(engine, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY, max_pixels=max_pixels)
+            app = create_app(engine, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY, max_pixels=max_pixels,
+                             token=token)
         engine.warm_up()
         sockets.start()
         address = None

@@ -1,0 +1,180 @@
+"""The web page at ``/`` and what it needs beyond the JSON API: pictures of indexed records, "more like this".
+
+- ``GET /``: the page (``static/index.html``; plain HTML, CSS and JavaScript, nothing fetched from elsewhere).
+- ``GET /thumb/{id}`` and ``GET /image/{id}``: a thumbnail, and the picture itself, of a record of a served
+  index (``?index=`` names which; by default the first that holds the id). Only ids found in a served index
+  are answered, and the file is the one its record names, so a request can never name a file. Thumbnails and
+  converted pictures come from a bounded cache on disk (``mmtools.serve.thumbnails``); answers carry an ETag
+  and ``Cache-Control``, and a missing file is a 404.
+- ``POST /similar``: search with the picture of a record (by id), for the page's "more like this".
+"""
+
+
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from mmtools.paths import cache_dir
+from mmtools.serve.thumbnails import THUMBNAIL_SIZE, VIEW_SIZE, Picture, RenditionCache
+
+STATIC = Path(__file__).with_name("static")
+MAX_ID_CHARS = 4096
+PICTURE_CACHE_CONTROL = "private, max-age=600"
+# The page loads nothing from elsewhere, and nothing may frame it.
+PAGE_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+                               "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-cache",
+}
+
+
+def record_picture(record: dict[str, Any], item_id: str, index_path: Path) -> Picture | None:
+    """The picture a stored record stands for: its ``path`` (absolute, else against the index's folder or
+    the server's), else an id that is a file's path; a video record's frame at its ``time``."""
+    candidates = []
+    for name in (record.get("path"), item_id):
+        if not isinstance(name, str) or not name:
+            continue
+        if os.path.isabs(name):
+            candidates.append(name)
+        else:
+            candidates += [str(index_path.parent / name), os.path.abspath(name)]
+    moment = record.get("time")
+    moment = float(moment) if isinstance(moment, (int, float)) and not isinstance(moment, bool) else None
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return Picture(candidate, moment)
+    return None
+
+
+def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_required: bool = False,
+                 cache_folder: str | os.PathLike[str] | None = None) -> None:
+    """Add the page, its assets and the picture routes to the FastAPI ``app`` over ``engine``."""
+    from fastapi import Request
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel, Field, ValidationError
+    from starlette.concurrency import run_in_threadpool
+
+    from mmtools.errors import MmtoolsError
+    from mmtools.images import DEFAULT_MAX_PIXELS, ImageDecodeError
+    from mmtools.serve.engine import LabelledQuery
+    from mmtools.serve.http import MAX_K
+
+    renditions = RenditionCache(Path(cache_folder) if cache_folder else cache_dir() / "thumbnails",
+                                max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
+    page = (STATIC / "index.html").read_text(encoding="utf-8").replace(
+        "{{auth}}", "token" if token_required else "none")
+
+    class NotFound(Exception):
+        def __init__(self, message: str, hint: str | None = None):
+            self.message, self.hint = message, hint
+
+    class SimilarBody(BaseModel):
+        id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="A record of a served index.")
+        index: Optional[str] = Field(None, description="The index that holds it [default: the first that does].")
+        k: int = Field(10, ge=1, le=MAX_K)
+        min_score: Optional[float] = None
+
+    def problem(status: int, message: str, hint: str | None = None) -> Any:
+        return JSONResponse({"error": message, "hint": hint}, status_code=status)
+
+    def searched(index: str | None) -> Iterator[Path]:
+        if index:
+            yield engine.named_index(index)
+        else:
+            yield from dict.fromkeys(engine.index_names.values())
+
+    def find(item_id: str, index: str | None) -> tuple[Path, dict[str, Any], Picture]:
+        """The served index holding ``item_id``, its record and its picture (NotFound otherwise)."""
+        if len(item_id) > MAX_ID_CHARS:
+            raise NotFound(f"id is over {MAX_ID_CHARS} characters")
+        try:
+            for path in searched(index):
+                with engine.reader(path) as reader:
+                    record = reader.get(item_id)
+                if record is not None:
+                    picture = record_picture(record, item_id, path)
+                    if picture is None:
+                        raise NotFound(f"the file of {item_id} is missing",
+                                       "it was moved or deleted since it was indexed; index it again")
+                    return path, record, picture
+        except LookupError as exc:
+            raise NotFound(str(exc.args[0])) from None
+        raise NotFound(f"no record {item_id!r} in the served indexes", "ids come from /search hits")
+
+    def picture_answer(request: Request, item_id: str, index: str | None, size: int) -> Any:
+        try:
+            _, _, picture = find(item_id, index)
+            media_type = picture.browser_type() if size == VIEW_SIZE else None
+            if media_type is not None:  # the file as it is: no need to decode it
+                import hashlib
+
+                etag = f'"{hashlib.sha256(picture.version().encode("utf-8", "surrogateescape")).hexdigest()[:32]}"'
+                path = Path(picture.path)
+            else:
+                rendition = renditions.get(picture, size)
+                etag, path, media_type = rendition.etag, rendition.path, "image/jpeg"
+        except NotFound as exc:
+            return problem(404, exc.message, exc.hint)
+        except ImageDecodeError as exc:
+            status = 404 if "no such file" in str(exc) else 422
+            return problem(status, f"{item_id}: {exc}")
+        headers = {"etag": etag, "cache-control": PICTURE_CACHE_CONTROL, "x-content-type-options": "nosniff"}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(status_code=304, headers=headers)
+        return FileResponse(path, media_type=media_type, headers=headers)
+
+    @app.get("/", include_in_schema=False)
+    def web_page() -> Any:
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Any:
+        return FileResponse(STATIC / "icon.svg", media_type="image/svg+xml",
+                            headers={"cache-control": "public, max-age=86400"})
+
+    @app.get("/thumb/{item_id:path}", summary="A thumbnail (JPEG) of a record of a served index")
+    def thumbnail(request: Request, item_id: str, index: Optional[str] = None) -> Any:
+        return picture_answer(request, item_id, index, THUMBNAIL_SIZE)
+
+    @app.get("/image/{item_id:path}", summary="The picture of a record of a served index")
+    def image(request: Request, item_id: str, index: Optional[str] = None) -> Any:
+        return picture_answer(request, item_id, index, VIEW_SIZE)
+
+    @app.post("/similar", summary="Search with the picture of a record of a served index (by its id)")
+    async def similar(request: Request) -> Any:
+        try:
+            params = SimilarBody.model_validate(await request.json())
+        except ValueError as exc:  # bad JSON, or a ValidationError (a ValueError too)
+            if isinstance(exc, ValidationError):
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+                return problem(422, f"{where}: {first.get('msg')}")
+            return problem(400, "request body is not valid JSON", 'send {"id": ...} as application/json')
+        try:
+            return {"hits": await run_in_threadpool(more_like, params)}
+        except NotFound as exc:
+            return problem(404, exc.message, exc.hint)
+        except ImageDecodeError as exc:
+            return problem(422, f"{params.id}: {exc}")
+        except MmtoolsError as exc:  # the index's model cannot be loaded, or no longer matches
+            return problem(503, exc.message, exc.hint)
+
+    def more_like(params: SimilarBody) -> list[dict[str, Any]]:
+        path, _, picture = find(params.id, params.index)
+        with engine.reader(path) as reader:
+            model = reader.info.model
+        encoder = engine.encoder(model)
+        vector = encoder.encode_images([picture.load(renditions.max_pixels, encoder.image_size)])[0]
+        query = LabelledQuery(params.id, vector=vector, model=encoder.name,
+                              fingerprint=getattr(encoder, "fingerprint", None) or None, shown=params.id)
+        hits = engine.search(path, [query], k=params.k + 1, min_score=params.min_score)
+        others = [hit for hit in hits if hit["id"] != params.id][:params.k]
+        for rank, hit in enumerate(others, 1):
+            hit["rank"] = rank
+        return others
