@@ -8,7 +8,7 @@ const TEXT = {
   vi: {
     sections: "Các mục", tabSearch: "Tìm ảnh", tabTag: "Gắn nhãn", language: "Ngôn ngữ",
     queryLabel: "Mô tả ảnh cần tìm", queryPlaceholder: "Tìm ảnh, ví dụ: người đàn ông chơi bóng chày",
-    searchButton: "Tìm", byImage: "Hoặc tìm bằng ảnh: chọn hoặc thả ảnh vào đây", options: "Tùy chọn",
+    searchButton: "Tìm", byImage: "Hoặc tìm bằng ảnh: chọn hoặc thả ảnh vào đây", chooseImage: "Chọn ảnh…", options: "Tùy chọn",
     index: "Chỉ mục", k: "Số kết quả", minScore: "Điểm tối thiểu",
     description: "Mô tả", descriptionPlaceholder: "Ví dụ: Phòng trọ rộng, có wifi, gần chợ",
     photo: "Ảnh (không bắt buộc)", tagger: "Bộ gắn nhãn",
@@ -32,7 +32,7 @@ const TEXT = {
   en: {
     sections: "Sections", tabSearch: "Search", tabTag: "Tag", language: "Language",
     queryLabel: "Describe the photo you are looking for", queryPlaceholder: "Search photos, e.g. a man playing baseball",
-    searchButton: "Search", byImage: "Or search by image: choose or drop a photo here", options: "Options",
+    searchButton: "Search", byImage: "Or search by image: choose or drop a photo here", chooseImage: "Choose a photo…", options: "Options",
     index: "Index", k: "Results", minScore: "Minimum score",
     description: "Description", descriptionPlaceholder: "e.g. Large room with wifi, near the market",
     photo: "Photo (optional)", tagger: "Tagger",
@@ -464,6 +464,7 @@ function setUpTag() {
     if (previewUrl) URL.revokeObjectURL(previewUrl);
     previewUrl = file ? URL.createObjectURL(file) : null;
     preview.hidden = !file;
+    $("#tag-file-name").textContent = file ? file.name : t("chooseImage");
     if (file) { preview.src = previewUrl; preview.alt = `${t("preview")}: ${file.name}`; }
     else preview.removeAttribute("src");
   });
