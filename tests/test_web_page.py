@@ -373,3 +373,22 @@ def test_the_index_chooser_and_a_missing_photos_placeholder(site, browser):
     assert sum(t["width"] > 0 and not t["missing"] for t in thumbs) == 3
     errors = console_errors(browser)  # the missing photo's 404, and nothing else
     assert len(errors) == 1 and "404" in errors[0] and "gone.jpg" in errors[0], errors
+
+
+def test_the_page_reads_both_shapes_of_health_and_shows_a_videos_moment(site, browser):
+    """/health as it is, and as the `serve` branch extends it (a list of models with their kinds)."""
+    old = {"indexes": {"/data/a.faiss": {"records": 3, "model": "m1"}}, "models": {"m1": {"dim": 32}}}
+    new = {"indexes": [{"path": "/data/a.faiss", "records": 3, "model": "m1"}],
+           "models": [{"name": "m1", "kind": "retrieval"}, {"name": "/t/tagger", "kind": "tagger"}],
+           "model_loaded": True}
+    for health, models in [(old, [{"name": "m1", "kind": "retrieval"}]),
+                           (new, [{"name": "m1", "kind": "retrieval"}, {"name": "/t/tagger", "kind": "tagger"}])]:
+        served = browser.execute_script("return readHealth(arguments[0])", health)
+        assert served["indexes"] == [{"value": "/data/a.faiss", "name": "a", "records": 3, "model": "m1"}]
+        assert served["models"] == models
+    shown = browser.execute_script(
+        "const box = document.createElement('div');"
+        "describe({score: 0.5, time: 3723.4, caption: 'Cảnh quay', tags: [{label: 'phố'}], ocr_text: 'Phở 24'}, box, true);"
+        "return box.innerText;")
+    assert "lúc 1:02:03" in shown and "Cảnh quay" in shown and "phố" in shown and "Phở 24" in shown
+    assert console_errors(browser) == []

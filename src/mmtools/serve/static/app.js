@@ -103,7 +103,6 @@ function askToken(rejected) {
       resolve(value);
     };
     $("#token-form").addEventListener("submit", done);
-    dialog.addEventListener("cancel", (event) => event.preventDefault());  // the page cannot work without it
     dialog.showModal();
     $("#token").focus();
   });
@@ -183,7 +182,7 @@ function readHealth(health) {
   const addModel = (name, info) => {
     if (!name || seen.has(name)) return;
     seen.add(name);
-    const kind = String((info && (info.kind || info.type)) || "").toLowerCase();
+    const kind = String((info && (info.kind || info.type || info.family)) || "").toLowerCase();
     models.push({ name, kind: kind.includes("tagger") ? "tagger" : "retrieval" });
   };
   const rawModels = health.models || {};
@@ -558,6 +557,7 @@ async function start() {
     localStorage.setItem("mmtools-lang", $("#lang").value);
     applyLanguage($("#lang").value);
   });
+  $("#token-dialog").addEventListener("cancel", (event) => event.preventDefault());  // nothing works without it
   setUpTabs();
   setUpSearch();
   setUpTag();
