@@ -13,6 +13,7 @@ from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.eval import eval_app
 from mmtools.cli.index import index_command
 from mmtools.cli.models import models_app
+from mmtools.cli.ocr import ocr_command
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
 from mmtools.cli.train import train_app
@@ -63,6 +64,7 @@ train_app.command("tagger")(train_tagger_command)
 eval_app.command("tagging")(eval_tagging_command)
 app.add_typer(models_app, name="models")
 app.command("serve")(serve_command)
+app.command("ocr")(ocr_command)
 
 
 def main() -> None:

@@ -1,0 +1,84 @@
+"""mmtools ocr: Vietnamese signs drawn on real photos are read back; bad inputs are named and skipped."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from mmtools.ocr.signs import SIGN_TEXTS, character_error_rate, draw_sign
+
+SHARED_PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "vi-photos" / "images"
+BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.skipif(
+    not os.environ.get("CI") and subprocess.run(["sh", "-c", "tesseract --list-langs 2>&1 | grep -qx vie"]).returncode,
+    reason="Tesseract with Vietnamese data is not installed (CI installs it: scripts/install-system.sh ocr)")
+
+
+@pytest.fixture(scope="module")
+def signs(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """20 real photos with a Vietnamese sign each (held out from the photos the engine was tuned on)."""
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("signs")
+    rng = random.Random(7)
+    photos = sorted(SHARED_PHOTOS.glob("*.jpg"))[100:120]
+    assert len(photos) == 20, "the shared photos are missing"
+    truth = {}
+    for i, photo in enumerate(photos):
+        text = SIGN_TEXTS[(i * 5) % len(SIGN_TEXTS)]
+        target = folder / f"sign{i:02d}.jpg"
+        draw_sign(Image.open(photo), text, rng).save(target, quality=92)
+        truth[target.name] = text
+    return folder, truth
+
+
+def run(args: list[str], cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "mmtools"), *args], cwd=cwd, input=stdin, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.slow
+def test_signs_on_photos_are_read_with_a_low_character_error_rate(signs, tmp_path):
+    folder, truth = signs
+    (folder / "broken.jpg").write_text("not an image")
+    try:
+        done = run(["ocr", str(folder), "--boxes"], tmp_path)
+    finally:
+        (folder / "broken.jpg").unlink()
+    assert done.returncode == 1, done.stderr  # one input skipped
+    assert "broken.jpg" in done.stderr and done.stderr.count("\n") == 1
+    records = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert len(records) == 20
+    rates = [character_error_rate(truth[Path(r["path"]).name], r["ocr_text"]) for r in records]
+    assert sum(rates) / len(rates) <= 0.12, rates  # measured 0.10 on these held-out photos
+    lines = [line for r in records for line in r["ocr_lines"]]
+    assert lines and all(len(line["box"]) == 4 and 0 <= line["confidence"] <= 100 for line in lines)
+
+
+def test_records_pass_through_and_feed_embed_images(signs, tmp_path):
+    folder, truth = signs
+    name = sorted(truth)[0]
+    records = orjson.dumps({"path": str(folder / name), "caption": "biển hiệu"}).decode() + "\n"
+    done = run(["ocr", "-", "--jobs", "1"], tmp_path, stdin=records)
+    assert done.returncode == 0, done.stderr
+    (record,) = [orjson.loads(line) for line in done.stdout.splitlines()]
+    assert record["caption"] == "biển hiệu" and record["id"] == str(folder / name)
+    assert character_error_rate(truth[name], record["ocr_text"]) <= 0.2
+
+
+def test_missing_language_data_is_one_clear_error(tmp_path):
+    done = run(["ocr", "--lang", "xyz", str(tmp_path)], tmp_path)
+    assert done.returncode == 3
+    assert "Tesseract has no data for xyz" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_character_error_rate():
+    assert character_error_rate("Phở bò", "Phở  bò") == 0
+    assert character_error_rate("abcd", "abxd") == 0.25
+    assert character_error_rate("ab", "") == 1.0
