@@ -42,12 +42,12 @@ class ImageSource:
 
 def discover_images(
     inputs: Iterable[str], *, root: str | None = None, hidden: bool = False,
-    on_problem: ProblemHandler = raise_problem,
+    on_problem: ProblemHandler = raise_problem, extensions: frozenset[str] = IMAGE_EXTENSIONS,
 ) -> Iterator[ImageSource]:
     """Expand inputs into image sources, in a stable order (folders sorted, globs sorted).
 
     ``-`` and ``*.jsonl`` inputs are JSONL records with a ``path`` (relative paths resolve against ``root``,
-    default the current directory). A folder yields the files with image extensions below it (hidden ones
+    default the current directory). A folder yields the files with ``extensions`` below it (hidden ones
     only with ``hidden``; macOS ``._`` files never); a file named directly is tried whatever its extension.
     Each file gets one id however it was named (see ``canonical_path_id``).
     """
@@ -55,7 +55,7 @@ def discover_images(
         if item == STDIN or (Path(item).suffix.lower() in JSONL_EXTENSIONS and Path(item).is_file()):
             yield from _sources_from_records(read_records([item], on_problem), root, on_problem)
         elif os.path.isdir(item):
-            yield from _sources(walk_images(item, hidden=hidden), root, on_problem)
+            yield from _sources(walk_images(item, hidden=hidden, extensions=extensions), root, on_problem)
         elif os.path.isfile(item):
             yield from _sources([item], root, on_problem)
         elif GLOB_CHARACTERS & set(item):
@@ -70,8 +70,9 @@ def discover_images(
             on_problem(Problem(item, "no such file or folder"))
 
 
-def walk_images(folder: str, hidden: bool = False) -> Iterator[str]:
-    """Image files below ``folder``, sorted. Hidden files and folders (.git, .thumbnails...) are skipped unless
+def walk_images(folder: str, hidden: bool = False, extensions: frozenset[str] = IMAGE_EXTENSIONS
+                ) -> Iterator[str]:
+    """Image files (files with ``extensions``) below ``folder``, sorted. Hidden files and folders (.git, .thumbnails...) are skipped unless
     ``hidden``; macOS ``._`` resource files always. Linked folders are followed, each real folder once (so
     a link loop ends)."""
     visited: set[tuple[int, int]] = set()
@@ -89,7 +90,7 @@ def walk_images(folder: str, hidden: bool = False) -> Iterator[str]:
         for name in sorted(files):
             if name.startswith("._") or (name.startswith(".") and not hidden):
                 continue
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            if Path(name).suffix.lower() in extensions:
                 yield os.path.join(current, name)
 
 
