@@ -33,11 +33,48 @@ class ImageDecodeError(Exception):
 
 @dataclass
 class ImageSource:
-    """One image to embed: ``id`` is stable across runs, ``record`` holds fields to pass through."""
+    """One image to embed: ``id`` is stable across runs, ``record`` holds fields to pass through.
+
+    This is the image-source seam of the pipeline: an image file here; a frame of a video in
+    ``mmtools.video.sources.VideoFrameSource``. Each kind says what its pixels' content key is (for the
+    embedding cache) and decodes a group of its own sources at once (``decode_sources`` groups them)."""
 
     id: str
     path: str
     record: Record = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        """How messages name it."""
+        return self.path
+
+    def content_key(self, sha256: str) -> str:
+        """The embedding cache's key for these pixels, given the SHA-256 of the file at ``path``."""
+        return sha256
+
+    @classmethod
+    def decode_group(cls, sources: list["ImageSource"], *, max_pixels: int, draft_size: int | None
+                     ) -> Iterator[tuple["ImageSource", Any]]:
+        """``(source, RGB image or ImageDecodeError)`` for each of ``sources`` (all of this kind)."""
+        for source in sources:
+            try:
+                yield source, load_image(source.path, max_pixels=max_pixels, draft_size=draft_size)
+            except ImageDecodeError as exc:
+                yield source, exc
+
+
+def decode_sources(sources: list[ImageSource], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   draft_size: int | None = None) -> list[tuple[ImageSource, Any]]:
+    """``(source, RGB image or ImageDecodeError)`` for each source, in input order. Sources of one kind are
+    decoded together by that kind (the frames of one video in one pass over it)."""
+    kinds: dict[type, list[ImageSource]] = {}
+    for source in sources:
+        kinds.setdefault(type(source), []).append(source)
+    results: dict[int, Any] = {}
+    for kind, group in kinds.items():
+        for source, result in kind.decode_group(group, max_pixels=max_pixels, draft_size=draft_size):
+            results[id(source)] = result
+    return [(source, results[id(source)]) for source in sources]
 
 
 def discover_images(
