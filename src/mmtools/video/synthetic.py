@@ -54,8 +54,11 @@ def scene_frame(texture: Any, step: int, width: int, height: int, pan: float = 1
 
 def write_video(path: str | Path, shot_lengths: Sequence[int], *, width: int = 128, height: int = 96,
                 fps: int = 25, codec: str = "libx264", seed: int = 0, pan: float = 1.5,
-                options: dict[str, str] | None = None) -> GeneratedVideo:
-    """Write a clip of ``len(shot_lengths)`` shots (lengths in frames) with PyAV; returns where the cuts are."""
+                options: dict[str, str] | None = None, scenes: Sequence[int] | None = None) -> GeneratedVideo:
+    """Write a clip of ``len(shot_lengths)`` shots (lengths in frames) with PyAV; returns where the cuts are.
+
+    ``scenes``: the scene (texture seed) of each shot, so that several videos can show the same scene
+    [default: ``seed * 1000 + shot``, a scene of its own]."""
     import av
 
     path = Path(path)
@@ -66,7 +69,7 @@ def write_video(path: str | Path, shot_lengths: Sequence[int], *, width: int = 1
     for shot, length in enumerate(shot_lengths):
         if shot:
             cuts.append(frame_number)
-        texture = scene_texture(seed * 1000 + shot, width, height)
+        texture = scene_texture(scenes[shot] if scenes is not None else seed * 1000 + shot, width, height)
         for step in range(length):
             image = av.VideoFrame.from_ndarray(scene_frame(texture, step, width, height, pan), format="rgb24")
             for packet in stream.encode(image):
@@ -78,12 +81,12 @@ def write_video(path: str | Path, shot_lengths: Sequence[int], *, width: int = 1
     return GeneratedVideo(path, cuts, frame_number, fps)
 
 
-def scene_still(seed: int, shot: int, step: int, *, width: int = 128, height: int = 96, pan: float = 1.5) -> Any:
-    """The picture of ``shot`` of the video written with ``seed``, ``step`` frames in, as a PIL image
-    (what a user's still of that scene would show, without the video's compression)."""
+def scene_still(scene: int, step: int, *, width: int = 128, height: int = 96, pan: float = 1.5) -> Any:
+    """The picture of ``scene`` (a texture seed: ``seed * 1000 + shot`` by default) ``step`` frames into its
+    shot, as a PIL image: what a user's still of that scene shows, without the video's compression."""
     from PIL import Image
 
-    texture = scene_texture(seed * 1000 + shot, width, height)
+    texture = scene_texture(scene, width, height)
     return Image.fromarray(scene_frame(texture, step, width, height, pan))
 
 
