@@ -34,7 +34,7 @@ def test_search_help_placeholders():
     text = runner.invoke(app, ["search", "--help"], env=ENV, prog_name="mmtools").stdout
     assert "Usage: mmtools search [OPTIONS] [QUERIES]..." in text
     for expected in ("--image PATH", "-k, --top-k INTEGER", "--min-score FLOAT", "-i, --index PATH",
-                     "-f, --field TEXT", "--format [auto|jsonl|table|paths]", "--montage PATH"):
+                     "-f, --field TEXT", "--format [auto|jsonl|table|paths|csv]", "--montage PATH"):
         assert expected in text, expected
 
 

@@ -16,7 +16,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from mmtools.errors import Problem, ProblemHandler, raise_problem
-from mmtools.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, load_image
+from mmtools.images import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, decode_sources
 from mmtools.models.encoder import Encoder
 from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_KIND, EMBEDDING_MODEL, Record,
                              encode_vector, field_texts, record_id, text_id)
@@ -97,9 +97,9 @@ def embed_images(
                          if decoded.pixels is not None else ())
             vectors = [cached if cached is not None else next(fresh) for _facts, cached in decoded.known]
             if cache is not None:
-                for (facts, cached), vector in zip(decoded.known, vectors):
+                for source, (facts, cached), vector in zip(decoded.sources, decoded.known, vectors):
                     if cached is None:
-                        cache.store(facts, vector)
+                        cache.store(source, facts, vector)
                 cache.commit()  # an interrupted run, started again, keeps what this batch did
             for source, (facts, _cached), vector in zip(decoded.sources, decoded.known, vectors):
                 yield {**source.record, "id": source.id, **facts.fields(),
@@ -129,9 +129,9 @@ def _decode_batch(batch: list[ImageSource], encoder: Encoder, max_pixels: int,
     problems: list[Problem] = []
     for source in batch:
         try:
-            looked_up.append((source, *look_up(source.path, cache)))
+            looked_up.append((source, *look_up(source, cache)))
         except ImageDecodeError as exc:
-            problems.append(Problem(source.path, str(exc)))
+            problems.append(Problem(source.where, str(exc)))
     todo = [source for source, _facts, cached in looked_up if cached is None]
     if not todo:
         decoded = _DecodedBatch([], None)
@@ -152,12 +152,12 @@ def _decode_on_cpu(batch: list[ImageSource], encoder: Encoder, max_pixels: int) 
     good: list[ImageSource] = []
     images: list[Any] = []
     problems: list[Problem] = []
-    for source in batch:
-        try:
-            images.append(load_image(source.path, max_pixels=max_pixels, draft_size=encoder.image_size))
+    for source, image in decode_sources(batch, max_pixels=max_pixels, draft_size=encoder.image_size):
+        if isinstance(image, ImageDecodeError):
+            problems.append(Problem(source.where, str(image)))
+        else:
+            images.append(image)
             good.append(source)
-        except ImageDecodeError as exc:
-            problems.append(Problem(source.path, str(exc)))
     if not images:
         return _DecodedBatch([], None, problems)
     try:
@@ -174,7 +174,7 @@ def _preprocess_one_by_one(sources: list[ImageSource], images: list[Any], encode
         try:
             encoder.preprocess_images([image])
         except Exception as exc:
-            problems.append(Problem(source.path, f"the model's image processor rejected it ({exc})"))
+            problems.append(Problem(source.where, f"the model's image processor rejected it ({exc})"))
             continue
         good.append(source)
         kept.append(image)

@@ -6,7 +6,8 @@ every run (WAL, so parallel shards can use it at once):
 * file hashes come from ``mmtools.filehash`` (the shared hash cache): a file whose inode, size and
   modification time are what they were is not read again; a new or changed one is hashed (SHA-256).
 * ``vectors(sha256, model, vector)``: the unit vector of a content under a model key. A renamed or copied
-  photo has the same content, so it is not encoded again.
+  photo has the same content, so it is not encoded again. A video frame's content is the video's SHA-256
+  and the frame's time (``SHA256#t=TIME``, ``ImageSource.content_key``).
 * ``models(model, fingerprint)``: the model key is a hash of the model directory's files (weights,
   configs, manifest), computed through the same hash cache, so a re-run need not load the model at all;
   its fingerprint is remembered the first time the model is loaded.
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mmtools.filehash import file_sha256
-from mmtools.images import ImageDecodeError, stat_image_file
+from mmtools.images import ImageDecodeError, ImageSource, stat_image_file
 from mmtools.models.encoder import Encoder
 
 log = logging.getLogger("mmtools")
@@ -148,23 +149,24 @@ class ImageVectorCache:
         self.cache = cache
         self.model = model
 
-    def look_up(self, path: str) -> tuple[FileFacts, Any]:
-        """The file's facts, and its cached vector (None when it must be encoded)."""
-        facts = file_facts(path)
-        return facts, self.cache.vector(facts.sha256, self.model)
+    def look_up(self, source: ImageSource) -> tuple[FileFacts, Any]:
+        """The facts of the source's file, and its cached vector (None when it must be encoded)."""
+        facts = file_facts(source.path)
+        return facts, self.cache.vector(source.content_key(facts.sha256), self.model)
 
-    def store(self, facts: FileFacts, vector: Any) -> None:
-        self.cache.put(facts.sha256, self.model, vector)
+    def store(self, source: ImageSource, facts: FileFacts, vector: Any) -> None:
+        self.cache.put(source.content_key(facts.sha256), self.model, vector)
 
     def commit(self) -> None:
         self.cache.commit()
 
 
-def look_up(path: str, cache: ImageVectorCache | None) -> tuple[FileFacts, Any]:
-    """File facts (and a cached vector, if any) for ``path``; ImageDecodeError when it cannot be read."""
+def look_up(source: ImageSource, cache: ImageVectorCache | None) -> tuple[FileFacts, Any]:
+    """File facts (and a cached vector, if any) for an image source; ImageDecodeError when its file cannot
+    be read. A video frame is keyed by the video's content and the frame's time."""
     if cache is None:
-        return file_facts(path), None
-    return cache.look_up(path)
+        return file_facts(source.path), None
+    return cache.look_up(source)
 
 
 class LazyEncoder(Encoder):

@@ -33,21 +33,58 @@ class ImageDecodeError(Exception):
 
 @dataclass
 class ImageSource:
-    """One image to embed: ``id`` is stable across runs, ``record`` holds fields to pass through."""
+    """One image to embed: ``id`` is stable across runs, ``record`` holds fields to pass through.
+
+    This is the image-source seam of the pipeline: an image file here; a frame of a video in
+    ``mmtools.video.sources.VideoFrameSource``. Each kind says what its pixels' content key is (for the
+    embedding cache) and decodes a group of its own sources at once (``decode_sources`` groups them)."""
 
     id: str
     path: str
     record: Record = field(default_factory=dict)
 
+    @property
+    def where(self) -> str:
+        """How messages name it."""
+        return self.path
+
+    def content_key(self, sha256: str) -> str:
+        """The embedding cache's key for these pixels, given the SHA-256 of the file at ``path``."""
+        return sha256
+
+    @classmethod
+    def decode_group(cls, sources: list["ImageSource"], *, max_pixels: int, draft_size: int | None
+                     ) -> Iterator[tuple["ImageSource", Any]]:
+        """``(source, RGB image or ImageDecodeError)`` for each of ``sources`` (all of this kind)."""
+        for source in sources:
+            try:
+                yield source, load_image(source.path, max_pixels=max_pixels, draft_size=draft_size)
+            except ImageDecodeError as exc:
+                yield source, exc
+
+
+def decode_sources(sources: list[ImageSource], *, max_pixels: int = DEFAULT_MAX_PIXELS,
+                   draft_size: int | None = None) -> list[tuple[ImageSource, Any]]:
+    """``(source, RGB image or ImageDecodeError)`` for each source, in input order. Sources of one kind are
+    decoded together by that kind (the frames of one video in one pass over it)."""
+    kinds: dict[type, list[ImageSource]] = {}
+    for source in sources:
+        kinds.setdefault(type(source), []).append(source)
+    results: dict[int, Any] = {}
+    for kind, group in kinds.items():
+        for source, result in kind.decode_group(group, max_pixels=max_pixels, draft_size=draft_size):
+            results[id(source)] = result
+    return [(source, results[id(source)]) for source in sources]
+
 
 def discover_images(
     inputs: Iterable[str], *, root: str | None = None, hidden: bool = False,
-    on_problem: ProblemHandler = raise_problem,
+    on_problem: ProblemHandler = raise_problem, extensions: frozenset[str] = IMAGE_EXTENSIONS,
 ) -> Iterator[ImageSource]:
     """Expand inputs into image sources, in a stable order (folders sorted, globs sorted).
 
     ``-`` and ``*.jsonl`` inputs are JSONL records with a ``path`` (relative paths resolve against ``root``,
-    default the current directory). A folder yields the files with image extensions below it (hidden ones
+    default the current directory). A folder yields the files with ``extensions`` below it (hidden ones
     only with ``hidden``; macOS ``._`` files never); a file named directly is tried whatever its extension.
     Each file gets one id however it was named (see ``canonical_path_id``).
     """
@@ -55,7 +92,7 @@ def discover_images(
         if item == STDIN or (Path(item).suffix.lower() in JSONL_EXTENSIONS and Path(item).is_file()):
             yield from _sources_from_records(read_records([item], on_problem), root, on_problem)
         elif os.path.isdir(item):
-            yield from _sources(walk_images(item, hidden=hidden), root, on_problem)
+            yield from _sources(walk_images(item, hidden=hidden, extensions=extensions), root, on_problem)
         elif os.path.isfile(item):
             yield from _sources([item], root, on_problem)
         elif GLOB_CHARACTERS & set(item):
@@ -70,8 +107,9 @@ def discover_images(
             on_problem(Problem(item, "no such file or folder"))
 
 
-def walk_images(folder: str, hidden: bool = False) -> Iterator[str]:
-    """Image files below ``folder``, sorted. Hidden files and folders (.git, .thumbnails...) are skipped unless
+def walk_images(folder: str, hidden: bool = False, extensions: frozenset[str] = IMAGE_EXTENSIONS
+                ) -> Iterator[str]:
+    """Image files (files with ``extensions``) below ``folder``, sorted. Hidden files and folders (.git, .thumbnails...) are skipped unless
     ``hidden``; macOS ``._`` resource files always. Linked folders are followed, each real folder once (so
     a link loop ends)."""
     visited: set[tuple[int, int]] = set()
@@ -89,7 +127,7 @@ def walk_images(folder: str, hidden: bool = False) -> Iterator[str]:
         for name in sorted(files):
             if name.startswith("._") or (name.startswith(".") and not hidden):
                 continue
-            if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            if Path(name).suffix.lower() in extensions:
                 yield os.path.join(current, name)
 
 

@@ -12,6 +12,7 @@ from mmtools.cli.help import ReadableGroup
 from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.eval import eval_app
 from mmtools.cli.index import index_command
+from mmtools.cli.keyframes import keyframes_command
 from mmtools.cli.models import models_app
 from mmtools.cli.ocr import ocr_command
 from mmtools.cli.search import search_command
@@ -52,6 +53,7 @@ def main_options(
     Settings.quiet = quiet
 
 
+app.command("keyframes")(keyframes_command)
 app.command("embed-images")(embed_images_command)
 app.command("embed-texts")(embed_texts_command)
 app.command("index")(index_command)

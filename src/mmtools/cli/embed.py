@@ -21,8 +21,10 @@ ImageBatchOption = Annotated[Optional[int], typer.Option(
 
 def embed_images_command(
     inputs: Annotated[Optional[list[str]], typer.Argument(
-        help="Image files, folders (searched recursively), globs, JSONL files of records with a 'path', "
-             "or - for JSONL on standard input (the default when input is piped).")] = None,
+        help="Image or video files, folders (searched recursively), globs, JSONL files of records with a "
+             "'path' (keyframe records of `mmtools keyframes` also have a 'time': that frame of the video is "
+             "embedded), or - for JSONL on standard input (the default when input is piped). A video given "
+             "without times is cut into keyframes as `mmtools keyframes` does by default.")] = None,
     model: ModelOption = None,
     device: DeviceOption = "auto",
     output: OutputOption = None,
@@ -45,7 +47,9 @@ def embed_images_command(
         = 100_000_000,
     shard: ShardOption = None,
 ) -> None:
-    """Embed images: one record per image with its id, path and embedding.
+    """Embed images and video frames: one record per image or frame with its id, path and embedding.
+
+    Video frames are decoded from their videos (no image files needed), the frames of one video in one pass.
 
     Example: mmtools embed-images photos/ | mmtools index -o idx.faiss
     """
@@ -56,9 +60,14 @@ def embed_images_command(
         from mmtools.records import RecordWriter, open_output
         from mmtools.shard import parse_shard, take_shard
 
+        from mmtools.images import IMAGE_EXTENSIONS
+        from mmtools.video import VIDEO_EXTENSIONS
+        from mmtools.video.sources import with_video_frames
+
         sources = discover_images(require_input(inputs or [], "images"), root=root, hidden=hidden,
-                                  on_problem=report.problem)
+                                  on_problem=report.problem, extensions=IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
         sources = take_shard(sources, parse_shard(shard) if shard else None, key=lambda source: source.id)
+        sources = with_video_frames(sources, on_problem=report.problem)
         if no_cache:
             encoder, cache = load_encoder(model, device), None
         else:

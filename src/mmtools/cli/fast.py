@@ -21,7 +21,8 @@ OPTIONS: dict[str, tuple[str, type | None]] = {
     # Views and fusions the typer command draws itself: their presence sends the search the normal way.
     "--weights": ("decline", str), "--format": ("decline", str), "-F": ("decline", str),
     "--print0": ("decline", None), "-0": ("decline", None), "--montage": ("decline", str),
-    "--html": ("decline", str),
+    "--html": ("decline", str), "--group-by": ("decline", str), "--fields": ("decline", str),
+    "--then": ("decline", str), "--within": ("decline", float),
 }
 QUIET = ("-q", "--quiet")
 
@@ -75,7 +76,24 @@ def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
         return None  # a terminal gets the table view, which the typer command draws
     if options["k"] < 1 or (options["device"] or os.environ.get("MMTOOLS_DEVICE") or "auto") != "auto":
         return None  # a bad -k gets typer's message; an explicit device is honoured in-process
+    if not options["texts"] and not options["images"] and not options["lines"] and stdin_holds_sequences():
+        return None  # temporal queries (events in order) are answered in-process
     return options, quiet
+
+
+def stdin_holds_sequences() -> bool:
+    """Whether piped standard input starts with a temporal query record (``{"steps": [...]}``), seen
+    without consuming anything (the buffered reader's peek)."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None or not hasattr(stream, "peek"):
+        return False
+    try:
+        if stream.isatty():
+            return False
+        first = stream.peek(1 << 16).lstrip()
+    except (OSError, ValueError):
+        return False
+    return first.startswith(b"{") and b'"steps"' in first.split(b"\n", 1)[0]
 
 
 def try_search(argv: list[str]) -> int | None:

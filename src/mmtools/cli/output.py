@@ -21,7 +21,7 @@ import os
 import sys
 from dataclasses import dataclass
 from enum import Enum
-from typing import IO, Annotated, Any, Callable, Iterable, Iterator, Sequence
+from typing import IO, Annotated, Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import typer
 
@@ -35,12 +35,17 @@ class OutputFormat(str, Enum):
     jsonl = "jsonl"
     table = "table"
     paths = "paths"
+    csv = "csv"
 
 
 OutputFormatOption = Annotated[OutputFormat, typer.Option(
     "--format", "-F", case_sensitive=False,
-    help="What standard output (or --output) gets: jsonl (one record per line), table (for reading), or "
-         "paths (one path, or id, per record, for xargs). auto: a table on a terminal, JSONL otherwise.")]
+    help="What standard output (or --output) gets: jsonl (one record per line), table (for reading), "
+         "paths (one path, or id, per record, for xargs), or csv (the table's columns, or --fields, "
+         "comma-separated, no header line). auto: a table on a terminal, JSONL otherwise.")]
+FieldsOption = Annotated[Optional[str], typer.Option(
+    "--fields", metavar="A,B,...", help="With --format csv: these record fields, in this order (e.g. "
+                                        "path,frame for the 'video, frame' lines of a challenge submission).")]
 Print0Option = Annotated[bool, typer.Option(
     "--print0", "-0", help="With --format paths: end each path with a NUL byte instead of a newline "
                            "(for xargs -0).")]
@@ -93,6 +98,7 @@ def emit_records(
     print0: bool = False,
     group_by: str | Callable[[Record], Any] | None = None,
     block_rows: int = 200,
+    fields: str | None = None,
 ) -> int:
     """Write ``records`` to ``output`` (standard output when None or "-") in ``fmt``; return how many.
 
@@ -103,6 +109,8 @@ def emit_records(
     fmt = resolve_format(fmt, output)
     if print0 and fmt != OutputFormat.paths:
         raise UsageError("--print0 goes with --format paths", hint="add --format paths")
+    if fields is not None and fmt != OutputFormat.csv:
+        raise UsageError("--fields goes with --format csv", hint="add --format csv")
     from mmtools.records import RecordWriter, open_output
 
     with open_output(output) as stream:
@@ -111,6 +119,8 @@ def emit_records(
             return RecordWriter(stream, flush_each=to_stdout).write_all(records)
         if fmt == OutputFormat.paths:
             return _write_paths(records, stream, b"\0" if print0 else b"\n", flush_each=to_stdout)
+        if fmt == OutputFormat.csv:
+            return _write_csv(records, stream, columns, _field_list(fields), flush_each=to_stdout)
         return _write_tables(records, stream, columns, group_by, block_rows, to_terminal=to_stdout)
 
 
@@ -125,6 +135,48 @@ def _write_paths(records: Iterable[Record], stream: IO[bytes], end: bytes, flush
         if flush_each:
             stream.flush()
     return count
+
+
+def _field_list(fields: str | None) -> list[str] | None:
+    if fields is None:
+        return None
+    names = [name.strip() for name in fields.split(",") if name.strip()]
+    if not names:
+        raise UsageError(f"--fields {fields!r} names no field", hint="e.g. --fields path,frame")
+    return names
+
+
+def _write_csv(records: Iterable[Record], stream: IO[bytes], columns: Sequence[Column],
+               fields: list[str] | None, flush_each: bool) -> int:
+    """One line per record: the named fields' raw values, or the table's cells; no header line."""
+    import csv
+    import io
+
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="", write_through=True)
+    writer = csv.writer(text, lineterminator="\n")
+    count = 0
+    try:
+        for record in records:
+            if fields is None:
+                writer.writerow([format_cell(column.cell(record)) for column in columns])
+            else:
+                writer.writerow([_csv_value(record.get(name)) for name in fields])
+            count += 1
+            if flush_each:
+                text.flush()
+    finally:
+        text.detach()
+    return count
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
 
 
 def _write_tables(records: Iterable[Record], stream: IO[bytes], columns: Sequence[Column],

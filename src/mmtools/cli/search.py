@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Iterator, Optional
 
 import typer
 
 from mmtools.cli.common import DeviceOption, OutputOption, command_session
-from mmtools.cli.output import (Column, OutputFormat, OutputFormatOption, Print0Option, emit_records,
-                                path_or_id, resolve_format)
+from mmtools.cli.output import (Column, FieldsOption, OutputFormat, OutputFormatOption, Print0Option,
+                                emit_records, resolve_format)
 from mmtools.errors import UsageError
+
+
+def moment_label(record: dict):
+    """The path, or ``video.mp4 01:23`` for a frame of a video (mmtools.video.moments, imported when drawn)."""
+    from mmtools.video.moments import moment_label as label
+
+    return label(record)
+
 
 # Repeatable, for rank fusion over several indexes (each queried with its own model).
 IndexesOption = Annotated[Optional[list[str]], typer.Option(
@@ -18,10 +27,29 @@ IndexesOption = Annotated[Optional[list[str]], typer.Option(
          "its own model: reciprocal rank fusion, or --weights.")]
 
 # What a hit shows in a table: tags only where the index stored some.
+class GroupBy(str, Enum):
+    video = "video"
+
+
+# A temporal result: the video, and the moment of each step in order.
+SEQUENCE_COLUMNS = [
+    Column("rank", "rank", justify="right"),
+    Column("score", "score", justify="right", style="cyan"),
+    Column("path", "path", wrap=True),
+    Column("moments", lambda r: " → ".join(_clock(step.get("time")) for step in r.get("steps", [])), wrap=True),
+]
+
+
+def _clock(seconds) -> str:
+    from mmtools.video.decode import format_clock
+
+    return format_clock(seconds) if isinstance(seconds, (int, float)) else "?"
+
+
 HIT_COLUMNS = [
     Column("rank", "rank", justify="right"),
     Column("score", "score", justify="right", style="cyan"),
-    Column("path", path_or_id, wrap=True),
+    Column("path", moment_label, wrap=True),
     Column("tags", "tags", wrap=True, optional=True),
 ]
 
@@ -56,7 +84,21 @@ def search_command(
                                           "paths are opened from the current directory.")] = None,
     html: Annotated[Optional[str], typer.Option(
         "--html", metavar="PATH", help="Also write an HTML page of the hits, images linked by path "
-                                       "(relative to the page where possible).")] = None,
+                                       "(relative to the page where possible); a video frame is a player "
+                                       "that starts at its moment (video.mp4#t=83.2).")] = None,
+    group_by: Annotated[Optional[GroupBy], typer.Option(
+        "--group-by", case_sensitive=False, help="video: keep only each video's best moment (images count "
+                                                 "as their own group); -k counts videos then.")] = None,
+    fields: FieldsOption = None,
+    then: Annotated[Optional[list[str]], typer.Option(
+        "--then", metavar="TEXT", help="Events in order: a next step that happens after the query (repeatable). "
+                                       "Results are videos, with one moment per step, the steps in time "
+                                       "order within --within seconds, ranked by the sum of the steps' "
+                                       "scores. Standard input may hold such queries as JSONL: "
+                                       '{"steps": [{"text": ...}, {"image": PATH}], "within": 30}.')] = None,
+    within: Annotated[float, typer.Option(
+        "--within", metavar="SECONDS", min=0.001, help="With --then: first to last step inside this many "
+                                                       "seconds (the default of stdin records too).")] = 30.0,
 ) -> None:
     """Search an index: one JSONL line per hit with query_id, query, rank, score and the stored record.
 
@@ -69,8 +111,12 @@ def search_command(
         from mmtools.serve import client
 
         # A running `mmtools serve` answers plain JSONL searches of one index, warm.
-        plain = (len(index or []) <= 1 and not weights and not montage and not html
-                 and resolve_format(output_format, output) == OutputFormat.jsonl)
+        sequences = _sequences(queries or [], image or [], then or [], within, lines, report)
+        if sequences is not None and (montage or html or group_by is not None):
+            raise UsageError("--montage, --html and --group-by show single queries, not steps in order",
+                             hint="leave them out with --then (results are one per video already)")
+        plain = (len(index or []) <= 1 and not weights and not montage and not html and group_by is None
+                 and sequences is None and resolve_format(output_format, output) == OutputFormat.jsonl)
         if plain and device == "auto" and client.search(
                 texts=queries or [], images=image or [], k=k, min_score=min_score,
                 index=(index or [None])[0], field=field, lines=lines, model=model, output=output,
@@ -81,25 +127,31 @@ def search_command(
         from mmtools.search import query_encoder, search
 
         indexes = index or ["idx.faiss"]
+        if sequences is not None:
+            _temporal(indexes, weights, sequences, k, min_score, model, device, report, output=output,
+                      output_format=output_format, fields=fields)
+            return
         if len(indexes) > 1 or weights:
             if min_score is not None or model is not None:
                 raise UsageError("--min-score and --model apply to a single index, not to a fusion",
                                  hint="leave them out with several --index")
             _fused(indexes, weights, _queries(queries or [], image or [], field, lines, report), k, device,
-                   report, output=output, output_format=output_format, print0=print0)
+                   report, output=output, output_format=output_format, print0=print0, group_by=group_by,
+                   fields=fields)
             return
         index = indexes[0]
         with IndexReader(index) as reader:
             get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device), model)
             if model is not None:
                 get_encoder()  # check the model named now, before any query
-            hits = search(reader, _queries(queries or [], image or [], field, lines, report), get_encoder, k=k,
-                          min_score=min_score, on_problem=report.problem)
+            hits = search(reader, _queries(queries or [], image or [], field, lines, report), get_encoder,
+                          k=_fetch(k, group_by), min_score=min_score, on_problem=report.problem)
+            hits = _grouped(hits, k, group_by)
             kept: list[dict] = []
             if montage or html:
                 hits = _keeping(hits, kept)
             emit_records(hits, output_format, columns=HIT_COLUMNS, output=output, print0=print0,
-                         group_by="query")
+                         group_by="query", fields=fields)
         if montage or html:
             from mmtools.report import rows_from_records, write_html, write_montage
 
@@ -108,14 +160,27 @@ def search_command(
                 write_montage(montage, rows, on_problem=report.problem)
                 report.info(f"{montage}: contact sheet of {sum(len(r.hits) for r in rows)} hits")
             if html:
-                write_html(html, rows)
+                write_html(html, rows, on_problem=report.problem)
                 report.info(f"{html}: page of {sum(len(r.hits) for r in rows)} hits")
+
+
+def _fetch(k: int, group_by: GroupBy | None) -> int:
+    """Hits to ask the index for: more when each video keeps only its best moment."""
+    return k if group_by is None else max(20 * k, 200)
+
+
+def _grouped(hits: Iterator[dict], k: int, group_by: GroupBy | None) -> Iterator[dict]:
+    if group_by is None:
+        return hits
+    from mmtools.video.moments import best_moment_per_video
+
+    return best_moment_per_video(hits, k)
 
 
 def _keeping(hits: Iterator[dict], kept: list[dict]) -> Iterator[dict]:
     """Pass hits through, keeping the few fields the pictures need."""
     for hit in hits:
-        kept.append({key: hit.get(key) for key in ("query_id", "query", "rank", "score", "path", "id")})
+        kept.append({key: hit.get(key) for key in ("query_id", "query", "rank", "score", "path", "id", "time")})
         yield hit
 
 
@@ -142,22 +207,88 @@ def _queries(texts: list[str], images: list[str], field: str, lines: bool, repor
 
 
 def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, device: str, report, *,
-           output: str | None, output_format: OutputFormat, print0: bool) -> None:
+           output: str | None, output_format: OutputFormat, print0: bool, group_by: GroupBy | None = None,
+           fields: str | None = None) -> None:
     from contextlib import ExitStack
 
-    from mmtools.fusion import check_weights, fused_search
+    from mmtools.fusion import fused_search
     from mmtools.index import IndexReader
     from mmtools.models import load_encoder
 
-    values = None
-    if weights:
-        try:
-            values = [float(part) for part in weights.split(",")]
-        except ValueError:
-            raise UsageError(f"--weights {weights!r} is not a comma-separated list of numbers") from None
-    check_weights(values, len(indexes))
+    values = _weights(weights, len(indexes))
     with ExitStack() as stack:
         readers = [stack.enter_context(IndexReader(path)) for path in indexes]
         encoders = [(lambda name=reader.info.model: load_encoder(name, device)) for reader in readers]
-        hits = fused_search(readers, indexes, queries, encoders, k=k, weights=values, on_problem=report.problem)
-        emit_records(hits, output_format, columns=HIT_COLUMNS, output=output, print0=print0, group_by="query")
+        hits = fused_search(readers, indexes, queries, encoders, k=_fetch(k, group_by), weights=values,
+                            on_problem=report.problem)
+        emit_records(_grouped(hits, k, group_by), output_format, columns=HIT_COLUMNS, output=output,
+                     print0=print0, group_by="query", fields=fields)
+
+
+def _sequences(texts: list[str], images: list[str], then: list[str], within: float, lines: bool, report):
+    """The temporal queries of this command line (or of standard input), or None for ordinary queries."""
+    from mmtools.cli.fast import stdin_holds_sequences
+
+    if not then:
+        if texts or images or lines or not stdin_holds_sequences():
+            return None
+        from mmtools.records import read_records
+        from mmtools.video.temporal import temporal_queries_from_records
+
+        return temporal_queries_from_records(read_records(["-"], report.problem), within, report.problem)
+    if len(texts) + len(images) != 1:
+        raise UsageError("--then follows one first step: one query text or one --image",
+                         hint='mmtools search "người đàn ông mở cửa" --then "chiếc xe chạy đi" --within 30')
+    from mmtools.search import Query
+    from mmtools.video.temporal import TemporalQuery
+
+    first = Query("q1/1", text=texts[0]) if texts else Query("q1/1", image=images[0])
+    steps = [first] + [Query(f"q1/{i}", text=text) for i, text in enumerate(then, 2)]
+    return iter([TemporalQuery("q1", steps, within)])
+
+
+def _temporal(indexes: list[str], weights: str | None, sequences, k: int, min_score: float | None,
+              model: str | None, device: str, report, *, output: str | None, output_format: OutputFormat,
+              fields: str | None) -> None:
+    """Steps in order: each step searched (one index, or the fusion of several), chained per video."""
+    from contextlib import ExitStack
+
+    from mmtools.fusion import fused_search
+    from mmtools.index import IndexReader
+    from mmtools.models import load_encoder
+    from mmtools.search import query_encoder, search
+    from mmtools.video.temporal import temporal_search
+
+    values = _weights(weights, len(indexes))
+    with ExitStack() as stack:
+        readers = [stack.enter_context(IndexReader(path)) for path in indexes]
+        if len(readers) == 1 and values is None:
+            get_encoder = query_encoder(readers[0].info, indexes[0], lambda name: load_encoder(name, device), model)
+
+            def retrieve(steps, fetch):
+                return search(readers[0], steps, get_encoder, k=fetch, min_score=min_score,
+                              on_problem=report.problem)
+        else:
+            if min_score is not None or model is not None:
+                raise UsageError("--min-score and --model apply to a single index, not to a fusion",
+                                 hint="leave them out with several --index")
+            encoders = [(lambda name=reader.info.model: load_encoder(name, device)) for reader in readers]
+
+            def retrieve(steps, fetch):
+                return fused_search(readers, indexes, steps, encoders, k=fetch, weights=values,
+                                    on_problem=report.problem)
+        emit_records(temporal_search(sequences, retrieve, k=k), output_format, columns=SEQUENCE_COLUMNS,
+                     output=output, group_by="query", fields=fields)
+
+
+def _weights(weights: str | None, members: int) -> list[float] | None:
+    from mmtools.fusion import check_weights
+
+    if not weights:
+        return None
+    try:
+        values = [float(part) for part in weights.split(",")]
+    except ValueError:
+        raise UsageError(f"--weights {weights!r} is not a comma-separated list of numbers") from None
+    check_weights(values, members)
+    return values

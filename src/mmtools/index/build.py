@@ -12,6 +12,7 @@ from mmtools.images import canonical_path_id
 from mmtools.index.store import IndexInfo, IndexReader, IndexWriter, RecordRejected, model_mismatch, models_match
 from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector,
                              record_id)
+from mmtools.video import video_of
 
 
 @dataclass
@@ -53,6 +54,7 @@ def index_records(
     """
     skipped = 0
     seen: set[str] = set()
+    seen_videos: set[str] = set()  # videos whose frames came in this run: their other frames are stale
     with IndexWriter(path, model=model, kind=kind, params=params, rebuild=rebuild, compact=compact,
                      lock_timeout=lock_timeout, on_wait=on_wait) as writer:
         for item_id in writer.remove(remove_ids):
@@ -72,21 +74,24 @@ def index_records(
                 writer.add(item_id, vector, stored, model=record.get(EMBEDDING_MODEL) or model,
                            fingerprint=fingerprint if isinstance(fingerprint, str) else None)
                 seen.add(item_id)
+                if (video := video_of(record)) is not None:
+                    seen_videos.add(video)
             except (RecordRejected, ValueError, TypeError) as exc:
                 on_problem(Problem(where, f"{exc}, skipped"))
                 skipped += 1
             if progress:
                 progress(1)
         if sync:
-            writer.remove(gone_records(writer.stored(), seen, root))
+            writer.remove(gone_records(writer.stored(), seen, root, replaced_videos=seen_videos))
     summary = writer.summary
     return IndexSummary(writer.info, summary.added, summary.replaced, summary.removed, skipped,
                         summary.unchanged, summary.compacted)
 
 
 def gone_records(stored: Iterable[tuple[str, Record]], seen: set[str],
-                 root: str | os.PathLike[str] | None) -> Iterator[str]:
-    """Ids of stored records not ``seen`` in this run whose file no longer exists.
+                 root: str | os.PathLike[str] | None, replaced_videos: set[str] = frozenset()) -> Iterator[str]:
+    """Ids of stored records not ``seen`` in this run whose file no longer exists, and frames not seen of
+    the ``replaced_videos`` (a video is one source: frames of a changed video are all new).
 
     A record whose file still exists stays (the run that fed the index may have stopped early), and so does
     one with no ``path``, or, when ``root`` is given, one whose path leads outside ``root``: the metadata
@@ -97,6 +102,9 @@ def gone_records(stored: Iterable[tuple[str, Record]], seen: set[str],
     seen = {canonical_item_id(item_id) for item_id in seen}
     for item_id, record in stored:
         if item_id in seen:
+            continue
+        if replaced_videos and video_of(record) in replaced_videos:
+            yield item_id
             continue
         where = safe_path(record.get("path"), root)
         if where is not None and not os.path.lexists(where):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from mmtools.video import frame_time
+
 
 @dataclass(frozen=True)
 class Hit:
@@ -12,6 +14,7 @@ class Hit:
     score: float | None
     path: str | None  # the image, as the index stored it (relative to where it was built, or absolute)
     id: str
+    time: float | None = None  # a frame of the video at ``path``: seconds in
 
 
 @dataclass
@@ -22,7 +25,7 @@ class HitRow:
 
 
 def rows_from_records(records: Iterable[dict[str, Any]]) -> list[HitRow]:
-    """Group search records (query_id, query, rank, score, path, id) by query, first-seen order, by rank."""
+    """Group search records (query_id, query, rank, score, path, id, and time for video frames) by query, first-seen order, by rank."""
     rows: dict[str, HitRow] = {}
     for record in records:
         query_id = str(record.get("query_id", ""))
@@ -34,7 +37,7 @@ def rows_from_records(records: Iterable[dict[str, Any]]) -> list[HitRow]:
         row.hits.append(Hit(rank=int(record.get("rank", len(row.hits) + 1)),
                             score=float(score) if isinstance(score, (int, float)) else None,
                             path=path if isinstance(path, str) and path else None,
-                            id=str(record.get("id", ""))))
+                            id=str(record.get("id", "")), time=frame_time(record)))
     for row in rows.values():
         row.hits.sort(key=lambda hit: hit.rank)
     return list(rows.values())

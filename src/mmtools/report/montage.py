@@ -1,5 +1,5 @@
 """A contact sheet of search hits: one row per query (its text above), thumbnails in rank order, each
-captioned with its rank and score. Drawn with Pillow; written atomically as PNG."""
+captioned with its rank and score (and its moment, for a frame of a video: the frame is decoded from it). Drawn with Pillow; written atomically as PNG."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from mmtools.errors import Problem, ProblemHandler
 from mmtools.report.hits import HitRow
+from mmtools.video.decode import format_clock
 
 BACKGROUND = (250, 250, 250)
 CELL_BACKGROUND = (225, 225, 225)
@@ -69,6 +70,7 @@ def write_montage(path: str | os.PathLike[str], rows: Sequence[HitRow], *, thumb
     from mmtools.records import atomic_path
 
     layout = montage_layout(rows, thumb)
+    frames = _video_frames(rows, base_dir, thumb)
     sheet = Image.new("RGB", layout.size, BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     heading_font, caption_font = _font(15), _font(13)
@@ -83,10 +85,15 @@ def write_montage(path: str | os.PathLike[str], rows: Sequence[HitRow], *, thumb
             if hit.path is not None:
                 source = Path(base_dir or ".") / hit.path
                 try:
-                    image = load_image(str(source), draft_size=thumb)
+                    if hit.time is None:
+                        image = load_image(str(source), draft_size=thumb)
+                    elif isinstance(image := frames[(hit.path, hit.time)], ImageDecodeError):
+                        raise image
                 except ImageDecodeError as exc:
+                    image = None
                     if on_problem is not None:
-                        on_problem(Problem(hit.path, f"{exc}; drawn as a grey cell in the montage"))
+                        on_problem(Problem(hit.id if hit.time is not None else hit.path,
+                                           f"{exc}; drawn as a grey cell in the montage"))
             if image is None:
                 draw.rectangle(box, fill=MISSING)
                 draw.text((box[0] + 6, box[1] + 6), _fit(draw, hit.path or hit.id, caption_font, thumb - 12),
@@ -95,12 +102,25 @@ def write_montage(path: str | os.PathLike[str], rows: Sequence[HitRow], *, thumb
                 image.thumbnail((thumb, thumb))
                 sheet.paste(image, (box[0] + (thumb - image.width) // 2, box[1] + (thumb - image.height) // 2))
             score = "" if hit.score is None else f"  {hit.score:.3f}"
+            if hit.time is not None:
+                score += f"  {format_clock(hit.time)}"
             draw.text((box[0], box[3] + 4), f"#{hit.rank}", fill=INK, font=caption_font)
             rank_width = draw.textlength(f"#{hit.rank}", font=caption_font)
             draw.text((box[0] + rank_width, box[3] + 4), score, fill=SCORE_INK, font=caption_font)
     with atomic_path(path, suffix=".png") as tmp:
         sheet.save(tmp, format="PNG")
     return layout
+
+
+def _video_frames(rows: Sequence[HitRow], base_dir: Any, thumb: int) -> dict[tuple[str, float], Any]:
+    """The frames of the hits on videos, each video decoded once."""
+    moments = [(hit.path, hit.time) for row in rows for hit in row.hits
+               if hit.path is not None and hit.time is not None]
+    if not moments:
+        return {}
+    from mmtools.video.moments import frame_images
+
+    return frame_images(moments, base_dir=base_dir, short_side=thumb)
 
 
 def _font(size: int) -> Any:

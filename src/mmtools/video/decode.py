@@ -1,0 +1,256 @@
+"""Decoding videos with PyAV: a fast low-resolution pass over every frame, and full frames at given times.
+
+The analysis pass decodes every frame (a cut is a property of two neighbouring frames) but asks the decoder
+to skip what analysis does not need: the H.264/HEVC loop filter is skipped, FFmpeg decodes on several
+threads, and each frame is scaled down to a small thumbnail by FFmpeg's scaler before it reaches Python.
+Frames at given times are found by seeking to the keyframe before each time (or decoding on, when the next
+time is close), so a video is decoded at most about once for all its frames.
+
+Times are seconds from the start of the video stream (its first timestamp is 0 here), which is what a
+player's ``#t=`` media fragment means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from mmtools.errors import MissingDependencyError
+from mmtools.images import ImageDecodeError, stat_image_file
+
+ANALYSIS_WIDTH = 128  # thumbnails for cut detection: what PySceneDetect's automatic downscaling gives too
+SEEK_AHEAD_S = 4.0  # a frame this close after the last one decoded is reached by decoding on, not seeking
+
+
+class VideoDecodeError(ImageDecodeError):
+    """A video (or a frame of one) cannot be decoded; the message is the reason, phrased for the user."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    fps: float
+    duration: float | None  # from the container's header, if it says
+    width: int
+    height: int
+
+
+@dataclass
+class Scan:
+    """What the analysis pass saw: each decoded frame's time and its thumbnail's difference from the one
+    before (``scores[0]`` is 0), and where decoding stopped early, if it did."""
+
+    info: VideoInfo
+    times: Any  # float64 array, seconds
+    scores: Any  # float32 array, PySceneDetect's content value (mean HSV difference, 0-255)
+    damage: str | None = None
+
+    @property
+    def decoded_duration(self) -> float:
+        if not len(self.times):
+            return 0.0
+        return float(self.times[-1]) + 1.0 / self.info.fps
+
+
+def require_av() -> Any:
+    try:
+        import av
+    except ImportError:
+        raise MissingDependencyError("reading videos needs the optional PyAV package",
+                                     hint="pip install 'mmtools[video]'") from None
+    return av
+
+
+def open_video(path: str) -> tuple[Any, Any]:
+    """``(container, video stream)``; VideoDecodeError naming why when it cannot be opened."""
+    av = require_av()
+    if stat_image_file(path).st_size == 0:
+        raise VideoDecodeError("file is empty (0 bytes)")
+    try:
+        container = av.open(path, mode="r", metadata_errors="replace")
+    except IsADirectoryError:
+        raise VideoDecodeError("is a folder, not a video file") from None
+    except PermissionError:
+        raise VideoDecodeError("permission denied") from None
+    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
+        raise VideoDecodeError(f"not a video FFmpeg can read ({_reason(exc)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError("has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return container, stream
+
+
+def video_info(container: Any, stream: Any) -> VideoInfo:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 25.0
+    duration = None
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / 1_000_000
+    return VideoInfo(fps=fps if fps > 0 else 25.0, duration=duration, width=stream.codec_context.width,
+                     height=stream.codec_context.height)
+
+
+def _start(stream: Any) -> float:
+    return float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
+
+
+def scan_video(path: str, *, width: int = ANALYSIS_WIDTH) -> Scan:
+    """Decode every frame of ``path`` at low resolution and score each against the one before it.
+
+    A video that is damaged or cut short part-way is scanned up to the damage (``Scan.damage`` says
+    where); one that cannot be read at all raises VideoDecodeError.
+    """
+    import numpy as np
+
+    av = require_av()
+    container, stream = open_video(path)
+    try:
+        info = video_info(container, stream)
+        _skip_what_analysis_does_not_need(stream)
+        start = _start(stream)
+        height = max(2, round(width * info.height / max(1, info.width)) // 2 * 2) if info.width else width
+        times: list[float] = []
+        scores: list[float] = []
+        previous = None
+        damage = None
+        try:
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    continue
+                small = frame.reformat(width=width, height=height, format="rgb24",
+                                       interpolation="FAST_BILINEAR").to_ndarray()
+                hsv = rgb_to_hsv(small)
+                scores.append(0.0 if previous is None else content_value(previous, hsv))
+                times.append(frame.time - start)
+                previous = hsv
+        except (av.FFmpegError, MemoryError, ValueError) as exc:
+            damage = f"damaged after {format_clock(times[-1]) if times else 'the start'} ({_reason(exc)})"
+        if not times:
+            raise VideoDecodeError(damage or "no frame could be decoded")
+        scan = Scan(info, np.asarray(times, dtype=np.float64), np.asarray(scores, dtype=np.float32), damage)
+        if damage is None and info.duration and scan.decoded_duration < info.duration - max(1.0, 2 / info.fps):
+            scan.damage = (f"ends at {format_clock(scan.decoded_duration)} but its header says "
+                           f"{format_clock(info.duration)} (truncated?)")
+        return scan
+    finally:
+        container.close()
+
+
+def _skip_what_analysis_does_not_need(stream: Any) -> None:
+    # The loop filter only smooths block edges: skipping it costs nothing a thumbnail difference can see.
+    try:
+        stream.codec_context.skip_loop_filter = "ALL"  # type: ignore[attr-defined]
+    except (AttributeError, ValueError, TypeError):
+        try:
+            stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
+        except (AttributeError, ValueError, TypeError):
+            pass
+
+
+def rgb_to_hsv(rgb: Any) -> Any:
+    """An (h, w, 3) uint8 RGB array to float32 HSV on OpenCV's scales (H 0-180, S and V 0-255), as
+    PySceneDetect's content detector sees frames."""
+    import numpy as np
+
+    rgb = rgb.astype(np.float32)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    value = np.maximum(np.maximum(r, g), b)  # channel-wise maxima: several times faster than max(axis=2)
+    spread = value - np.minimum(np.minimum(r, g), b)
+    safe = np.where(spread > 0, spread, 1.0)  # grey pixels: hue 0, saturation 0
+    saturation = spread * 255.0 / np.where(value > 0, value, 1.0)
+    hue = np.where(value == r, (g - b) / safe, np.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
+    hue *= 30.0
+    hue %= 180.0
+    return np.stack([hue, saturation, value], axis=2)
+
+
+def content_value(previous: Any, current: Any) -> float:
+    """Mean absolute difference of H, S and V, averaged over the three (PySceneDetect's ``content_val``).
+
+    Hue is an angle: red sits at both ends of its scale, and compression noise on a red area flips it from
+    1 to 179. PySceneDetect takes that as a change of 178 (a false cut on any red shot); here the hue
+    difference goes the short way round the circle."""
+    import numpy as np
+
+    difference = np.abs(current - previous)
+    hue = difference[..., 0]
+    difference[..., 0] = np.minimum(hue, 180.0 - hue)
+    return float(difference.mean())
+
+
+def frames_at(path: str, times: Sequence[float], *, short_side: int | None = None
+              ) -> Iterator[tuple[int, Any]]:
+    """``(i, RGB PIL image)`` for each ``times[i]``, in time order, decoded in one pass over the video:
+    seeking to the keyframe before a time only when it is far ahead of the last frame decoded.
+
+    Each image is the frame showing at that time (the last one starting at or before it, within half a
+    frame). ``short_side``: frames larger than twice that are scaled down to it (the model shrinks them
+    anyway). A time past the decodable end gives a VideoDecodeError in place of the image; a video that
+    cannot be opened raises it.
+    """
+    av = require_av()
+    wanted = [float(t) for t in times]
+    container, stream = open_video(path)
+    try:
+        info = video_info(container, stream)
+        start, tolerance = _start(stream), 0.5 / info.fps
+        frames: Iterator[Any] | None = None
+        current: tuple[Any, float] | None = None  # the last frame starting at or before the previous time
+        ahead: tuple[Any, float] | None = None  # decoded, starts after the previous time
+        for position in sorted(range(len(wanted)), key=lambda i: wanted[i]):
+            target = wanted[position]
+            reached = (ahead or current or (None, float("-inf")))[1]
+            if frames is None or target > reached + SEEK_AHEAD_S:
+                container.seek(max(0, int((target + start) / stream.time_base)), stream=stream,
+                               backward=True, any_frame=False)
+                frames, current, ahead = _timed_frames(container.decode(stream), start), None, None
+            try:
+                while True:
+                    if ahead is None:
+                        ahead = next(frames)
+                    if ahead[1] > target + tolerance:
+                        break
+                    current, ahead = ahead, None
+                chosen = current or ahead
+            except StopIteration:
+                frames = None
+                near_end = current is not None and target <= current[1] + 1.0 / info.fps + tolerance
+                chosen = current if near_end else None
+            except (av.FFmpegError, MemoryError, ValueError) as exc:
+                frames, current, ahead = None, None, None
+                yield position, VideoDecodeError(f"damaged near {format_clock(target)} ({_reason(exc)})")
+                continue
+            yield position, (_to_image(chosen[0], short_side) if chosen is not None else VideoDecodeError(
+                f"has no frame at {format_clock(target)} (past its end, or damaged before it)"))
+    finally:
+        container.close()
+
+
+def _timed_frames(frames: Iterator[Any], start: float) -> Iterator[tuple[Any, float]]:
+    for frame in frames:
+        if frame.time is not None:
+            yield frame, frame.time - start
+
+
+def _to_image(frame: Any, short_side: int | None) -> Any:
+    width, height = frame.width, frame.height
+    if short_side and min(width, height) > 2 * short_side:
+        scale = short_side / min(width, height)
+        frame = frame.reformat(width=max(2, round(width * scale)), height=max(2, round(height * scale)))
+    return frame.to_image()
+
+
+def format_clock(seconds: float) -> str:
+    """``83.2`` → ``01:23``, ``3723`` → ``1:02:03``: how a player shows a moment."""
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return " ".join(str(text).split()) or type(exc).__name__

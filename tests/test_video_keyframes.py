@@ -1,0 +1,134 @@
+"""mmtools keyframes: shots of generated videos (cuts at known frames, motion inside every shot), keyframe
+choice, frames decoded at given times, and damaged or unreadable videos."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+pytest.importorskip("av")
+
+from mmtools.cli.app import app  # noqa: E402
+from mmtools.images import ImageSource  # noqa: E402
+from mmtools.video.decode import VideoDecodeError, frames_at, scan_video  # noqa: E402
+from mmtools.video.keyframes import KeyframeChoice, chosen_frames, moment_id, video_keyframes  # noqa: E402
+from mmtools.video.shots import detect_cuts, shots_from_cuts  # noqa: E402
+from mmtools.video.synthetic import cut_f1, write_video  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    """Eight clips: H.264 and MPEG-4, slow and fast pans, shots of 16 to 70 frames."""
+    folder = tmp_path_factory.mktemp("clips")
+    rng = np.random.default_rng(7)
+    made = []
+    for number in range(4):
+        for codec, suffix in (("libx264", "mp4"), ("mpeg4", "mkv")):
+            lengths = [int(n) for n in rng.integers(16, 70, size=5)]
+            made.append(write_video(folder / f"clip{number}-{codec}.{suffix}", lengths, codec=codec,
+                                    seed=number, pan=1.5 if number % 2 else 6.0))
+    return made
+
+
+def test_hard_cuts_are_found_and_motion_is_not_a_cut(clips):
+    scores = []
+    for clip in clips:
+        scan = scan_video(str(clip.path))
+        assert len(scan.times) == clip.frames and scan.damage is None
+        cuts = detect_cuts(scan.scores)
+        precision, recall, f1 = cut_f1(cuts, clip.cuts, tolerance=2)
+        scores.append(f1)
+    assert np.mean(scores) >= 0.95 and min(scores) >= 0.8, scores
+
+
+def test_a_long_moving_shot_is_one_shot(tmp_path):
+    clip = write_video(tmp_path / "pan.mp4", [120], pan=6.0)
+    scan = scan_video(str(clip.path))
+    assert scan.scores.max() > 1.0  # it does move
+    assert detect_cuts(scan.scores) == []
+
+
+def test_every_shot_gets_a_keyframe_in_its_middle(clips):
+    clip = clips[0]
+    records, damage = video_keyframes(ImageSource("v.mp4", str(clip.path), {"path": "v.mp4"}))
+    assert damage is None
+    assert sorted({r["shot"] for r in records}) == list(range(len(clip.cuts) + 1))
+    for record, (first, stop) in zip(records, clip.shot_bounds):
+        assert first <= record["frame"] < stop
+        assert abs(record["frame"] - (first + stop) / 2) <= 2  # in the middle (within 2 frames of a cut)
+        assert record["shot_start"] <= record["time"] < record["shot_end"]
+        assert record["id"] == moment_id("v.mp4", record["time"]) == f"v.mp4#t={record['time']:g}"
+        assert record["fps"] == 25.0 and record["video_duration"] == pytest.approx(clip.frames / 25)
+
+
+def test_per_shot_every_and_long_shots(tmp_path):
+    clip = write_video(tmp_path / "long.mp4", [30, 280], pan=1.0)  # 1.2 s and 11.2 s
+    scan = scan_video(str(clip.path))
+    shots = shots_from_cuts(detect_cuts(scan.scores), scan.times, scan.info.fps)
+    assert [s.start_frame for s in shots] == [0, 30]
+    default = chosen_frames(shots, scan, KeyframeChoice())
+    assert [shot.index for _, shot in default] == [0, 1, 1]  # one per started 10 seconds
+    three = chosen_frames(shots, scan, KeyframeChoice(per_shot=3))
+    assert [frame for frame, _ in three] == [5, 15, 25, 76, 170, 263]
+    uniform = chosen_frames(shots, scan, KeyframeChoice(every=2.0))
+    assert [frame for frame, _ in uniform] == [0, 50, 100, 150, 200, 250, 300]
+    assert [shot.index for _, shot in uniform] == [0, 1, 1, 1, 1, 1, 1]
+
+
+def test_frames_at_gives_the_frame_showing_at_each_time(clips):
+    clip = clips[1]
+    import av
+
+    with av.open(str(clip.path)) as container:
+        every = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    times = [3.0, 0.0, 0.04 * 17, 0.04 * 17 + 0.01, 0.04 * (clip.frames - 1)]
+    got = dict(frames_at(str(clip.path), times))
+    for position, frame in [(0, 75), (1, 0), (2, 17), (3, 17), (4, clip.frames - 1)]:
+        assert np.array_equal(np.asarray(got[position]), every[frame]), position
+    late = dict(frames_at(str(clip.path), [clip.frames / 25 + 5]))
+    assert isinstance(late[0], VideoDecodeError)
+
+
+def test_cli_names_bad_videos_and_keeps_the_keyframes_before_damage(tmp_path):
+    good = write_video(tmp_path / "good.mp4", [30, 30])
+    whole = write_video(tmp_path / "whole.mkv", [30, 30, 30, 30])
+    damaged = tmp_path / "damaged.mkv"
+    damaged.write_bytes(whole.path.read_bytes()[: whole.path.stat().st_size // 2])
+    whole.path.unlink()
+    (tmp_path / "notes.mp4").write_text("not a video")
+    (tmp_path / "empty.webm").write_bytes(b"")
+    result = runner.invoke(app, ["keyframes", str(tmp_path)])
+    assert result.exit_code == 1
+    records = [orjson.loads(line) for line in result.stdout.splitlines()]
+    by_video = {}
+    for record in records:
+        by_video.setdefault(record["path"], []).append(record)
+    assert len(by_video[str(good.path)]) == 2
+    kept = by_video[str(damaged)]
+    assert 1 <= len(kept) < 4 and all(r["time"] < 2.4 for r in kept)
+    lines = result.stderr.strip().splitlines()
+    assert any("damaged.mkv" in line and "kept" in line for line in lines)
+    assert any("notes.mp4" in line and "skipped" in line for line in lines)
+    assert any("empty.webm" in line and "empty" in line for line in lines)
+    assert len(lines) == 3 and "Traceback" not in result.stderr
+
+
+def test_cli_writes_jpegs_only_when_asked(tmp_path):
+    clip = write_video(tmp_path / "v.mp4", [20, 20])
+    plain = runner.invoke(app, ["keyframes", str(clip.path), "--per-shot", "2"])
+    assert plain.exit_code == 0, plain.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+    frames = tmp_path / "frames"
+    written = runner.invoke(app, ["keyframes", str(clip.path), "--per-shot", "2", "--frames-dir", str(frames)])
+    records = [orjson.loads(line) for line in written.stdout.splitlines()]
+    assert len(records) == 4 and len(list(frames.glob("*.jpg"))) == 4
+    from PIL import Image
+
+    for record in records:
+        with Image.open(record["frame_path"]) as image:
+            assert image.size == (128, 96)
+    assert [r["id"] for r in records] == [orjson.loads(line)["id"] for line in plain.stdout.splitlines()]
