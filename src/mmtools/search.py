@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from mmtools.embed import batched, encode_query_texts
+from mmtools.embed import batched
 from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.images import ImageDecodeError, load_image
 from mmtools.errors import IndexFileError
 from mmtools.index.store import IndexInfo, IndexReader, model_mismatch, models_match
 from mmtools.models.encoder import Encoder
+from mmtools.models.query_cache import default_query_cache
 from mmtools.records import EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector, record_id
 
 HIT_FIELDS = ("query_id", "query", "rank", "score")
@@ -58,12 +59,14 @@ def queries_from_records(records: Iterable[Record], field_name: str = "text",
 
 
 def query_encoder(info: IndexInfo, where: str, load: Callable[[str], Encoder],
-                  model: str | None = None) -> Callable[[], Encoder]:
+                  model: str | None = None, sample: Callable[[], Any] | None = None) -> Callable[[], Encoder]:
     """A loader (called once, when a query needs encoding) for the model the index was built with.
 
     ``model`` names it again, e.g. where the directory has moved: it is used when its fingerprint is the
     index's (or, for an index without one, when its name is). Either way the loaded model's fingerprint
     must still be the index's, so a model retrained in place is refused rather than silently mixed.
+    The encoder picks its towers for this index (``Encoder.for_index``; ``sample`` gives some of the index's
+    vectors, on which an int8 query tower is checked against fp32).
     """
     from mmtools.models import resolve_model
 
@@ -75,6 +78,8 @@ def query_encoder(info: IndexInfo, where: str, load: Callable[[str], Encoder],
     def get() -> Encoder:
         if not loaded:
             encoder = load(name)
+            choose = getattr(encoder, "for_index", None)
+            encoder = choose(info, sample) if choose is not None else encoder
             fingerprint = getattr(encoder, "fingerprint", "") or None
             if not models_match(info.model, info.fingerprint, encoder.name, fingerprint):
                 raise _mismatch(where, info, encoder.name, fingerprint)
@@ -137,7 +142,7 @@ def _vectors_for(batch: list[Query], reader: IndexReader, get_encoder: Callable[
         else:
             vectors[i] = query.vector
     if texts:
-        encoded = encode_query_texts(get_encoder(), [q.text for _, q in texts])
+        encoded = default_query_cache.vectors(get_encoder(), [q.text for _, q in texts])
         vectors.update({i: v for (i, _), v in zip(texts, encoded)})
     if images:
         encoder = get_encoder()

@@ -6,7 +6,7 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from mmtools.cli.common import DeviceOption, OutputOption, command_session
+from mmtools.cli.common import DeviceOption, OutputOption, RuntimeChoice, RuntimeOption, command_session
 from mmtools.cli.output import (Column, OutputFormat, OutputFormatOption, Print0Option, emit_records,
                                 path_or_id, resolve_format)
 from mmtools.errors import UsageError
@@ -47,6 +47,7 @@ def search_command(
                               "the same model (same fingerprint), refused otherwise [default: the index's "
                               "model; MMTOOLS_MODEL is not consulted].")] = None,
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = RuntimeChoice.auto,
     output: OutputOption = None,
     output_format: OutputFormatOption = OutputFormat.auto,
     print0: Print0Option = False,
@@ -71,13 +72,14 @@ def search_command(
         # A running `mmtools serve` answers plain JSONL searches of one index, warm.
         plain = (len(index or []) <= 1 and not weights and not montage and not html
                  and resolve_format(output_format, output) == OutputFormat.jsonl)
-        if plain and device == "auto" and client.search(
+        if plain and device == "auto" and runtime == RuntimeChoice.auto and client.search(
                 texts=queries or [], images=image or [], k=k, min_score=min_score,
                 index=(index or [None])[0], field=field, lines=lines, model=model, output=output,
                 on_problem=report.problem):
             return
         from mmtools.index import IndexReader
         from mmtools.models import load_encoder
+        from mmtools.models.agreement import index_sample
         from mmtools.search import query_encoder, search
 
         indexes = index or ["idx.faiss"]
@@ -86,11 +88,12 @@ def search_command(
                 raise UsageError("--min-score and --model apply to a single index, not to a fusion",
                                  hint="leave them out with several --index")
             _fused(indexes, weights, _queries(queries or [], image or [], field, lines, report), k, device,
-                   report, output=output, output_format=output_format, print0=print0)
+                   runtime.value, report, output=output, output_format=output_format, print0=print0)
             return
         index = indexes[0]
         with IndexReader(index) as reader:
-            get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device), model)
+            get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device, runtime.value),
+                                        model, sample=lambda: index_sample(reader))
             if model is not None:
                 get_encoder()  # check the model named now, before any query
             hits = search(reader, _queries(queries or [], image or [], field, lines, report), get_encoder, k=k,
@@ -141,7 +144,8 @@ def _queries(texts: list[str], images: list[str], field: str, lines: bool, repor
         yield Query(path, image=path)
 
 
-def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, device: str, report, *,
+def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, device: str, runtime: str,
+           report, *,
            output: str | None, output_format: OutputFormat, print0: bool) -> None:
     from contextlib import ExitStack
 
@@ -158,6 +162,7 @@ def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, d
     check_weights(values, len(indexes))
     with ExitStack() as stack:
         readers = [stack.enter_context(IndexReader(path)) for path in indexes]
-        encoders = [(lambda name=reader.info.model: load_encoder(name, device)) for reader in readers]
+        encoders = [(lambda name=reader.info.model, info=reader.info: load_encoder(name, device, runtime)
+                     .for_index(info)) for reader in readers]
         hits = fused_search(readers, indexes, queries, encoders, k=k, weights=values, on_problem=report.problem)
         emit_records(hits, output_format, columns=HIT_COLUMNS, output=output, print0=print0, group_by="query")

@@ -51,11 +51,26 @@ class BatchedEncoder:
 
     def __init__(self, encoder: Any, max_batch: int = 64):
         self.inner = encoder
+        self.max_batch = max_batch
         self.texts = MicroBatcher(self._encode_texts, max_batch, name="texts")
         self.images = MicroBatcher(self._encode_images, max_batch, name="images")
+        self._variants: dict[int, BatchedEncoder] = {}
+        self._variants_lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    def for_index(self, info: Any, sample: Any = None) -> "BatchedEncoder":
+        """The towers the model picks for this index (mmtools.models.agreement), batched like this one."""
+        choose = getattr(self.inner, "for_index", None)
+        chosen = choose(info, sample) if choose is not None else self.inner
+        if chosen is self.inner:
+            return self
+        with self._variants_lock:
+            wrapped = self._variants.get(id(chosen))
+            if wrapped is None or wrapped.inner is not chosen:
+                wrapped = self._variants[id(chosen)] = BatchedEncoder(chosen, self.max_batch)
+            return wrapped
 
     def encode_texts(self, texts, on_truncated=None):
         import numpy as np
@@ -123,8 +138,9 @@ class Engine:
     """Models and indexes kept warm; ``search``, ``embed_texts``, ``embed_images`` and ``tag`` on them."""
 
     def __init__(self, *, device: str | None = None, models: Iterable[str] = (), indexes: Iterable[str] = (),
-                 max_batch: int = 64):
+                 max_batch: int = 64, runtime: str | None = None):
         self.device = device
+        self.runtime = runtime  # mmtools.models.runtime: auto, torch, onnx, onnx-fp32
         self.max_batch = max_batch
         self.started = time.time()
         self._lock = threading.Lock()
@@ -153,16 +169,20 @@ class Engine:
             faiss.omp_set_num_threads(1)
         except ImportError:
             pass
+        from mmtools.models.agreement import index_sample
+
         for path in sorted(set(self.index_names.values())):
             with self.reader(path) as reader:
-                self.encoder(reader.info.model)
+                # the towers for this index are chosen (and an int8 query tower checked on it) now, not on
+                # the first request
+                self.encoder(reader.info.model).for_index(reader.info, lambda: index_sample(reader))
         for model in self.model_names:
             self.encoder(model)
 
     def encoder(self, model: str | None) -> BatchedEncoder:
         from mmtools.models import load_encoder
 
-        inner = load_encoder(model, self.device)
+        inner = load_encoder(model, self.device, self.runtime)
         with self._lock:
             wrapped = self._encoders.get(inner.name)
             if wrapped is None or wrapped.inner is not inner:
@@ -232,11 +252,13 @@ class Engine:
     def search(self, index: str | os.PathLike[str], queries: Iterable[Query], *, k: int = 10,
                min_score: float | None = None, check_model: str | None = None,
                on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
+        from mmtools.models.agreement import index_sample
         from mmtools.search import query_encoder, search
 
         with self.reader(index) as reader:
             # The same model check as in-process search: by fingerprint, so a moved model directory works.
-            get_encoder = query_encoder(reader.info, str(index), self.encoder, check_model)
+            get_encoder = query_encoder(reader.info, str(index), self.encoder, check_model,
+                                        sample=lambda: index_sample(reader))
             if check_model is not None:
                 get_encoder()
             yield from search(reader, queries, get_encoder, k=k, min_score=min_score, on_problem=on_problem)
@@ -289,6 +311,7 @@ class Engine:
     def health(self) -> dict[str, Any]:
         with self._lock:
             models = {name: {"device": getattr(e.inner, "device", None), "dim": e.inner.dim,
+                             "runtime": getattr(e.inner, "runtime", None),
                              "text_batches": e.texts.batches, "texts": e.texts.items,
                              "image_batches": e.images.batches, "images": e.images.items}
                       for name, e in self._encoders.items()}
