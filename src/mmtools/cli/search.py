@@ -79,7 +79,6 @@ def search_command(
             return
         from mmtools.index import IndexReader
         from mmtools.models import load_encoder
-        from mmtools.models.agreement import index_sample
         from mmtools.search import query_encoder, search
 
         indexes = index or ["idx.faiss"]
@@ -93,7 +92,7 @@ def search_command(
         index = indexes[0]
         with IndexReader(index) as reader:
             get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device, runtime.value),
-                                        model, sample=lambda: index_sample(reader))
+                                        model)
             if model is not None:
                 get_encoder()  # check the model named now, before any query
             hits = search(reader, _queries(queries or [], image or [], field, lines, report), get_encoder, k=k,

@@ -252,13 +252,11 @@ class Engine:
     def search(self, index: str | os.PathLike[str], queries: Iterable[Query], *, k: int = 10,
                min_score: float | None = None, check_model: str | None = None,
                on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
-        from mmtools.models.agreement import index_sample
         from mmtools.search import query_encoder, search
 
         with self.reader(index) as reader:
             # The same model check as in-process search: by fingerprint, so a moved model directory works.
-            get_encoder = query_encoder(reader.info, str(index), self.encoder, check_model,
-                                        sample=lambda: index_sample(reader))
+            get_encoder = query_encoder(reader.info, str(index), self.encoder, check_model)
             if check_model is not None:
                 get_encoder()
             yield from search(reader, queries, get_encoder, k=k, min_score=min_score, on_problem=on_problem)
