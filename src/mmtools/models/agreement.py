@@ -81,23 +81,26 @@ def measure_agreement(encoder: Any, corpus: Any) -> dict[str, Any] | None:
 
 
 def index_sample(reader: Any, count: int = INDEX_SAMPLE) -> Any:
-    """Up to ``count`` of an index's own vectors, spread over it (None when it cannot give them)."""
+    """Up to ``count`` of an index's own vectors, spread over it (None when it keeps none it can give)."""
     import numpy as np
 
     sampler = getattr(reader, "sample_vectors", None)
     if sampler is not None:
         return sampler(count)
+    from mmtools.index import kinds
+
     inner = getattr(reader, "_reader", reader)  # the server's locked wrapper
     index = getattr(inner, "_faiss", None)
     if index is None or not getattr(index, "ntotal", 0):
         return None
-    total = int(index.ntotal)
     try:
-        if total <= count:
-            return index.reconstruct_n(0, total)
-        rows = np.linspace(0, total - 1, count).astype(np.int64)
-        return np.stack([index.reconstruct(int(row)) for row in rows])
-    except (RuntimeError, AttributeError) as exc:  # an index kind that keeps no vectors
+        stored = kinds.stored_vectors(index, inner.info.kind)
+    except (RuntimeError, AttributeError, ValueError) as exc:
         log.debug("no vectors to sample from %s: %s", getattr(inner, "path", "index"), exc)
         return None
-
+    if stored is None:
+        return None
+    vectors = np.asarray(stored[1], dtype=np.float32)
+    if len(vectors) > count:
+        vectors = vectors[np.linspace(0, len(vectors) - 1, count).astype(np.int64)]
+    return vectors

@@ -171,12 +171,13 @@ def export_model(encoder: Any, *, int8_images: bool = False) -> Export:
 
     Returns the export, which may record a refusal (``Export.refused``): then the model runs on PyTorch.
     """
-    from mmtools.atomic import atomic_directory
+    from mmtools.atomic import atomic_directory, sweep_temporaries
 
     fingerprint = encoder.fingerprint
     root = exports_root()
     target = root / fingerprint
     with _export_lock(root, fingerprint):
+        sweep_temporaries(target)  # what a killed export left (we hold the lock: nobody else is writing)
         existing = Export(target) if (target / META).is_file() else None
         if existing is not None and existing.meta.get("format") == EXPORT_FORMAT and (
                 existing.refused or not int8_images or existing.has("image", int8=True)):
@@ -185,13 +186,13 @@ def export_model(encoder: Any, *, int8_images: bool = False) -> Export:
         started = time.perf_counter()
         with atomic_directory(target) as tmp:
             meta = _build(encoder, tmp, existing, int8_images)
+            if meta.get("refused"):  # keep only the record of why: a refused graph is never run
+                for made in tmp.iterdir():
+                    made.unlink()
             meta["export_seconds"] = round(time.perf_counter() - started, 2)
             (tmp / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         _point(root, encoder, fingerprint)
-    export = Export(target)
-    if export.refused:
-        log.warning("model %s cannot run on ONNX Runtime (%s); using PyTorch", encoder.name, export.refused)
-    return export
+    return Export(target)
 
 
 def _build(encoder: Any, tmp: Path, existing: Export | None, int8_images: bool) -> dict[str, Any]:
