@@ -27,7 +27,7 @@ def test_phobert_models_declare_segmentation_and_256_tokens(phobert_dir):
 
 
 def test_phobert_text_is_word_segmented_before_tokenising(phobert_dir):
-    encoder = ModelCache().get(phobert_dir, "cpu")
+    encoder = ModelCache().get(phobert_dir, "cpu", "torch")  # its tokenizer is a PyTorch encoder's part
     assert encoder.tokenizer.tokenize("xe hơi") == ["xe", "hơi"]  # unsegmented: two tokens
     assert encoder.tokenizer.tokenize("xe_hơi") == ["xe_hơi"]
     raw, segmented = encoder.encode_texts(["Xe hơi màu đỏ", "Xe_hơi màu đỏ"])
@@ -49,10 +49,11 @@ def test_embed_texts_segments_for_phobert_models(phobert_dir):
     "HÒA   BÌNH",  # case and spacing (SigLIP lower-cases)
 ])
 def test_query_variants_give_the_same_vector(siglip_dir, variant):
-    encoder = ModelCache().get(siglip_dir, "cpu")
-    assert "hòa" in encoder.tokenizer.get_vocab()  # so an un-normalised "hoà" would be a different token
-    expected, got = encoder.encode_texts(["hòa bình", variant])
-    assert np.allclose(expected, got, atol=1e-6)
+    torch_encoder = ModelCache().get(siglip_dir, "cpu", "torch")
+    assert "hòa" in torch_encoder.tokenizer.get_vocab()  # so an un-normalised "hoà" would be a different token
+    for encoder in (torch_encoder, ModelCache().get(siglip_dir, "cpu", "onnx-fp32")):
+        expected, got = encoder.encode_texts(["hòa bình", variant])
+        assert np.allclose(expected, got, atol=1e-6)
 
 
 def test_a_manifest_can_override_text_rules(siglip_dir, tmp_path):
@@ -68,7 +69,7 @@ def test_siglip_text_vectors_follow_its_training_no_attention_mask(siglip_dir):
     """SigLIP's text tower was trained with no mask: pads attend and the last position is pooled."""
     import torch
 
-    encoder = ModelCache().get(siglip_dir, "cpu")
+    encoder = ModelCache().get(siglip_dir, "cpu", "torch")
     assert encoder.text_rules.attention_mask is False
     text = "con mèo đang ngủ"
     tokens = encoder.tokenizer([text], padding="max_length", max_length=64, truncation=True, return_tensors="pt")
@@ -80,6 +81,10 @@ def test_siglip_text_vectors_follow_its_training_no_attention_mask(siglip_dir):
     got = encoder.encode_texts([text])[0]
     assert np.allclose(got, unmasked, atol=1e-5)
     assert not np.allclose(got, masked, atol=1e-3)  # the mask really changes the vector
+    # The ONNX export has no mask input at all, and gives the same unmasked vector.
+    onnx = ModelCache().get(siglip_dir, "cpu", "onnx-fp32")
+    assert onnx.export.meta["text_inputs"] == ["input_ids"]
+    assert np.allclose(onnx.encode_texts([text])[0], unmasked, atol=1e-5)
 
 
 def test_clip_text_keeps_the_attention_mask(clip_dir):

@@ -81,7 +81,7 @@ def test_freezing_a_tower_keeps_its_weights(demo, tmp_path):
     before = build_model(towers(demo)).model.inner.image_model.state_dict()
     config = TrainConfig(epochs=1, batch_size=16, workers=0, device="cpu", patience=None)
     train_retrieval(examples, [], towers(demo, freeze="image"), config, tmp_path / "run")
-    encoder = ModelCache().get(str(tmp_path / "run"), "cpu")
+    encoder = ModelCache().get(str(tmp_path / "run"), "cpu", "torch")  # its weights: a PyTorch encoder's
     after = encoder.model.image_model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if "num_batches" not in k)
     assert not torch.equal(build_model(towers(demo)).model.inner.text_projection.projection.weight,

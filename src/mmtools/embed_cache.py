@@ -228,10 +228,11 @@ class LazyEncoder(Encoder):
 
 def cached_image_encoder(model: str | None, device: str | None,
                          load: Callable[[str | None, str | None], Encoder] | None = None,
-                         cache_path: str | os.PathLike[str] | None = None
+                         cache_path: str | os.PathLike[str] | None = None, variant: str = ""
                          ) -> tuple[Encoder, ImageVectorCache | None]:
     """The encoder and the cache for embed-images. A local model directory is keyed by its files and loaded
-    lazily; any other model is loaded now and keyed by its fingerprint. An unusable cache is reported (a
+    lazily; any other model is loaded now and keyed by its fingerprint. ``variant`` names an encoding whose
+    vectors differ from the model's own (``int8``): it is part of the key. An unusable cache is reported (a
     warning) and embedding goes on without it."""
     from mmtools.models import load_encoder, resolve_model
 
@@ -243,6 +244,8 @@ def cached_image_encoder(model: str | None, device: str | None,
     except (CacheUnavailable, ImageDecodeError) as exc:
         log.warning("%s; embedding without it", exc)
         return load(model, device), None
+    if key is not None and variant:
+        key = f"{key}+{variant}"
     if key is None:
         encoder = load(model, device)
         return encoder, ImageVectorCache(cache, f"fp-{getattr(encoder, 'fingerprint', '') or ref.name}")

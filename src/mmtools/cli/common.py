@@ -190,6 +190,22 @@ ModelOption = Annotated[Optional[str], typer.Option(
 DeviceOption = Annotated[str, typer.Option(
     "--device", envvar="MMTOOLS_DEVICE", show_envvar=True,
     help="Where the model runs: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")]
+
+
+class RuntimeChoice(str, Enum):
+    """The values of mmtools.models.runtime.RUNTIMES (a test keeps them equal)."""
+
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+    onnx_fp32 = "onnx-fp32"
+
+
+RuntimeOption = Annotated[RuntimeChoice, typer.Option(
+    "--runtime", envvar="MMTOOLS_RUNTIME", show_envvar=True, case_sensitive=False,
+    help="What runs the model: auto (ONNX Runtime on a CPU when it is installed, PyTorch on a GPU), torch, "
+         "onnx (ONNX Runtime; search queries use the int8 text tower where it agrees with fp32), or onnx-fp32 "
+         "(ONNX Runtime, fp32 only). The ONNX export is made on first use and cached.")]
 OutputOption = Annotated[Optional[str], typer.Option(
     "--output", "-o", metavar="PATH", help="Write JSONL here (atomically) instead of standard output.")]
 FormatOption = Annotated[EmbeddingFormat, typer.Option(

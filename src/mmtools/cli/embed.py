@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from mmtools.cli.common import (DeviceOption, EmbeddingFormat, FormatOption, ModelOption, OutputOption,
-                                command_session, require_input)
+                                RuntimeChoice, RuntimeOption, command_session, require_input)
 
 ShardOption = Annotated[Optional[str], typer.Option(
     "--shard", metavar="I/N", help="Embed only part I of N (I from 0), split by a stable hash of each input's id: "
@@ -27,6 +27,11 @@ def embed_images_command(
              "without times is cut into keyframes as `mmtools keyframes` does by default.")] = None,
     model: ModelOption = None,
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = RuntimeChoice.auto,
+    int8: Annotated[bool, typer.Option(
+        "--int8", help="Encode with the int8 image tower (ONNX Runtime): faster on a CPU, but the vectors are "
+                       "not the fp32 model's, so they carry a fingerprint of their own and an index of them is "
+                       "searched only with the same int8 encoding.")] = False,
     output: OutputOption = None,
     embedding_format: FormatOption = EmbeddingFormat.base64,
     batch_size: ImageBatchOption = None,
@@ -68,12 +73,15 @@ def embed_images_command(
                                   on_problem=report.problem, extensions=IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
         sources = take_shard(sources, parse_shard(shard) if shard else None, key=lambda source: source.id)
         sources = with_video_frames(sources, on_problem=report.problem)
+        def load(name: str | None, where: str | None):
+            return load_encoder(name, where, runtime.value, int8_images=int8)
+
         if no_cache:
-            encoder, cache = load_encoder(model, device), None
+            encoder, cache = load(model, device), None
         else:
             from mmtools.embed_cache import cached_image_encoder
 
-            encoder, cache = cached_image_encoder(model, device)
+            encoder, cache = cached_image_encoder(model, device, load=load, variant="int8" if int8 else "")
         bar = report.progress("embedding images")
         try:
             with open_output(output) as stream:
@@ -95,6 +103,7 @@ def embed_texts_command(
         "--lines", help="Inputs are plain text, one text per line, not JSONL.")] = False,
     model: ModelOption = None,
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = RuntimeChoice.auto,
     output: OutputOption = None,
     embedding_format: FormatOption = EmbeddingFormat.base64,
     batch_size: BatchOption = 64,
@@ -121,13 +130,13 @@ def embed_texts_command(
         items = take_shard(items, parse_shard(shard) if shard else None, key=lambda item: item.id)
         from mmtools.serve import client
 
-        if device == "auto" and client.embed_texts(items, model=model, batch_size=batch_size, output=output,
-                                                   embedding_format=embedding_format.value,
-                                                   on_problem=report.problem):
+        served = device == "auto" and runtime == RuntimeChoice.auto  # the server has its own runtime
+        if served and client.embed_texts(items, model=model, batch_size=batch_size, output=output,
+                                         embedding_format=embedding_format.value, on_problem=report.problem):
             return  # a running `mmtools serve` did it, warm
         from mmtools.models import load_encoder
 
-        encoder = load_encoder(model, device)
+        encoder = load_encoder(model, device, runtime.value)
         bar = report.progress("embedding texts")
         try:
             with open_output(output) as stream:

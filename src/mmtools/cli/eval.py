@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from mmtools.cli.common import (CaptionColumnOption, DeviceOption, ImageColumnOption, OutputOption,
-                                command_session)
+                                RuntimeChoice, RuntimeOption, command_session)
 from mmtools.errors import UsageError
 
 eval_app = typer.Typer(name="eval", help="Evaluate models on your own data.", no_args_is_help=True,
@@ -36,6 +36,7 @@ def retrieval_command(
     caption_column: CaptionColumnOption = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 32,
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = RuntimeChoice.auto,
     output: OutputOption = None,
 ) -> None:
     """Recall@1/5/10, median and mean rank, text->image and image->text, as one JSON object.
@@ -60,7 +61,8 @@ def retrieval_command(
             data=data, models=model or [None], images=images or [], texts=texts or [], fuse=fuse or bool(weights),
             weights=weight_values, image_column=image_column,
             caption_columns=caption_column or ["caption", "captions"], batch_size=batch_size,
-            device=None if device == "auto" else device, plot=plot, on_problem=report.problem)
+            device=None if device == "auto" else device, runtime=runtime.value, plot=plot,
+            on_problem=report.problem)
         import json
 
         from mmtools.records import open_output

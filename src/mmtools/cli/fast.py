@@ -17,6 +17,7 @@ OPTIONS: dict[str, tuple[str, type | None]] = {
     "--image": ("images", str), "-k": ("k", int), "--top-k": ("k", int), "--min-score": ("min_score", float),
     "--index": ("index", str), "-i": ("index", str), "--field": ("field", str), "-f": ("field", str),
     "--lines": ("lines", None), "--model": ("model", str), "-m": ("model", str), "--device": ("device", str),
+    "--runtime": ("runtime", str),
     "--output": ("output", str), "-o": ("output", str),
     # Views and fusions the typer command draws itself: their presence sends the search the normal way.
     "--weights": ("decline", str), "--format": ("decline", str), "-F": ("decline", str),
@@ -36,7 +37,7 @@ def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
     if position >= len(argv) or argv[position] != "search":
         return None
     options: dict = {"texts": [], "images": [], "k": 10, "min_score": None, "index": None, "field": "text",
-                     "lines": False, "model": None, "device": None, "output": None}
+                     "lines": False, "model": None, "device": None, "runtime": None, "output": None}
     rest = argv[position + 1:]
     i = 0
     while i < len(rest):
@@ -78,6 +79,8 @@ def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
         return None  # a bad -k gets typer's message; an explicit device is honoured in-process
     if not options["texts"] and not options["images"] and not options["lines"] and stdin_holds_sequences():
         return None  # temporal queries (events in order) are answered in-process
+    if (options["runtime"] or os.environ.get("MMTOOLS_RUNTIME") or "auto").lower() != "auto":
+        return None  # so is an explicit runtime (the server runs its own)
     return options, quiet
 
 

@@ -7,9 +7,9 @@ from typing import Annotated, Iterator, Optional
 
 import typer
 
-from mmtools.cli.common import DeviceOption, OutputOption, command_session
+from mmtools.cli.common import DeviceOption, OutputOption, RuntimeChoice, RuntimeOption, command_session
 from mmtools.cli.output import (Column, FieldsOption, OutputFormat, OutputFormatOption, Print0Option,
-                                emit_records, resolve_format)
+                                emit_records, path_or_id, resolve_format)
 from mmtools.errors import UsageError
 
 
@@ -75,6 +75,7 @@ def search_command(
                               "the same model (same fingerprint), refused otherwise [default: the index's "
                               "model; MMTOOLS_MODEL is not consulted].")] = None,
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = RuntimeChoice.auto,
     output: OutputOption = None,
     output_format: OutputFormatOption = OutputFormat.auto,
     print0: Print0Option = False,
@@ -117,7 +118,7 @@ def search_command(
                              hint="leave them out with --then (results are one per video already)")
         plain = (len(index or []) <= 1 and not weights and not montage and not html and group_by is None
                  and sequences is None and resolve_format(output_format, output) == OutputFormat.jsonl)
-        if plain and device == "auto" and client.search(
+        if plain and device == "auto" and runtime == RuntimeChoice.auto and client.search(
                 texts=queries or [], images=image or [], k=k, min_score=min_score,
                 index=(index or [None])[0], field=field, lines=lines, model=model, output=output,
                 on_problem=report.problem):
@@ -136,12 +137,13 @@ def search_command(
                 raise UsageError("--min-score and --model apply to a single index, not to a fusion",
                                  hint="leave them out with several --index")
             _fused(indexes, weights, _queries(queries or [], image or [], field, lines, report), k, device,
-                   report, output=output, output_format=output_format, print0=print0, group_by=group_by,
-                   fields=fields)
+                   runtime.value, report, output=output, output_format=output_format, print0=print0,
+                   group_by=group_by, fields=fields)
             return
         index = indexes[0]
         with IndexReader(index) as reader:
-            get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device), model)
+            get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device, runtime.value),
+                                        model)
             if model is not None:
                 get_encoder()  # check the model named now, before any query
             hits = search(reader, _queries(queries or [], image or [], field, lines, report), get_encoder,
@@ -206,9 +208,9 @@ def _queries(texts: list[str], images: list[str], field: str, lines: bool, repor
         yield Query(path, image=path)
 
 
-def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, device: str, report, *,
-           output: str | None, output_format: OutputFormat, print0: bool, group_by: GroupBy | None = None,
-           fields: str | None = None) -> None:
+def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, device: str, runtime: str,
+           report, *, output: str | None, output_format: OutputFormat, print0: bool,
+           group_by: GroupBy | None = None, fields: str | None = None) -> None:
     from contextlib import ExitStack
 
     from mmtools.fusion import fused_search
@@ -218,7 +220,8 @@ def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, d
     values = _weights(weights, len(indexes))
     with ExitStack() as stack:
         readers = [stack.enter_context(IndexReader(path)) for path in indexes]
-        encoders = [(lambda name=reader.info.model: load_encoder(name, device)) for reader in readers]
+        encoders = [(lambda name=reader.info.model, info=reader.info: load_encoder(name, device, runtime)
+                     .for_index(info)) for reader in readers]
         hits = fused_search(readers, indexes, queries, encoders, k=_fetch(k, group_by), weights=values,
                             on_problem=report.problem)
         emit_records(_grouped(hits, k, group_by), output_format, columns=HIT_COLUMNS, output=output,

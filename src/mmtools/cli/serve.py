@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmtools.cli.common import DeviceOption, command_session
+from mmtools.cli.common import DeviceOption, RuntimeChoice, RuntimeOption, command_session
 from mmtools.errors import UsageError
 
 
@@ -19,6 +19,7 @@ def serve_command(
         "--model", "-m", help="A model to keep loaded besides the indexes' own (repeatable); the first is the "
                               "default of /embed and /tag.")] = None,
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = RuntimeChoice.auto,
     socket: Annotated[Optional[str], typer.Option(
         "--socket", envvar="MMTOOLS_SERVER", show_envvar=True,
         help="The Unix socket [default: $XDG_RUNTIME_DIR/mmtools/server.sock, else "
@@ -69,7 +70,7 @@ def serve_command(
                                       "-hex 16)), listen on 127.0.0.1, or allow it with --insecure")
             require_fastapi()
         engine = Engine(device=None if device == "auto" else device, models=model or [], indexes=index or [],
-                        max_batch=max_batch)
+                        max_batch=max_batch, runtime=runtime.value)
 
         def ready(where) -> None:
             shown = where.socket + (f" and {where.http} (web page: {where.http}/, API docs: {where.http}/docs)"

@@ -6,7 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from mmtools.cli.common import DeviceOption, ModelOption, OutputOption, command_session, require_input
+from mmtools.cli.common import (DeviceOption, ModelOption, OutputOption, RuntimeChoice, RuntimeOption,
+                                command_session, require_input)
 from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, Print0Option, emit_records, path_or_id
 
 # What a tagged record shows in a table: where it came from, and its tags.
@@ -44,6 +45,7 @@ def tag_command(
         "--root", help="Resolve relative 'path' fields against this folder [default: the current directory].")]
         = None,
     device: DeviceOption = "auto",
+    runtime: RuntimeOption = RuntimeChoice.auto,
     output: OutputOption = None,
     output_format: OutputFormatOption = OutputFormat.auto,
     print0: Print0Option = False,
@@ -94,7 +96,7 @@ def tag_command(
             per_label = read_thresholds(thresholds, label_list) if thresholds else None
             if len(fields) > 1:
                 raise UsageError("zero-shot tagging reads one text field", hint="give --field once")
-            zero_shot = ZeroShotTagger(load_encoder(model, device), label_list,
+            zero_shot = ZeroShotTagger(load_encoder(model, device, runtime.value), label_list,
                                        templates=list(template or DEFAULT_TEMPLATES),
                                        thresholds=Thresholds(threshold, per_label),
                                        top_k=5 if top_k is None else top_k, use_cache=not no_cache)

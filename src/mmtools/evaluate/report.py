@@ -16,7 +16,8 @@ class EvaluationError(MmtoolsError):
 def evaluate_retrieval(*, data: str | None, models: Sequence[str | None], images: Sequence[str],
                        texts: Sequence[str], fuse: bool = False, weights: Sequence[float] | None = None,
                        image_column: str = "path", caption_columns: Sequence[str] = ("caption", "captions"),
-                       batch_size: int = 32, device: str | None = None, plot: str | None = None,
+                       batch_size: int = 32, device: str | None = None, runtime: str | None = None,
+                       plot: str | None = None,
                        on_problem: ProblemHandler = raise_problem) -> dict[str, Any]:
     members: list[tuple[dict[str, Any], RetrievalSet]] = []
     try:
@@ -27,7 +28,7 @@ def evaluate_retrieval(*, data: str | None, models: Sequence[str | None], images
             examples = load_pairs(data, "test data", image_column=image_column, caption_columns=caption_columns,
                                   on_problem=on_problem)
             for name in models:
-                encoder = load_encoder(name, device)
+                encoder = load_encoder(name, device, runtime)
                 members.append(({"model": encoder.name, "fingerprint": encoder.fingerprint},
                                  encode_examples(encoder, examples, batch_size=batch_size, on_problem=on_problem)))
         else:

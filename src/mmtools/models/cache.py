@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Callable
 
-from mmtools.errors import ModelError
+from mmtools.errors import ModelError, UsageError
 from mmtools.models.device import choose_device
 from mmtools.models.encoder import Encoder
 from mmtools.models.registry import ModelRef, resolve_model
+from mmtools.models.runtime import Runtime, choose_runtime
+
+log = logging.getLogger("mmtools")
 
 EncoderFactory = Callable[[ModelRef, str], Encoder]
 
@@ -43,18 +47,35 @@ FAMILIES: dict[str, EncoderFactory] = {"hf-dual-encoder": _hf_dual_encoder, "two
 
 
 class ModelCache:
-    def __init__(self) -> None:
-        self._encoders: dict[tuple[str, str], Encoder] = {}
-        self._lock = threading.Lock()
-        self._obtainable: set[str] = set()  # hub models known to be cached or downloadable: checked once
+    """Encoders by model, device and runtime. The runtime is chosen here (mmtools.models.runtime), never by a
+    command: ONNX Runtime models are exported on first use (mmtools.models.onnx_export) and what cannot be
+    exported runs on PyTorch."""
 
-    def get(self, model: str | None = None, device: str | None = None) -> Encoder:
+    def __init__(self) -> None:
+        self._encoders: dict[tuple, Encoder] = {}
+        self._lock = threading.RLock()  # an ONNX export loads the PyTorch model through the same cache
+        self._obtainable: set[str] = set()  # hub models known to be cached or downloadable: checked once
+        self._warned: set[str] = set()
+
+    def get(self, model: str | None = None, device: str | None = None, runtime: str | None = None, *,
+            int8_images: bool = False) -> Encoder:
         ref = resolve_model(model)
+        chosen = choose_runtime(runtime, device)
+        if chosen.engine == "onnx":
+            encoder = self._onnx(ref, chosen, int8_images)
+            if encoder is not None:
+                return encoder
+        if int8_images:
+            raise UsageError("int8 image encoding runs on ONNX Runtime",
+                             hint="leave the runtime at auto (or onnx) on a CPU, or embed without int8")
+        return self._torch(ref, device)
+
+    def _torch(self, ref: ModelRef, device: str | None) -> Encoder:
         if ref.family == "hf-dual-encoder" and ref.name not in self._obtainable:
             _hf_dual_available(ref)  # an offline machine hears so before torch is even imported
             self._obtainable.add(ref.name)
         chosen = choose_device(device)
-        key = (ref.name, chosen)
+        key = (ref.name, chosen, "torch")
         with self._lock:
             encoder = self._encoders.get(key)
             if encoder is None:
@@ -66,6 +87,36 @@ class ModelCache:
                 encoder = self._encoders[key] = factory(ref, chosen)
             return encoder
 
+    def _onnx(self, ref: ModelRef, runtime: Runtime, int8_images: bool) -> Encoder | None:
+        """The model on ONNX Runtime, exported first if need be; None when it cannot run there (said once)."""
+        if ref.family not in FAMILIES or ref.family == "mmtools-tagger":
+            return None  # the PyTorch path says what is wrong with it
+        key = (ref.name, "cpu", runtime.name, int8_images)
+        with self._lock:
+            encoder = self._encoders.get(key)
+            if encoder is not None:
+                return encoder
+            from mmtools.models.onnx_export import export_model, find_export
+
+            export = find_export(ref.location, ref.family, ref.manifest)
+            if export is None or (int8_images and not export.refused and not export.has("image", int8=True)):
+                export = export_model(self._torch(ref, "cpu"), int8_images=int8_images)
+            if export.refused:
+                if ref.name not in self._warned:
+                    self._warned.add(ref.name)
+                    log.warning("model %s runs on PyTorch: %s", ref.name, export.refused)
+                return None
+            if int8_images and not export.has("image", int8=True):
+                figures = export.meta.get("agreement", {}).get("int8_image", {})
+                raise ModelError(f"the int8 image tower of {ref.name} disagrees with fp32 (cosine "
+                                 f"{figures.get('min_cosine')} on a probe image, below {figures.get('threshold')})",
+                                 hint="embed without int8")
+            from mmtools.models.onnx_encoder import OnnxEncoder
+
+            encoder = self._encoders[key] = OnnxEncoder(export, ref, image_int8=int8_images,
+                                                        int8_queries=runtime.int8_queries)
+            return encoder
+
     def clear(self) -> None:
         with self._lock:
             self._encoders.clear()
@@ -75,8 +126,11 @@ class ModelCache:
 default_cache = ModelCache()
 
 
-def load_encoder(model: str | None = None, device: str | None = None) -> Encoder:
-    """The process-wide encoder for ``model`` on ``device`` (``MMTOOLS_MODEL`` / ``MMTOOLS_DEVICE`` by default)."""
+def load_encoder(model: str | None = None, device: str | None = None, runtime: str | None = None, *,
+                 int8_images: bool = False) -> Encoder:
+    """The process-wide encoder for ``model`` on ``device`` with ``runtime`` (``MMTOOLS_MODEL``,
+    ``MMTOOLS_DEVICE``, ``MMTOOLS_RUNTIME`` by default). ``int8_images``: the int8 image tower, whose vectors
+    are their own model (a fingerprint of their own)."""
     import os
 
-    return default_cache.get(model, device or os.environ.get("MMTOOLS_DEVICE"))
+    return default_cache.get(model, device or os.environ.get("MMTOOLS_DEVICE"), runtime, int8_images=int8_images)

@@ -29,6 +29,7 @@ class Encoder(ABC):
     text_rules: "TextRules"
     location: str = ""  # the directory or hub id it was loaded from
     family: str = "hf-dual-encoder"
+    runtime: str = "torch"  # what runs the forward passes (mmtools.models.runtime)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -64,5 +65,17 @@ class Encoder(ABC):
         ``on_truncated(i)`` is called for each text longer than the model's limit (it is truncated).
         """
 
+    # -- queries
+    def for_index(self, info: Any, sample: Callable[[], Any] | None = None) -> "Encoder":
+        """The encoder to answer queries against the index ``info`` (an IndexInfo) with; ``sample`` gives some
+        of the index's vectors. Itself, unless a runtime has towers to choose between (mmtools.models.agreement)."""
+        return self
+
+    @property
+    def query_key(self) -> str:
+        """What a cached query vector is keyed by (mmtools.models.query_cache)."""
+        return f"{self.fingerprint}/{self.runtime}"
+
     def describe(self) -> dict[str, Any]:
-        return {"model": self.name, "fingerprint": self.fingerprint, "dim": self.dim, "device": self.device}
+        return {"model": self.name, "fingerprint": self.fingerprint, "dim": self.dim, "device": self.device,
+                "runtime": self.runtime}

@@ -89,11 +89,31 @@ class HFDualEncoder(Encoder):
         if on_truncated is not None:
             for i in self._truncated(prepared, tokens):
                 on_truncated(i)
-        inputs = {k: v.to(self.device) for k, v in model_text_inputs(tokens, self.text_rules).items()
-                  if k in self._text_args}
+        inputs = {k: v.to(self.device) for k, v in self._text_inputs(tokens).items()}
         with torch.inference_mode():
             output = self.model.get_text_features(**inputs)
         return _unit_vectors(output)
+
+    def _text_inputs(self, tokens: Any) -> dict[str, Any]:
+        return {k: v for k, v in model_text_inputs(tokens, self.text_rules).items() if k in self._text_args}
+
+    def export_spec(self) -> Any:
+        """The towers as ONNX export sees them (mmtools.models.onnx_export)."""
+        from mmtools.models.onnx_export import TowerSpec
+
+        model = self.model
+
+        def text(**inputs: Any) -> Any:
+            return _features(model.get_text_features(**inputs))
+
+        def image(pixel_values: Any) -> Any:
+            return _features(model.get_image_features(pixel_values=pixel_values))
+
+        return TowerSpec(text=text, image=image, text_inputs=lambda prepared: self._text_inputs(
+                             tokenize(self.tokenizer, prepared, self.text_rules)),
+                         prepare_text=self._prepare_text, tokenizer=self.tokenizer, tokenizer_dir=".",
+                         image_dir=".", fast_images=self._fast_images, image_processor=self.image_processor,
+                         image_size=self.image_size, logit=self.logit_scale_and_bias(), modules=[model])
 
     def logit_scale_and_bias(self) -> tuple[float, float | None]:
         """The scale (already exponentiated) and bias the model applies to cosine similarities in training.
@@ -147,12 +167,18 @@ def model_text_inputs(tokens: Any, rules: TextRules) -> dict[str, Any]:
     return {k: v for k, v in tokens.items() if rules.attention_mask or k != "attention_mask"}
 
 
-def _unit_vectors(output: Any) -> Any:
+def _features(output: Any) -> Any:
     import torch
 
     if not isinstance(output, torch.Tensor):  # transformers 5 returns an output object
         output = output.pooler_output
-    return torch.nn.functional.normalize(output.float(), dim=-1).cpu().numpy()
+    return output
+
+
+def _unit_vectors(output: Any) -> Any:
+    import torch
+
+    return torch.nn.functional.normalize(_features(output).float(), dim=-1).cpu().numpy()
 
 
 def _accepted_args(method: Callable[..., Any]) -> set[str]:

@@ -71,8 +71,13 @@ class FastImagePreprocessor:
         return width >= self.crop[1] and height >= self.crop[0]
 
     def __call__(self, images: Sequence[Any]) -> dict[str, Any]:
-        import numpy as np
         import torch
+
+        return {"pixel_values": torch.from_numpy(self.as_array(images))}
+
+    def as_array(self, images: Sequence[Any]) -> Any:
+        """The batch as a float32 numpy array (N, 3, H, W): what ONNX Runtime takes, with no torch at all."""
+        import numpy as np
 
         arrays = []
         for image in images:
@@ -82,7 +87,21 @@ class FastImagePreprocessor:
                 top, left = (resized.height - crop_h) // 2, (resized.width - crop_w) // 2
                 resized = resized.crop((left, top, left + crop_w, top + crop_h))
             arrays.append(np.asarray(resized, dtype=np.uint8))
-        batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).to(torch.float32)
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(1, 3, 1, 1)
-        return {"pixel_values": ((batch * self.scale - mean) / std).contiguous()}
+        batch = np.stack(arrays).transpose(0, 3, 1, 2).astype(np.float32)
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1)
+        return np.ascontiguousarray((batch * np.float32(self.scale) - mean) / std)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What an export records, so the ONNX encoder preprocesses exactly alike without transformers."""
+        import dataclasses
+
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "FastImagePreprocessor":
+        fields = dict(values)
+        for key in ("crop", "mean", "std"):
+            if fields.get(key) is not None:
+                fields[key] = tuple(fields[key])
+        return cls(**fields)

@@ -173,6 +173,7 @@ def model_info(name: str | None) -> dict[str, Any]:
         "fingerprint": _fingerprint(directory, rules, ref.family),
         "licence": licence_of(ref.name, directory),
         "size_bytes": size_on_disk(directory),
+        "onnx": onnx_status(ref),
     })
     return info
 
@@ -332,3 +333,51 @@ def human_size(size: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
+
+
+# ------------------------------------------------------------------------------------------------ ONNX
+
+
+def onnx_summary(export: Any) -> dict[str, Any]:
+    """An export in a few flat fields: where, which towers, and the agreement measured (per index too)."""
+    meta = export.meta
+    summary: dict[str, Any] = {"exported": not export.refused, "directory": str(export.directory)}
+    if export.refused:
+        summary["refused"] = export.refused
+        return summary
+    summary["towers"] = ", ".join(sorted(p.stem for p in export.directory.glob("*.onnx")))
+    agreement = meta.get("agreement", {})
+    for part, label in (("fp32_text", "fp32 text"), ("fp32_image", "fp32 image"), ("int8_text", "int8 text"),
+                        ("int8_image", "int8 image")):
+        figures = agreement.get(part)
+        if figures:
+            verdict = "" if figures.get("ok", True) else " (refused)"
+            summary[f"{label} min cosine"] = f"{figures['min_cosine']}{verdict}"
+    for key, figures in sorted(export.agreement().get("indexes", {}).items()):
+        summary[f"int8 queries on {key}"] = (f"top-10 overlap {figures['top10_overlap']}, min cosine "
+                                             f"{figures['min_cosine']}: {'used' if figures['ok'] else 'fp32 used'}")
+    return summary
+
+
+def onnx_status(ref: ModelRef) -> dict[str, Any]:
+    from mmtools.models.onnx_export import find_export
+
+    export = find_export(ref.location, ref.family, ref.manifest)
+    return onnx_summary(export) if export is not None else {"exported": False}
+
+
+def export_onnx(name: str | None, *, int8: bool = False) -> dict[str, Any]:
+    """Export a model to ONNX now (what the first use would do), with the int8 image tower if ``int8``."""
+    from mmtools.models.cache import load_encoder
+    from mmtools.models.onnx_export import export_model
+    from mmtools.models.runtime import INSTALL_HINT, onnxruntime_installed
+
+    if not onnxruntime_installed():
+        raise UsageError("exporting to ONNX needs ONNX Runtime, which is not installed", hint=INSTALL_HINT)
+    encoder = load_encoder(name, "cpu", "torch")
+    export = export_model(encoder, int8_images=int8)
+    if export.refused:
+        raise ModelError(f"model {encoder.name} cannot run on ONNX Runtime: {export.refused}",
+                         hint="it runs on PyTorch (--runtime torch is what auto does for it)")
+    return {"name": name or encoder.name, "model": encoder.name, "fingerprint": export.fingerprint,
+            **onnx_summary(export)}

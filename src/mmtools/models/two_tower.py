@@ -280,10 +280,33 @@ class TwoTowerEncoder(Encoder):
             for i, ids in enumerate(full):
                 if len(ids) > self.text_rules.max_length:
                     on_truncated(i)
-        inputs = {k: v.to(self.device) for k, v in model_text_inputs(tokens, self.text_rules).items()
-                  if k in ("input_ids", "attention_mask")}
+        inputs = {k: v.to(self.device) for k, v in self._text_inputs(tokens).items()}
         with torch.inference_mode():
             return _unit(self.model.encode_text(**inputs))
+
+    def _text_inputs(self, tokens: Any) -> dict[str, Any]:
+        from mmtools.models.hf_dual import model_text_inputs
+
+        return {k: v for k, v in model_text_inputs(tokens, self.text_rules).items()
+                if k in ("input_ids", "attention_mask")}
+
+    def export_spec(self) -> Any:
+        """The towers as ONNX export sees them (mmtools.models.onnx_export)."""
+        from mmtools.models.hf_dual import tokenize, processor_image_size
+        from mmtools.models.image_preprocess import FastImagePreprocessor
+        from mmtools.models.onnx_export import TowerSpec
+
+        model = self.model
+        scale = float(model.logit_scale.detach().float().exp())
+        return TowerSpec(text=lambda **inputs: model.encode_text(**inputs),
+                         image=lambda pixel_values: model.encode_image(pixel_values),
+                         text_inputs=lambda prepared: self._text_inputs(
+                             tokenize(self.tokenizer, prepared, self.text_rules)),
+                         prepare_text=self._prepare_text, tokenizer=self.tokenizer, tokenizer_dir=TEXT_DIR,
+                         image_dir=IMAGE_DIR, fast_images=FastImagePreprocessor.from_processor(self.image_processor),
+                         image_processor=self.image_processor,
+                         image_size=processor_image_size(self.image_processor), logit=(scale, None),
+                         modules=[model])
 
 
 def _unit(vectors: torch.Tensor) -> Any:

@@ -51,11 +51,26 @@ class BatchedEncoder:
 
     def __init__(self, encoder: Any, max_batch: int = 64):
         self.inner = encoder
+        self.max_batch = max_batch
         self.texts = MicroBatcher(self._encode_texts, max_batch, name="texts")
         self.images = MicroBatcher(self._encode_images, max_batch, name="images")
+        self._variants: dict[int, BatchedEncoder] = {}
+        self._variants_lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    def for_index(self, info: Any, sample: Any = None) -> "BatchedEncoder":
+        """The towers the model picks for this index (mmtools.models.agreement), batched like this one."""
+        choose = getattr(self.inner, "for_index", None)
+        chosen = choose(info, sample) if choose is not None else self.inner
+        if chosen is self.inner:
+            return self
+        with self._variants_lock:
+            wrapped = self._variants.get(id(chosen))
+            if wrapped is None or wrapped.inner is not chosen:
+                wrapped = self._variants[id(chosen)] = BatchedEncoder(chosen, self.max_batch)
+            return wrapped
 
     def encode_texts(self, texts, on_truncated=None):
         import numpy as np
@@ -128,8 +143,9 @@ class Engine:
     """Models and indexes kept warm; ``search``, ``embed_texts``, ``embed_images`` and ``tag`` on them."""
 
     def __init__(self, *, device: str | None = None, models: Iterable[str] = (), indexes: Iterable[str] = (),
-                 max_batch: int = 64):
+                 max_batch: int = 64, runtime: str | None = None):
         self.device = device
+        self.runtime = runtime  # mmtools.models.runtime: auto, torch, onnx, onnx-fp32
         self.max_batch = max_batch
         self.started = time.time()
         self._lock = threading.Lock()
@@ -158,16 +174,20 @@ class Engine:
             faiss.omp_set_num_threads(1)
         except ImportError:
             pass
+        from mmtools.models.agreement import index_sample
+
         for path in sorted(set(self.index_names.values())):
             with self.reader(path) as reader:
-                self.encoder(reader.info.model)
+                # the towers for this index are chosen (and an int8 query tower checked on it) now, not on
+                # the first request
+                self.encoder(reader.info.model).for_index(reader.info, lambda: index_sample(reader))
         for model in self.model_names:
             self.encoder(model)
 
     def encoder(self, model: str | None) -> BatchedEncoder:
         from mmtools.models import load_encoder
 
-        inner = load_encoder(model, self.device)
+        inner = load_encoder(model, self.device, self.runtime)
         with self._lock:
             wrapped = self._encoders.get(inner.name)
             if wrapped is None or wrapped.inner is not inner:
@@ -294,6 +314,7 @@ class Engine:
     def health(self) -> dict[str, Any]:
         with self._lock:
             models = {name: {"device": getattr(e.inner, "device", None), "dim": e.inner.dim,
+                             "runtime": getattr(e.inner, "runtime", None),
                              "text_batches": e.texts.batches, "texts": e.texts.items,
                              "image_batches": e.images.batches, "images": e.images.items}
                       for name, e in self._encoders.items()}
