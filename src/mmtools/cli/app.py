@@ -13,6 +13,7 @@ from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.eval import eval_app
 from mmtools.cli.index import index_command
 from mmtools.cli.models import models_app
+from mmtools.cli.restore import restore_accents_command
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
 from mmtools.cli.train import train_app
@@ -56,6 +57,7 @@ app.command("embed-texts")(embed_texts_command)
 app.command("index")(index_command)
 app.command("segment")(segment_command)
 app.command("search")(search_command)
+app.command("restore-accents")(restore_accents_command)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.command("tag")(tag_command)

@@ -22,6 +22,8 @@ OPTIONS: dict[str, tuple[str, type | None]] = {
     "--weights": ("decline", str), "--format": ("decline", str), "-F": ("decline", str),
     "--print0": ("decline", None), "-0": ("decline", None), "--montage": ("decline", str),
     "--html": ("decline", str),
+    # Not answered by the server yet: keyword and hybrid search, filters, restored accents.
+    "--mode": ("decline", str), "--where": ("decline", str), "--no-restore": ("decline", None),
 }
 QUIET = ("-q", "--quiet")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Annotated, Iterator, Optional
 
 import typer
@@ -23,7 +24,21 @@ HIT_COLUMNS = [
     Column("score", "score", justify="right", style="cyan"),
     Column("path", path_or_id, wrap=True),
     Column("tags", "tags", wrap=True, optional=True),
+    Column("matched", "matched", optional=True),
+    Column("snippet", "snippet", wrap=True, optional=True),
 ]
+
+
+class SearchMode(str, Enum):
+    vector = "vector"
+    keyword = "keyword"
+    hybrid = "hybrid"
+
+
+def _query_title(hit: dict) -> str:
+    """A table block's title: the query, and the accents search put back into it."""
+    restored = hit.get("query_restored")
+    return f"{hit.get('query')} → {restored}" if restored and restored != hit.get("query") else hit.get("query")
 
 
 def search_command(
@@ -37,8 +52,22 @@ def search_command(
         "--min-score", help="Leave out hits scoring below this (cosine similarity).")] = None,
     index: IndexesOption = None,
     weights: Annotated[Optional[str], typer.Option(
-        "--weights", help="With several --index: comma-separated weights, one per index; fuse weighted "
-                          "min-max-normalised scores instead of reciprocal ranks.")] = None,
+        "--weights", help="With several --index: comma-separated weights, one per index; with one index in "
+                          "hybrid mode: two, for vector and keyword. Fuses weighted min-max-normalised scores "
+                          "instead of reciprocal ranks.")] = None,
+    mode: Annotated[Optional[SearchMode], typer.Option(
+        "--mode", case_sensitive=False,
+        help="vector (the model), keyword (the stored texts, BM25; loads no model) or hybrid (both, fused by "
+             "reciprocal rank) [default: hybrid when the index holds texts beyond file names, else vector].")]
+        = None,
+    where: Annotated[Optional[list[str]], typer.Option(
+        "--where", metavar="FIELD OP VALUE",
+        help="Only records whose stored field meets this, repeatable (all must hold): OP is = != < <= > >= "
+             "(numbers, ISO dates) or ~ (contains); a list field matches when any element does. "
+             "E.g. --where 'tags=biển' --where 'taken_at>=2024-01-01'.")] = None,
+    no_restore: Annotated[bool, typer.Option(
+        "--no-restore", help="Encode a query typed without accents as it is, instead of putting the accents "
+                             "back first (query_restored in the hits).")] = False,
     field: Annotated[str, typer.Option("--field", "-f", help="Text field of JSONL query records.")] = "text",
     lines: Annotated[bool, typer.Option("--lines", help="Standard input holds one plain-text query per line.")]
         = False,
@@ -63,13 +92,20 @@ def search_command(
     Queries are encoded with the model the index was built with. On a terminal the hits are shown as a
     table instead (one per query); pipes and files always get JSONL.
 
+    A query typed without accents ("xe hoi mau do") is searched for as restored ("xe hơi màu đỏ",
+    reported as query_restored) by the model; the keyword channel matches with and without accents anyway.
+
     Example: mmtools search "xe hơi màu đỏ" -k 5 --montage hits.png
     """
     with command_session("search") as report:
         from mmtools.serve import client
+        from mmtools.text.accents import has_accents
 
-        # A running `mmtools serve` answers plain JSONL searches of one index, warm.
+        # A running `mmtools serve` answers plain JSONL searches of one index, warm. It knows only vector
+        # search of queries as typed, so far: other modes, filters and restored accents are answered here.
+        typed_as_is = no_restore or (queries and not image and all(has_accents(q) for q in queries))
         plain = (len(index or []) <= 1 and not weights and not montage and not html
+                 and mode == SearchMode.vector and not where and typed_as_is
                  and resolve_format(output_format, output) == OutputFormat.jsonl)
         if plain and device == "auto" and client.search(
                 texts=queries or [], images=image or [], k=k, min_score=min_score,
@@ -81,25 +117,42 @@ def search_command(
         from mmtools.search import query_encoder, search
 
         indexes = index or ["idx.faiss"]
-        if len(indexes) > 1 or weights:
-            if min_score is not None or model is not None:
-                raise UsageError("--min-score and --model apply to a single index, not to a fusion",
-                                 hint="leave them out with several --index")
+        if len(indexes) > 1:
+            if min_score is not None or model is not None or mode not in (None, SearchMode.vector) or where:
+                raise UsageError("--min-score, --model, --mode and --where apply to a single index, not to a "
+                                 "fusion of several", hint="leave them out with several --index")
             _fused(indexes, weights, _queries(queries or [], image or [], field, lines, report), k, device,
                    report, output=output, output_format=output_format, print0=print0)
             return
+        from mmtools.index.filters import FilterError, parse_conditions, select
+        from mmtools.ranking import default_mode
+
+        try:
+            conditions = parse_conditions(where or [])
+        except FilterError as exc:
+            raise UsageError(f"--where {exc}", hint="e.g. --where 'tags=biển' or --where 'year>=2020'") from None
         index = indexes[0]
         with IndexReader(index) as reader:
+            chosen = mode.value if mode is not None else default_mode(reader)
+            values = _parse_weights(weights)
+            if values is not None and (chosen != "hybrid" or len(values) != 2):
+                raise UsageError("with one index, --weights gives two weights (vector,keyword) to a hybrid search",
+                                 hint="e.g. --mode hybrid --weights 0.3,0.7")
             get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device), model)
-            if model is not None:
+            if model is not None and chosen != "keyword":
                 get_encoder()  # check the model named now, before any query
+            among = select(reader, conditions) if conditions else None
+            if among is not None and not among:
+                report.warning(f"no record of {index} meets --where {' and '.join(map(str, conditions))}")
+            restore = None if no_restore else _restorer(index)
             hits = search(reader, _queries(queries or [], image or [], field, lines, report), get_encoder, k=k,
-                          min_score=min_score, on_problem=report.problem)
+                          min_score=min_score, on_problem=report.problem, mode=chosen, among=among,
+                          weights=values, restore=restore)
             kept: list[dict] = []
             if montage or html:
                 hits = _keeping(hits, kept)
             emit_records(hits, output_format, columns=HIT_COLUMNS, output=output, print0=print0,
-                         group_by="query")
+                         group_by=_query_title)
         if montage or html:
             from mmtools.report import rows_from_records, write_html, write_montage
 
@@ -110,6 +163,24 @@ def search_command(
             if html:
                 write_html(html, rows)
                 report.info(f"{html}: page of {sum(len(r.hits) for r in rows)} hits")
+
+
+def _restorer(index: str):
+    """Puts accents back into a query, with a model of the index's own texts, built on first need."""
+    def restore(text: str) -> str:
+        from mmtools.text.restore import load_restorer
+
+        return load_restorer(index).restore(text)
+    return restore
+
+
+def _parse_weights(weights: str | None) -> list[float] | None:
+    if not weights:
+        return None
+    try:
+        return [float(part) for part in weights.split(",")]
+    except ValueError:
+        raise UsageError(f"--weights {weights!r} is not a comma-separated list of numbers") from None
 
 
 def _keeping(hits: Iterator[dict], kept: list[dict]) -> Iterator[dict]:
@@ -149,12 +220,7 @@ def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, d
     from mmtools.index import IndexReader
     from mmtools.models import load_encoder
 
-    values = None
-    if weights:
-        try:
-            values = [float(part) for part in weights.split(",")]
-        except ValueError:
-            raise UsageError(f"--weights {weights!r} is not a comma-separated list of numbers") from None
+    values = _parse_weights(weights)
     check_weights(values, len(indexes))
     with ExitStack() as stack:
         readers = [stack.enter_context(IndexReader(path)) for path in indexes]
