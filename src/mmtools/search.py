@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from mmtools.embed import batched
 from mmtools.errors import Problem, ProblemHandler, raise_problem
@@ -14,7 +14,10 @@ from mmtools.models.encoder import Encoder
 from mmtools.models.query_cache import default_query_cache
 from mmtools.records import EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector, record_id
 
-HIT_FIELDS = ("query_id", "query", "rank", "score")
+if TYPE_CHECKING:
+    from mmtools.index.filters import Selection
+
+HIT_FIELDS = ("query_id", "query", "query_restored", "rank", "score", "matched", "snippet")
 
 
 @dataclass
@@ -28,6 +31,7 @@ class Query:
     model: str | None = None  # the model a ready vector came from
     fingerprint: str | None = None  # ... and its fingerprint
     record: Record = field(default_factory=dict)
+    restored: str | None = None  # the text with its accents put back, when it was typed without
 
     @property
     def label(self) -> str:
@@ -105,26 +109,54 @@ def search(
     min_score: float | None = None,
     batch_size: int = 64,
     on_problem: ProblemHandler = raise_problem,
+    mode: str = "vector",
+    among: "Selection | None" = None,
+    weights: list[float] | None = None,
+    restore: Callable[[str], str] | None = None,
 ) -> Iterator[Record]:
     """Yield one record per hit: query_id, query, rank, score, then the stored record's fields.
 
-    ``get_encoder`` is called only if some query needs encoding (ready vectors need no model). The encoder
+    ``mode`` names the ranking channels (``mmtools.ranking``: vector, keyword or hybrid); keyword and
+    hybrid hits also say which channels found them (``matched``) and, where the words matched, a
+    ``snippet``. ``among``: only these records (a ``--where`` selection). ``weights``: per channel, for
+    weighted score fusion instead of reciprocal ranks. ``restore``: puts accents back into a text typed
+    without them, for the vector channel (reported as ``query_restored``). ``get_encoder`` is called only
+    if some query needs encoding (ready vectors need no model; keyword search none at all). The encoder
     picks its towers for this index (``Encoder.for_index``): with ONNX Runtime, the int8 text tower where it
     was measured to agree with fp32 on a sample of this index's vectors.
     """
-    get_encoder = _towers_for(reader, get_encoder)
-    for batch in batched(queries, batch_size):
-        ready = _vectors_for(batch, reader, get_encoder, on_problem)
-        if not ready:
-            continue
-        import numpy as np
+    from mmtools.ranking import channels_for, fuse
 
-        results = reader.search(np.stack([vector for _, vector in ready]), k=k, min_score=min_score)
-        for (query, _), hits in zip(ready, results):
-            for rank, hit in enumerate(hits, 1):
+    get_encoder = _towers_for(reader, get_encoder)
+
+    channels = channels_for(mode, reader, get_encoder, min_score=min_score, on_problem=on_problem)
+    names = [channel.name for channel in channels]
+    fetch = k if len(channels) == 1 else max(4 * k, 50)  # so a hit one channel ranks lower meets the other's
+    for batch in batched(queries, batch_size):
+        if restore is not None and "vector" in names:
+            batch = [_restored(query, restore) for query in batch]
+        results = [channel.rank(batch, fetch, among) for channel in channels]
+        for i, query in enumerate(batch):
+            lists = [result[i] for result in results]
+            if all(found is None for found in lists):
+                continue
+            extra = {"query_restored": query.restored} if query.restored is not None else {}
+            for rank, (score, hit, matched) in enumerate(fuse(lists, names, k, weights), 1):
                 stored = {key: value for key, value in hit.record.items() if key not in HIT_FIELDS}
-                yield {"query_id": query.id, "query": query.label, "rank": rank, "score": round(hit.score, 6),
-                       **stored, "id": hit.id}
+                found_by = {} if mode == "vector" else {"matched": matched, **(
+                    {"snippet": hit.snippet} if hit.snippet is not None else {})}
+                yield {"query_id": query.id, "query": query.label, **extra, "rank": rank,
+                       "score": round(score, 6), **stored, "id": hit.id, **found_by}
+
+
+def _restored(query: Query, restore: Callable[[str], str]) -> Query:
+    from dataclasses import replace
+
+    from mmtools.text.accents import has_accents
+
+    if query.vector is not None or query.text is None or has_accents(query.text):
+        return query
+    return replace(query, restored=restore(query.text))
 
 
 def _towers_for(reader: IndexReader, get_encoder: Callable[[], Encoder]) -> Callable[[], Encoder]:

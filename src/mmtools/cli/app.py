@@ -15,6 +15,7 @@ from mmtools.cli.index import index_command
 from mmtools.cli.keyframes import keyframes_command
 from mmtools.cli.models import models_app
 from mmtools.cli.ocr import ocr_command
+from mmtools.cli.restore import restore_accents_command
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
 from mmtools.cli.train import train_app
@@ -59,6 +60,7 @@ app.command("embed-texts")(embed_texts_command)
 app.command("index")(index_command)
 app.command("segment")(segment_command)
 app.command("search")(search_command)
+app.command("restore-accents")(restore_accents_command)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.command("tag")(tag_command)

@@ -24,6 +24,8 @@ OPTIONS: dict[str, tuple[str, type | None]] = {
     "--print0": ("decline", None), "-0": ("decline", None), "--montage": ("decline", str),
     "--html": ("decline", str), "--group-by": ("decline", str), "--fields": ("decline", str),
     "--then": ("decline", str), "--within": ("decline", float),
+    # Not answered by the server yet: keyword and hybrid search, filters, restored accents.
+    "--mode": ("decline", str), "--where": ("decline", str), "--no-restore": ("decline", None),
 }
 QUIET = ("-q", "--quiet")
 

@@ -64,6 +64,10 @@ def index_command(
         = None,
     info: Annotated[bool, typer.Option(
         "--info", help="Print the index's metadata as JSON and exit.")] = False,
+    text_field: Annotated[Optional[list[str]], typer.Option(
+        "--text-field", metavar="FIELD",
+        help="Also index this field's text for keyword search (repeatable; remembered by the index). "
+             "captions, caption, text, ocr_text, tags and the file name always are.")] = None,
 ) -> None:
     """Build or update a FAISS index from embedding records.
 
@@ -116,7 +120,7 @@ def index_command(
                 lock_timeout=0 if no_wait else lock_timeout,
                 on_wait=lambda: report.info(f"waiting for another mmtools process writing {output} "
                                             "(--no-wait or --lock-timeout to give up)"),
-                on_problem=report.problem, progress=bar)
+                on_problem=report.problem, progress=bar, text_fields=text_field or ())
         finally:
             bar.close()
         i = summary.info

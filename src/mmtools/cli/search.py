@@ -51,7 +51,21 @@ HIT_COLUMNS = [
     Column("score", "score", justify="right", style="cyan"),
     Column("path", moment_label, wrap=True),
     Column("tags", "tags", wrap=True, optional=True),
+    Column("matched", "matched", optional=True),
+    Column("snippet", "snippet", wrap=True, optional=True),
 ]
+
+
+class SearchMode(str, Enum):
+    vector = "vector"
+    keyword = "keyword"
+    hybrid = "hybrid"
+
+
+def _query_title(hit: dict) -> str:
+    """A table block's title: the query, and the accents search put back into it."""
+    restored = hit.get("query_restored")
+    return f"{hit.get('query')} → {restored}" if restored and restored != hit.get("query") else hit.get("query")
 
 
 def search_command(
@@ -65,8 +79,22 @@ def search_command(
         "--min-score", help="Leave out hits scoring below this (cosine similarity).")] = None,
     index: IndexesOption = None,
     weights: Annotated[Optional[str], typer.Option(
-        "--weights", help="With several --index: comma-separated weights, one per index; fuse weighted "
-                          "min-max-normalised scores instead of reciprocal ranks.")] = None,
+        "--weights", help="With several --index: comma-separated weights, one per index; with one index in "
+                          "hybrid mode: two, for vector and keyword. Fuses weighted min-max-normalised scores "
+                          "instead of reciprocal ranks.")] = None,
+    mode: Annotated[Optional[SearchMode], typer.Option(
+        "--mode", case_sensitive=False,
+        help="vector (the model), keyword (the stored texts, BM25; loads no model) or hybrid (both, fused by "
+             "reciprocal rank) [default: hybrid when the index holds texts beyond file names, else vector].")]
+        = None,
+    where: Annotated[Optional[list[str]], typer.Option(
+        "--where", metavar="FIELD OP VALUE",
+        help="Only records whose stored field meets this, repeatable (all must hold): OP is = != < <= > >= "
+             "(numbers, ISO dates) or ~ (contains); a list field matches when any element does. "
+             "E.g. --where 'tags=biển' --where 'taken_at>=2024-01-01'.")] = None,
+    no_restore: Annotated[bool, typer.Option(
+        "--no-restore", help="Encode a query typed without accents as it is, instead of putting the accents "
+                             "back first (query_restored in the hits).")] = False,
     field: Annotated[str, typer.Option("--field", "-f", help="Text field of JSONL query records.")] = "text",
     lines: Annotated[bool, typer.Option("--lines", help="Standard input holds one plain-text query per line.")]
         = False,
@@ -106,18 +134,25 @@ def search_command(
     Queries are encoded with the model the index was built with. On a terminal the hits are shown as a
     table instead (one per query); pipes and files always get JSONL.
 
+    A query typed without accents ("xe hoi mau do") is searched for as restored ("xe hơi màu đỏ",
+    reported as query_restored) by the model; the keyword channel matches with and without accents anyway.
+
     Example: mmtools search "xe hơi màu đỏ" -k 5 --montage hits.png
     """
     with command_session("search") as report:
         from mmtools.serve import client
+        from mmtools.text.accents import has_accents
 
-        # A running `mmtools serve` answers plain JSONL searches of one index, warm.
+        # A running `mmtools serve` answers plain JSONL searches of one index, warm. It knows only vector
+        # search of queries as typed, so far: other modes, filters and restored accents are answered here.
         sequences = _sequences(queries or [], image or [], then or [], within, lines, report)
         if sequences is not None and (montage or html or group_by is not None):
             raise UsageError("--montage, --html and --group-by show single queries, not steps in order",
                              hint="leave them out with --then (results are one per video already)")
+        typed_as_is = no_restore or (queries and not image and all(has_accents(q) for q in queries))
         plain = (len(index or []) <= 1 and not weights and not montage and not html and group_by is None
-                 and sequences is None and resolve_format(output_format, output) == OutputFormat.jsonl)
+                 and sequences is None and mode == SearchMode.vector and not where and typed_as_is
+                 and resolve_format(output_format, output) == OutputFormat.jsonl)
         if plain and device == "auto" and runtime == RuntimeChoice.auto and client.search(
                 texts=queries or [], images=image or [], k=k, min_score=min_score,
                 index=(index or [None])[0], field=field, lines=lines, model=model, output=output,
@@ -132,28 +167,46 @@ def search_command(
             _temporal(indexes, weights, sequences, k, min_score, model, device, report, output=output,
                       output_format=output_format, fields=fields)
             return
-        if len(indexes) > 1 or weights:
-            if min_score is not None or model is not None:
-                raise UsageError("--min-score and --model apply to a single index, not to a fusion",
-                                 hint="leave them out with several --index")
+        if len(indexes) > 1:
+            if min_score is not None or model is not None or mode not in (None, SearchMode.vector) or where:
+                raise UsageError("--min-score, --model, --mode and --where apply to a single index, not to a "
+                                 "fusion of several", hint="leave them out with several --index")
             _fused(indexes, weights, _queries(queries or [], image or [], field, lines, report), k, device,
                    runtime.value, report, output=output, output_format=output_format, print0=print0,
                    group_by=group_by, fields=fields)
             return
+        from mmtools.index.filters import FilterError, parse_conditions, select
+        from mmtools.ranking import default_mode
+
+        try:
+            conditions = parse_conditions(where or [])
+        except FilterError as exc:
+            raise UsageError(f"--where {exc}", hint="e.g. --where 'tags=biển' or --where 'year>=2020'") from None
         index = indexes[0]
         with IndexReader(index) as reader:
+            chosen = mode.value if mode is not None else default_mode(reader)
+            values = _parse_weights(weights)
+            if values is not None and (chosen != "hybrid" or len(values) != 2):
+                raise UsageError("with one index, --weights gives two weights (vector,keyword) to a hybrid search",
+                                 hint="e.g. --mode hybrid --weights 0.3,0.7")
             get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device, runtime.value),
                                         model)
-            if model is not None:
+            if model is not None and chosen != "keyword":
                 get_encoder()  # check the model named now, before any query
+            among = select(reader, conditions) if conditions else None
+            if among is not None and not among:
+                report.warning(f"no record of {index} meets --where {' and '.join(map(str, conditions))}")
+            restore = None if no_restore else _restorer(index)
             hits = search(reader, _queries(queries or [], image or [], field, lines, report), get_encoder,
-                          k=_fetch(k, group_by), min_score=min_score, on_problem=report.problem)
+                          k=_fetch(k, group_by),
+                          min_score=min_score, on_problem=report.problem, mode=chosen, among=among,
+                          weights=values, restore=restore)
             hits = _grouped(hits, k, group_by)
             kept: list[dict] = []
             if montage or html:
                 hits = _keeping(hits, kept)
             emit_records(hits, output_format, columns=HIT_COLUMNS, output=output, print0=print0,
-                         group_by="query", fields=fields)
+                         group_by=_query_title, fields=fields)
         if montage or html:
             from mmtools.report import rows_from_records, write_html, write_montage
 
@@ -177,6 +230,24 @@ def _grouped(hits: Iterator[dict], k: int, group_by: GroupBy | None) -> Iterator
     from mmtools.video.moments import best_moment_per_video
 
     return best_moment_per_video(hits, k)
+
+
+def _restorer(index: str):
+    """Puts accents back into a query, with a model of the index's own texts, built on first need."""
+    def restore(text: str) -> str:
+        from mmtools.text.restore import load_restorer
+
+        return load_restorer(index).restore(text)
+    return restore
+
+
+def _parse_weights(weights: str | None) -> list[float] | None:
+    if not weights:
+        return None
+    try:
+        return [float(part) for part in weights.split(",")]
+    except ValueError:
+        raise UsageError(f"--weights {weights!r} is not a comma-separated list of numbers") from None
 
 
 def _keeping(hits: Iterator[dict], kept: list[dict]) -> Iterator[dict]:
@@ -287,11 +358,7 @@ def _temporal(indexes: list[str], weights: str | None, sequences, k: int, min_sc
 def _weights(weights: str | None, members: int) -> list[float] | None:
     from mmtools.fusion import check_weights
 
-    if not weights:
-        return None
-    try:
-        values = [float(part) for part in weights.split(",")]
-    except ValueError:
-        raise UsageError(f"--weights {weights!r} is not a comma-separated list of numbers") from None
-    check_weights(values, members)
+    values = _parse_weights(weights)
+    if values is not None:
+        check_weights(values, members)
     return values

@@ -42,6 +42,7 @@ def index_records(
     on_wait: Callable[[], None] | None = None,
     on_problem: ProblemHandler = raise_problem,
     progress: Callable[[int], None] | None = None,
+    text_fields: Iterable[str] = (),
 ) -> IndexSummary:
     """Add embedding records to the index at ``path`` (created if absent), replacing records with the same id.
 
@@ -50,13 +51,14 @@ def index_records(
     ``embedding_model`` field are taken to come from, and the model a new index must hold. ``remove_ids``
     that are not in the index are reported. With ``sync``, once the whole stream is read, records that were
     not in it and whose file (``path``, resolved against ``root``) is gone are removed. Nothing is written
-    unless the whole stream was read.
+    unless the whole stream was read. ``text_fields``: fields to index for full-text search besides the
+    usual ones (see ``mmtools.index.fulltext``); the index remembers them.
     """
     skipped = 0
     seen: set[str] = set()
     seen_videos: set[str] = set()  # videos whose frames came in this run: their other frames are stale
     with IndexWriter(path, model=model, kind=kind, params=params, rebuild=rebuild, compact=compact,
-                     lock_timeout=lock_timeout, on_wait=on_wait) as writer:
+                     lock_timeout=lock_timeout, on_wait=on_wait, text_fields=text_fields) as writer:
         for item_id in writer.remove(remove_ids):
             as_path = canonical_path_id(item_id, None if root is None else str(root))
             if as_path == item_id or writer.remove([as_path]):  # a path is also tried as the file's id

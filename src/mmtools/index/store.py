@@ -34,7 +34,7 @@ import orjson
 from mmtools import __version__
 from mmtools.atomic import fsync_directory
 from mmtools.errors import IndexFileError
-from mmtools.index import kinds
+from mmtools.index import filters, fulltext, kinds
 from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, encode_vector,
                              replace_atomically, temp_path_beside)
 
@@ -302,13 +302,21 @@ class IndexReader:
             return self.info.params.get("rerank", 0)
         return 0
 
-    def search(self, vectors: Any, k: int = 10, min_score: float | None = None) -> list[list[Hit]]:
-        """The ``k`` best records for each query vector (unit vectors; scores are cosine similarities)."""
+    def search(self, vectors: Any, k: int = 10, min_score: float | None = None,
+               among: Iterable[int] | None = None) -> list[list[Hit]]:
+        """The ``k`` best records for each query vector (unit vectors; scores are cosine similarities);
+        only among these rows when ``among`` is given (see ``scan``)."""
         import numpy as np
 
         queries = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.info.dim)
         if self.info.count == 0 or k <= 0:
             return [[] for _ in range(len(queries))]
+        if among is not None:  # filters: rank only the matching rows (index/filters.py)
+            ranked = filters.rank_among(self._faiss, self.info.kind, self.info.params, queries, list(among), k,
+                                        self._vectors_of)
+            found = self._records({row for hits in ranked for _, row in hits})
+            return [[Hit(found[r][0], s, found[r][1]) for s, r in hits if min_score is None or s >= min_score]
+                    for hits in ranked]
         rerank = self._rerank_exactly
         tombstones = self.info.ntotal - self.info.count
         fetch = k if tombstones == 0 else 2 * k + 16
@@ -346,6 +354,27 @@ class IndexReader:
                     entry += (np.frombuffer(vector[0], dtype=np.float32),)
                 found[row] = entry
         return found
+
+    def _vectors_of(self, rows: Any) -> Any:
+        """Exact vectors of these rows, from the FAISS file or, for ivfpq, the metadata; None if not kept."""
+        import numpy as np
+
+        if self.info.kind != "ivfpq":
+            return np.stack([self._faiss.reconstruct(int(row)) for row in rows])
+        if not kinds.keeps_vectors_in_metadata(self.info.kind, self.info.params):
+            return None
+        found = self._records({int(row) for row in rows}, with_vectors=True)
+        return np.stack([found[int(row)][2] for row in rows])
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The metadata database, read-only (full-text search reads it)."""
+        return self._db
+
+    def scan(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """``(row, id, record)`` of every live record (what filters look at)."""
+        for row, item_id, record in self._db.execute("SELECT row, id, record FROM items ORDER BY row"):
+            yield row, item_id, orjson.loads(record)
 
     def ids(self) -> Iterator[str]:
         for (item_id,) in self._db.execute("SELECT id FROM items ORDER BY row"):
@@ -411,7 +440,7 @@ class IndexWriter:
     def __init__(self, path: str | os.PathLike[str], *, model: str | None = None, fingerprint: str | None = None,
                  kind: str | None = None, params: dict[str, int] | None = None, rebuild: bool = False,
                  compact: bool = False, lock_timeout: float | None = None,
-                 on_wait: Callable[[], None] | None = None):
+                 on_wait: Callable[[], None] | None = None, text_fields: Iterable[str] = ()):
         self.path = Path(path)
         self.meta_path = metadata_path(self.path)
         self.summary = WriteSummary()
@@ -430,6 +459,8 @@ class IndexWriter:
         try:
             repair_interrupted_write(self.path)
             self._open(model, fingerprint, kind, params or {}, rebuild)
+            self._fulltext = fulltext.FullTextWriter(self._db, list(text_fields), self.stored)  # full text
+            self._changed |= self._fulltext.changed  # full text: new tables or fields to fill
         except BaseException:
             self.abort()
             raise
@@ -551,6 +582,7 @@ class IndexWriter:
                     self.summary.unchanged += 1
                 else:
                     self._db.execute("UPDATE items SET record = ? WHERE row = ?", (blob, row))
+                    self._fulltext.put(item_id, record)  # full text
                     self.summary.replaced += 1
                     self._changed = True
                 return
@@ -563,6 +595,7 @@ class IndexWriter:
         kept = unit.tobytes() if kinds.keeps_vectors_in_metadata(self.info.kind, self.info.params) else None
         self._db.execute("INSERT INTO items (row, id, record, digest, vector) VALUES (?, ?, ?, ?, ?)",
                          (row, item_id, blob, digest, kept))
+        self._fulltext.put(item_id, record)  # full text
         self._pending_ids.append(row)
         self._pending_vectors.append(unit)
         if len(self._pending_ids) >= ADD_CHUNK and (self._has_vectors or not kinds.needs_training(
@@ -577,6 +610,7 @@ class IndexWriter:
                                         (canonical_item_id(item_id),)).fetchone()
             if existing:
                 self._forget_row(existing[0])
+                self._fulltext.drop(canonical_item_id(item_id))  # full text
                 self.summary.removed += 1
             else:
                 unknown.append(item_id)
