@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # imported lazily below: on the start-up path of a served com
     from mmtools.errors import MmtoolsError, ProblemHandler
 
 CONNECT_TIMEOUT_S = 1.0
+ACCEPT_TIMEOUT_S = 10.0  # a live server accepts a request at once; a stuck one is passed by (inputs unread)
+REPLY_TIMEOUT_S = 600.0  # the longest silence within an accepted request (a model loading for it included)
 
 
 class _Refused(Exception):
@@ -39,6 +41,9 @@ class _Connection:
 
     def write(self, data: bytes) -> None:
         self._out.append(data)
+
+    def settimeout(self, seconds: float) -> None:
+        self._sock.settimeout(seconds)
 
     def flush(self) -> None:
         if self._out:
@@ -103,7 +108,6 @@ def connect(path: str | os.PathLike[str] | None = None) -> _Connection | None:
     except OSError:  # refused (stale socket), vanished, timed out: no server
         sock.close()
         return None
-    sock.settimeout(None)
     return _Connection(sock)
 
 
@@ -137,19 +141,33 @@ def _converse(connection: _Connection, op: str, header: dict[str, Any], inputs, 
               flush_each: bool) -> bool:
     wfile = rfile = connection
     wfile.write(_encode({"v": protocol.VERSION, "op": op, **header}))
-    sender = None
     if inputs is None:
         wfile.write(_encode({"end": True}))
-        wfile.flush()
-    else:
-        wfile.flush()
+    wfile.flush()
+    # Inputs (perhaps standard input, which cannot be read twice) are sent only once the server has taken the
+    # request: a server that is stuck, or that speaks another protocol, leaves them to the in-process command.
+    connection.settimeout(ACCEPT_TIMEOUT_S)
+    try:
+        accepted = rfile.readline(protocol.MAX_LINE + 1)
+    except (TimeoutError, ConnectionResetError):
+        raise _Refused() from None
+    if accepted[:1] != protocol.ACCEPTED:
+        raise _Refused()  # "!" (another protocol version, an unknown operation), or closed at once
+    connection.settimeout(REPLY_TIMEOUT_S)
+    sender = None
+    if inputs is not None:
         sender = _sender(wfile, inputs)
         sender.start()
     stream = out if not callable(out) else None
-    started = False
     try:
         while True:
-            line = rfile.readline(protocol.MAX_LINE + 1)
+            try:
+                line = rfile.readline(protocol.MAX_LINE + 1)
+            except TimeoutError:
+                from mmtools.errors import MmtoolsError
+
+                raise MmtoolsError(f"the mmtools server sent nothing for {REPLY_TIMEOUT_S:.0f} s",
+                                   hint="see the server's log; MMTOOLS_SERVER=off works without it") from None
             if not line:
                 from mmtools.errors import MmtoolsError
 
@@ -162,19 +180,15 @@ def _converse(connection: _Connection, op: str, header: dict[str, Any], inputs, 
                 stream.write(body)
                 if flush_each:
                     stream.flush()
-                started = True
             elif kind == protocol.PROBLEM:
                 from mmtools.errors import Problem
 
                 source, reason = _decode(body)
                 on_problem(Problem(source, reason))
-                started = True
             elif kind == protocol.END:
                 break
             elif kind == protocol.ERROR:
                 raise error_from(_decode(body))
-            elif kind == protocol.REFUSED and not started and (sender is None or not sender.sent):
-                raise _Refused()
             else:
                 from mmtools.errors import MmtoolsError
 
