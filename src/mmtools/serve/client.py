@@ -266,6 +266,21 @@ def embed_texts(items: Iterable[Any], *, model: str | None, batch_size: int, emb
     return _call_with_output("embed-texts", header, inputs, output, on_problem)
 
 
+def tag(sources: list[str], *, model: str | None, labels: list[str] | None, templates: list[str] | None,
+        top_k: int | None, threshold: float | None, thresholds: dict[str, float] | None, fields: list[str],
+        root: str | None, batch_size: int, use_cache: bool, output: str | None,
+        on_problem: ProblemHandler) -> bool:
+    """``mmtools tag`` through the server (a trained tagger, or zero-shot with ``labels``); False when none runs.
+    The inputs are read here (records, image files, folders), so bad ones are named as in-process."""
+    from mmtools.tag.inputs import records_from_inputs
+
+    header = {"model": _absolute_if_local(model), "labels": labels, "templates": templates, "top_k": top_k,
+              "threshold": threshold, "thresholds": thresholds, "fields": fields, "root": root,
+              "cwd": os.getcwd(), "batch_size": batch_size, "use_cache": use_cache}
+    inputs = ({"record": record} for record in records_from_inputs(sources, on_problem))
+    return _call_with_output("tag", header, inputs, output, on_problem)
+
+
 def _call_with_output(op: str, header: dict[str, Any], inputs, output: str | None, on_problem) -> bool:
     """Records to stdout, or to ``output`` written atomically (opened on the first record, so that a refused
     request leaves nothing behind; an error midway leaves the old file as it was)."""

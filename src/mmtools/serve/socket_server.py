@@ -154,7 +154,21 @@ def _embed_texts(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterat
                               vector_format=header.get("embedding_format") or "base64", on_problem=on_problem)
 
 
-_OPERATIONS = {"search": _search, "embed-texts": _embed_texts}
+def _tag(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[dict]:
+    """`mmtools tag`: records in, tagged records out; image paths resolved where the client runs."""
+    records = (m.get("record") or {} for m in protocol.read_inputs(rfile))
+    root = header.get("root") or header.get("cwd")
+    if root and header.get("cwd") and not os.path.isabs(root):
+        root = os.path.join(header["cwd"], root)
+    return engine.tag_records(records, model=header.get("model"), labels=header.get("labels"),
+                              templates=header.get("templates"), top_k=header.get("top_k"),
+                              threshold=header.get("threshold"), per_label=header.get("thresholds"),
+                              text_fields=header.get("fields"), root=root,
+                              batch_size=int(header.get("batch_size") or 32), use_cache=bool(header.get("use_cache", True)),
+                              on_problem=on_problem)
+
+
+_OPERATIONS = {"search": _search, "embed-texts": _embed_texts, "tag": _tag}
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
