@@ -127,7 +127,7 @@ def served(tmp_path_factory, siglip_dir):
     records = list(embed_images(discover_images(["photos"]), load_encoder(siglip_dir, "cpu")))
     index_records(records, root / "idx.faiss")
     stop, ready = threading.Event(), []
-    engine = Engine(device="cpu", indexes=[str(root / "idx.faiss")])
+    engine = Engine(device="cpu", indexes=[str(root / "idx.faiss")], max_pixels=1_000_000)
     sock = root / "run" / "s.sock"
     thread = threading.Thread(target=serve, args=(engine,), kwargs=dict(
         socket=str(sock), http=("127.0.0.1", 0), max_body_bytes=200_000, on_ready=ready.append, stop=stop))
@@ -242,6 +242,30 @@ def test_refused_request_falls_back(served, monkeypatch):
     assert client.call("an-operation-from-the-future", {}, None, io.BytesIO(), lambda p: None) is False
 
 
+def test_a_stuck_server_is_passed_by_and_the_inputs_stay_unread(tmp_path, monkeypatch):
+    """A socket that is bound but never answers (a server stuck in start-up): the client works alone."""
+    from mmtools.serve import client
+
+    sock = tmp_path / "stuck.sock"
+    listener = socketlib.socket(socketlib.AF_UNIX)
+    listener.bind(str(sock))
+    listener.listen(8)  # connections wait in the backlog; nobody accepts them
+    monkeypatch.setenv("MMTOOLS_SERVER", str(sock))
+    monkeypatch.setattr(client, "ACCEPT_TIMEOUT_S", 0.5)
+    consumed = []
+
+    def inputs():
+        consumed.append(True)
+        yield {"line": "xe"}
+
+    try:
+        started = time.monotonic()
+        assert client.call("search", {"texts": ["x"]}, inputs(), io.BytesIO(), lambda p: None) is False
+        assert time.monotonic() - started < 10 and not consumed
+    finally:
+        listener.close()
+
+
 def test_no_server_means_no_client(tmp_path, monkeypatch):
     from mmtools.serve import client
 
@@ -286,6 +310,78 @@ def test_an_updated_index_is_opened_again(served, monkeypatch, tmp_path):
     index_records([{"id": "new", "embedding": encode_vector(query), "embedding_model": served["model"]}], copy)
     _, after, _ = _remote_search(served, monkeypatch, texts=["xe"], index=str(copy), k=100)
     assert len(after) == len(before) + 1 and after[0]["id"] == "new"
+
+
+def test_opening_a_big_index_holds_up_no_other_index(served, monkeypatch):
+    """While one index takes long to open, a search of another is answered (no global lock around opening)."""
+    import shutil
+
+    import mmtools.index
+    from mmtools.index import metadata_path
+    from mmtools.serve.engine import Engine
+
+    slow = served["root"] / "slow.faiss"
+    shutil.copy(served["root"] / "idx.faiss", slow)
+    shutil.copy(metadata_path(served["root"] / "idx.faiss"), metadata_path(slow))
+    engine = Engine(device="cpu", indexes=[str(served["root"] / "idx.faiss")])
+    engine.warm_up()
+    opening, release = threading.Event(), threading.Event()
+    real = mmtools.index.IndexReader
+
+    def reader(path, *args, **kwargs):
+        if Path(path).name == "slow.faiss":
+            opening.set()
+            release.wait(30)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(mmtools.index, "IndexReader", reader)
+    from mmtools.search import Query
+
+    with ThreadPoolExecutor(2) as pool:
+        slow_search = pool.submit(lambda: list(engine.search(slow, [Query("q1", text="xe")], k=1)))
+        assert opening.wait(10)
+        other = pool.submit(lambda: list(engine.search(served["root"] / "idx.faiss", [Query("q1", text="xe")], k=1)))
+        try:
+            assert len(other.result(timeout=15)) == 1
+        finally:
+            release.set()
+        assert len(slow_search.result(timeout=30)) == 1
+    engine.close()
+
+
+def test_a_model_retrained_in_place_is_followed(served, tmp_path):
+    """Retrain into the same directory and rebuild the index: the warm engine answers as a fresh process."""
+    import shutil
+
+    from mmtools.embed import embed_images
+    from mmtools.images import discover_images
+    from mmtools.index import index_records
+    from mmtools.models import ModelCache
+    from mmtools.models.synthetic import build_random_model
+    from mmtools.search import Query
+    from mmtools.serve.engine import Engine
+
+    model = tmp_path / "model"
+    shutil.copytree(served["model"], model)
+    photos = discover_images([str(served["root"] / "photos")])
+    index_records(embed_images(photos, ModelCache().get(str(model), "cpu")), tmp_path / "idx.faiss")
+    engine = Engine(device="cpu", indexes=[str(tmp_path / "idx.faiss")])
+    engine.warm_up()
+    before = list(engine.search(tmp_path / "idx.faiss", [Query("q1", text="xe hơi")], k=3))
+    build_random_model(model, "siglip-tiny", seed=7)  # retrained in place
+    retrained = ModelCache().get(str(model), "cpu")
+    index_records(embed_images(discover_images([str(served["root"] / "photos")]), retrained),
+                  tmp_path / "idx.faiss", rebuild=True)
+    after = list(engine.search(tmp_path / "idx.faiss", [Query("q1", text="xe hơi")], k=3))
+    from mmtools.index import IndexReader
+    from mmtools.search import search
+
+    with IndexReader(tmp_path / "idx.faiss") as reader:
+        expected = list(search(reader, [Query("q1", text="xe hơi")], lambda: retrained, k=3))
+    assert_same_hits(after, expected)
+    assert [h["score"] for h in after] != [h["score"] for h in before]
+    assert engine.health()["models"][str(model.resolve())]["fingerprint"] == retrained.fingerprint
+    engine.close()
 
 
 # ---------------------------------------------------------------------------------------------- HTTP
@@ -366,7 +462,68 @@ def test_http_bad_requests_get_a_clear_4xx(served, request_args, status):
     with _http(served) as http:
         answer = http.post("/search", **request_args)
     assert answer.status_code == status
-    assert answer.json()["error"]
+    assert answer.json()["error"] and answer.json()["hint"]
+
+
+@pytest.mark.parametrize("method, path, status, hint", [
+    ("GET", "/nowhere", 404, "POST /search"), ("GET", "/search", 405, "POST /search"),
+    ("POST", "/health", 405, "GET /health"), ("DELETE", "/tag", 405, "POST /tag"),
+])
+def test_unknown_routes_and_wrong_methods_answer_error_and_hint(served, method, path, status, hint):
+    with _http(served) as http:
+        answer = http.request(method, path)
+    assert answer.status_code == status
+    assert set(answer.json()) == {"error", "hint"} and hint in answer.json()["hint"]
+
+
+def test_every_upload_route_honours_max_pixels(served):
+    """2000x2000 pixels against the server's 1 MP limit: refused by /search as by /embed and /tag."""
+    import io as iolib
+
+    from PIL import Image
+
+    buffer = iolib.BytesIO()
+    Image.new("RGB", (2000, 2000), (200, 30, 30)).save(buffer, "PNG")
+    upload = {"image": ("big.png", buffer.getvalue(), "image/png")}
+    with _http(served) as http:
+        answers = [http.post("/search", files=upload), http.post("/embed", files=upload),
+                   http.post("/tag", files=upload, data={"labels": "xe,nhà"})]
+    for answer in answers:
+        assert answer.status_code == 422, answer.text
+        assert "pixels" in answer.json()["error"] and "1,000,000" in answer.json()["hint"]
+
+
+def test_tag_labels_stay_in_memory_and_the_memory_is_bounded(served, monkeypatch):
+    from mmtools.paths import cache_dir
+    from mmtools.serve import engine as engine_module
+
+    def cached_files():
+        folder = cache_dir() / "zero-shot"
+        return sorted(folder.iterdir()) if folder.exists() else []
+
+    before = cached_files()
+    monkeypatch.setattr(engine_module, "LABEL_CACHE_LABELS", 4)
+    with _http(served) as http:
+        for i in range(5):
+            answer = http.post("/tag", json={"text": "xe", "labels": [f"nhãn {i}", f"thẻ {i}"]})
+            assert answer.status_code == 200
+        again = http.post("/tag", json={"text": "xe", "labels": ["nhãn 4", "thẻ 4"]})
+    assert again.json()["tags"] == answer.json()["tags"]
+    assert cached_files() == before  # no file per label list
+    assert sum(len(key[1]) for key in served["engine"]._label_vectors) <= 4
+
+
+def test_docs_page_needs_no_network(served):
+    import re
+
+    with _http(served) as http:
+        page = http.get("/docs")
+        assert page.status_code == 200
+        urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", page.text)
+        assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], urls
+        for url in urls:
+            if not url.startswith("data:"):
+                assert http.get(url).status_code == 200, url
 
 
 def test_http_tag_and_embed_refuse_bad_input(served):

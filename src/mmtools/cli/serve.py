@@ -16,8 +16,10 @@ def serve_command(
         help="An index to keep open (repeatable); the first is the HTTP API's default. Commands over the "
              "socket may use any index.")] = None,
     model: Annotated[Optional[list[str]], typer.Option(
-        "--model", "-m", help="A model to keep loaded besides the indexes' own (repeatable); the first is the "
-                              "default of /embed and /tag.")] = None,
+        "--model", "-m", help="A model to keep loaded besides the indexes' own (repeatable): a retrieval model "
+                              "(the first is the default of /embed and zero-shot /tag) or a trained tagger "
+                              "from `mmtools train tagger` (the first is the default of /tag and "
+                              "/api/extract-features).")] = None,
     device: DeviceOption = "auto",
     runtime: RuntimeOption = RuntimeChoice.auto,
     socket: Annotated[Optional[str], typer.Option(
@@ -30,7 +32,8 @@ def serve_command(
     max_body: Annotated[int, typer.Option(
         "--max-body", min=1024, help="Largest HTTP request body in bytes.")] = 20 * 1024 * 1024,
     max_pixels: Annotated[int, typer.Option(
-        "--max-pixels", min=1, help="Refuse uploaded images larger than this many pixels.")] = 50_000_000,
+        "--max-pixels", min=1, help="Refuse uploaded images larger than this many pixels (every route).")]
+        = 50_000_000,
     max_batch: Annotated[int, typer.Option(
         "--max-batch", min=1, help="Most texts or images concurrent requests share in one forward pass.")] = 64,
     token: Annotated[Optional[str], typer.Option(
@@ -43,12 +46,13 @@ def serve_command(
 ) -> None:
     """Keep models and indexes warm and answer requests until SIGTERM or Ctrl-C.
 
-    While it runs, `mmtools search` and `mmtools embed-texts` hand their work to it over a Unix socket
-    only you can use (MMTOOLS_SERVER=off makes them work alone). With --http it also serves web apps:
-    GET /health, POST /search, /embed, /tag, the OpenAPI page at /docs, and a web page at / to search the
-    indexes and tag photos from a browser.
+    While it runs, `mmtools search`, `embed-texts` and `tag` hand their work to it over a Unix socket only
+    you can use (MMTOOLS_SERVER=off makes them work alone); the socket opens once everything named is
+    loaded, and a model or index that cannot be loaded ends it at once. With --http it also serves web
+    apps: GET /health, POST /search, /embed, /tag, /api/extract-features, the OpenAPI page at /docs, and a
+    web page at / to search the indexes and tag photos from a browser.
 
-    Example: mmtools serve -i idx.faiss --http 127.0.0.1:8000
+    Example: mmtools serve -i idx.faiss -m rooms-tagger --http 127.0.0.1:8000
     """
     import os
 
@@ -70,13 +74,12 @@ def serve_command(
                                       "-hex 16)), listen on 127.0.0.1, or allow it with --insecure")
             require_fastapi()
         engine = Engine(device=None if device == "auto" else device, models=model or [], indexes=index or [],
-                        max_batch=max_batch, runtime=runtime.value)
+                        max_batch=max_batch, runtime=runtime.value, max_pixels=max_pixels)
 
         def ready(where) -> None:
             shown = where.socket + (f" and {where.http} (web page: {where.http}/, API docs: {where.http}/docs)"
                                     if where.http else "")
             report.info(f"listening on {shown} (pid {os.getpid()})")
 
-        serve(engine, socket=socket, http=address, max_body_bytes=max_body, max_pixels=max_pixels,
-              token=token or None, on_ready=ready)
+        serve(engine, socket=socket, http=address, max_body_bytes=max_body, token=token or None, on_ready=ready)
         report.info("stopped")

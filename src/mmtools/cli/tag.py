@@ -10,6 +10,8 @@ from mmtools.cli.common import (DeviceOption, ModelOption, OutputOption, Runtime
                                 command_session, require_input)
 from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, Print0Option, emit_records, path_or_id
 
+TAGGER_FAMILY = "mmtools-tagger"  # mmtools.tag.towers.FAMILY, named here so that no torch loads before a served run
+
 # What a tagged record shows in a table: where it came from, and its tags.
 TAG_COLUMNS = [
     Column("record", path_or_id, wrap=True),
@@ -67,16 +69,40 @@ def tag_command(
     """
     with command_session("tag") as report:
         from mmtools.errors import UsageError
+        from mmtools.models.registry import resolve_model
         from mmtools.tag.inputs import records_from_inputs
         from mmtools.tag.labels import Thresholds, read_labels, read_thresholds
-        from mmtools.tag.trained import is_tagger
 
         sources = require_input(inputs or [], "inputs")
         fields = field or ["text"]
-        if is_tagger(model):
+        # Light checks first (no torch): a warm server may do the work.
+        tagger_ref = resolve_model(model) if model is not None else None
+        trained = tagger_ref is not None and tagger_ref.is_local and tagger_ref.family == TAGGER_FAMILY
+        if trained:
             if labels is not None or template:
                 raise UsageError(f"{model} is a trained tagger with its own labels; --labels and --template "
                                  "are for zero-shot tagging with a retrieval model")
+            known = list((tagger_ref.manifest.get("tagger") or {}).get("labels") or []) or None
+            per_label = read_thresholds(thresholds, known) if thresholds else None
+            label_list = None
+        else:
+            if labels is None:
+                raise UsageError("zero-shot tagging needs a label list",
+                                 hint="pass --labels labels.txt (one label per line), or --model TAGGER_DIR "
+                                      "trained with `mmtools train tagger`")
+            label_list = read_labels(labels)
+            per_label = read_thresholds(thresholds, label_list) if thresholds else None
+            if len(fields) > 1:
+                raise UsageError("zero-shot tagging reads one text field", hint="give --field once")
+        if device == "auto" and _jsonl_out(output_format, output, print0):
+            from mmtools.serve import client
+
+            if client.tag(sources, model=model, labels=label_list, templates=template, top_k=top_k,
+                          threshold=threshold, thresholds=per_label, fields=fields, root=root,
+                          batch_size=batch_size, use_cache=not no_cache, output=output,
+                          on_problem=report.problem):
+                return
+        if trained:
             from mmtools.tag.trained import TrainedTagger, tag_records
 
             tagger = TrainedTagger(model, device)
@@ -85,17 +111,9 @@ def tag_command(
                                  thresholds=tagger.effective_thresholds(threshold, per_label), top_k=top_k,
                                  text_fields=fields, root=root, batch_size=batch_size, on_problem=report.problem)
         else:
-            if labels is None:
-                raise UsageError("zero-shot tagging needs a label list",
-                                 hint="pass --labels labels.txt (one label per line), or --model TAGGER_DIR "
-                                      "trained with `mmtools train tagger`")
             from mmtools.models import load_encoder
             from mmtools.tag.zero_shot import DEFAULT_TEMPLATES, ZeroShotTagger, tag_records
 
-            label_list = read_labels(labels)
-            per_label = read_thresholds(thresholds, label_list) if thresholds else None
-            if len(fields) > 1:
-                raise UsageError("zero-shot tagging reads one text field", hint="give --field once")
             zero_shot = ZeroShotTagger(load_encoder(model, device, runtime.value), label_list,
                                        templates=list(template or DEFAULT_TEMPLATES),
                                        thresholds=Thresholds(threshold, per_label),
@@ -103,3 +121,10 @@ def tag_command(
             tagged = tag_records(records_from_inputs(sources, report.problem), zero_shot, text_field=fields[0],
                                  root=root, batch_size=batch_size, on_problem=report.problem)
         emit_records(tagged, output_format, columns=TAG_COLUMNS, output=output, print0=print0)
+
+
+def _jsonl_out(output_format: OutputFormat, output: str | None, print0: bool) -> bool:
+    """Whether the output is plain JSONL (what a server sends back); a table or paths are drawn here."""
+    from mmtools.cli.output import resolve_format
+
+    return not print0 and resolve_format(output_format, output) == OutputFormat.jsonl

@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # imported lazily below: on the start-up path of a served com
     from mmtools.errors import MmtoolsError, ProblemHandler
 
 CONNECT_TIMEOUT_S = 1.0
+ACCEPT_TIMEOUT_S = 10.0  # a live server accepts a request at once; a stuck one is passed by (inputs unread)
+REPLY_TIMEOUT_S = 600.0  # the longest silence within an accepted request (a model loading for it included)
 
 
 class _Refused(Exception):
@@ -39,6 +41,9 @@ class _Connection:
 
     def write(self, data: bytes) -> None:
         self._out.append(data)
+
+    def settimeout(self, seconds: float) -> None:
+        self._sock.settimeout(seconds)
 
     def flush(self) -> None:
         if self._out:
@@ -103,7 +108,6 @@ def connect(path: str | os.PathLike[str] | None = None) -> _Connection | None:
     except OSError:  # refused (stale socket), vanished, timed out: no server
         sock.close()
         return None
-    sock.settimeout(None)
     return _Connection(sock)
 
 
@@ -137,19 +141,33 @@ def _converse(connection: _Connection, op: str, header: dict[str, Any], inputs, 
               flush_each: bool) -> bool:
     wfile = rfile = connection
     wfile.write(_encode({"v": protocol.VERSION, "op": op, **header}))
-    sender = None
     if inputs is None:
         wfile.write(_encode({"end": True}))
-        wfile.flush()
-    else:
-        wfile.flush()
+    wfile.flush()
+    # Inputs (perhaps standard input, which cannot be read twice) are sent only once the server has taken the
+    # request: a server that is stuck, or that speaks another protocol, leaves them to the in-process command.
+    connection.settimeout(ACCEPT_TIMEOUT_S)
+    try:
+        accepted = rfile.readline(protocol.MAX_LINE + 1)
+    except (TimeoutError, ConnectionResetError):
+        raise _Refused() from None
+    if accepted[:1] != protocol.ACCEPTED:
+        raise _Refused()  # "!" (another protocol version, an unknown operation), or closed at once
+    connection.settimeout(REPLY_TIMEOUT_S)
+    sender = None
+    if inputs is not None:
         sender = _sender(wfile, inputs)
         sender.start()
     stream = out if not callable(out) else None
-    started = False
     try:
         while True:
-            line = rfile.readline(protocol.MAX_LINE + 1)
+            try:
+                line = rfile.readline(protocol.MAX_LINE + 1)
+            except TimeoutError:
+                from mmtools.errors import MmtoolsError
+
+                raise MmtoolsError(f"the mmtools server sent nothing for {REPLY_TIMEOUT_S:.0f} s",
+                                   hint="see the server's log; MMTOOLS_SERVER=off works without it") from None
             if not line:
                 from mmtools.errors import MmtoolsError
 
@@ -162,19 +180,15 @@ def _converse(connection: _Connection, op: str, header: dict[str, Any], inputs, 
                 stream.write(body)
                 if flush_each:
                     stream.flush()
-                started = True
             elif kind == protocol.PROBLEM:
                 from mmtools.errors import Problem
 
                 source, reason = _decode(body)
                 on_problem(Problem(source, reason))
-                started = True
             elif kind == protocol.END:
                 break
             elif kind == protocol.ERROR:
                 raise error_from(_decode(body))
-            elif kind == protocol.REFUSED and not started and (sender is None or not sender.sent):
-                raise _Refused()
             else:
                 from mmtools.errors import MmtoolsError
 
@@ -250,6 +264,21 @@ def embed_texts(items: Iterable[Any], *, model: str | None, batch_size: int, emb
     header = {"model": _absolute_if_local(model), "batch_size": batch_size, "embedding_format": embedding_format}
     inputs = ({"id": item.id, "text": item.text, "record": item.record} for item in items)
     return _call_with_output("embed-texts", header, inputs, output, on_problem)
+
+
+def tag(sources: list[str], *, model: str | None, labels: list[str] | None, templates: list[str] | None,
+        top_k: int | None, threshold: float | None, thresholds: dict[str, float] | None, fields: list[str],
+        root: str | None, batch_size: int, use_cache: bool, output: str | None,
+        on_problem: ProblemHandler) -> bool:
+    """``mmtools tag`` through the server (a trained tagger, or zero-shot with ``labels``); False when none runs.
+    The inputs are read here (records, image files, folders), so bad ones are named as in-process."""
+    from mmtools.tag.inputs import records_from_inputs
+
+    header = {"model": _absolute_if_local(model), "labels": labels, "templates": templates, "top_k": top_k,
+              "threshold": threshold, "thresholds": thresholds, "fields": fields, "root": root,
+              "cwd": os.getcwd(), "batch_size": batch_size, "use_cache": use_cache}
+    inputs = ({"record": record} for record in records_from_inputs(sources, on_problem))
+    return _call_with_output("tag", header, inputs, output, on_problem)
 
 
 def _call_with_output(op: str, header: dict[str, Any], inputs, output: str | None, on_problem) -> bool:

@@ -1,9 +1,14 @@
 """The warm engine behind both doors of the server: models, opened indexes, and the work they do.
 
-Models come from the process-wide cache (``mmtools.models.default_cache``), one copy each, wrapped so that
-concurrent requests share forward passes (``MicroBatcher``). Indexes stay open, and are opened again when
-their files change on disk (a nightly ``mmtools index`` run replaces them atomically), so a warm server never
-answers from a stale index. Searching an index is serialised by a lock per index; encoding is not under it.
+Models are retrieval encoders or trained taggers, one copy each, wrapped so that concurrent requests share
+forward passes (``MicroBatcher``). Both follow what is on disk: a model retrained in place is loaded again
+(its files' stat is looked at, at most every ``MODEL_CHECK_S`` seconds, and at once when an index names a
+fingerprint the loaded copy lacks), and an index is opened again when its files change (a nightly
+``mmtools index`` run replaces them atomically), so a warm server answers as a fresh process would.
+
+Loading a model or opening an index holds up only the requests that need that model or index: the engine's
+own lock guards its tables, never a load. Searching an index is serialised by a lock per index; encoding is
+not under it.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from mmtools.errors import IndexFileError, ProblemHandler, UsageError, raise_problem
+from collections import OrderedDict
+
+from mmtools.errors import IndexFileError, ModelError, ProblemHandler, UsageError, raise_problem
 from mmtools.records import Record
 from mmtools.search import Query
 from mmtools.serve.batcher import MicroBatcher
@@ -25,6 +32,9 @@ from mmtools.serve.batcher import MicroBatcher
 log = logging.getLogger("mmtools")
 
 REOPEN_RETRY_S = 0.05  # an index being replaced has its two files renamed one after the other
+MODEL_CHECK_S = 1.0  # how stale a served model may be after it was retrained in place
+LABEL_CACHE_LABELS = 20_000  # zero-shot label vectors kept in memory for web requests (a few tens of MB)
+RETRIEVAL, TAGGER = "retrieval", "tagger"
 
 
 @dataclass
@@ -100,6 +110,58 @@ class BatchedEncoder:
         self.images.close()
 
 
+class BatchedTagger:
+    """A trained tagger (mmtools.tag.trained.TrainedTagger) whose forward passes go through a micro-batcher;
+    everything else is delegated, so ``mmtools.tag.trained.tag_records`` takes it as it is."""
+
+    def __init__(self, tagger: Any, max_batch: int = 64):
+        self.inner = tagger
+        self.passes = MicroBatcher(self._probabilities, max_batch, name="tagger")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def probabilities(self, examples):
+        import numpy as np
+
+        rows = self.passes(list(examples))
+        return np.stack(rows) if rows else np.zeros((0, len(self.inner.labels)), np.float32)
+
+    def _probabilities(self, examples: list[Any]) -> list[Any]:
+        return list(self.inner.probabilities(examples))
+
+    def close(self) -> None:
+        self.passes.close()
+
+
+@dataclass
+class ServedModel:
+    """A loaded model: ``model`` is a BatchedEncoder (kind "retrieval") or a BatchedTagger ("tagger")."""
+
+    name: str
+    kind: str
+    model: Any
+    fingerprint: str
+    signature: tuple | None  # the stat of the files that decide it; None: it cannot change in place
+    checked: float = 0.0  # time.monotonic() of the last look at the files
+
+
+def _model_signature(ref: Any) -> tuple | None:
+    """What changes when a local model is written again: its deciding files' inode, mtime and size."""
+    if not ref.is_local:
+        return None  # a hub snapshot is never rewritten in place
+    from mmtools.models.fingerprint import model_files
+
+    result = []
+    for file in model_files(Path(ref.location)):
+        try:
+            info = os.stat(file)
+        except FileNotFoundError:
+            continue
+        result.append((str(file), info.st_ino, info.st_mtime_ns, info.st_size))
+    return tuple(result)
+
+
 class _LockedReader:
     """What ``mmtools.search.search`` and the web page need of a reader (info, search, get), each under the
     index's lock."""
@@ -140,17 +202,23 @@ def _signature(path: Path) -> tuple:
 
 
 class Engine:
-    """Models and indexes kept warm; ``search``, ``embed_texts``, ``embed_images`` and ``tag`` on them."""
+    """Models and indexes kept warm; search, embedding and tagging with them."""
 
     def __init__(self, *, device: str | None = None, models: Iterable[str] = (), indexes: Iterable[str] = (),
-                 max_batch: int = 64, runtime: str | None = None):
+                 max_batch: int = 64, runtime: str | None = None, max_pixels: int | None = None):
+        from mmtools.images import DEFAULT_MAX_PIXELS
+
         self.device = device
         self.runtime = runtime  # mmtools.models.runtime: auto, torch, onnx, onnx-fp32
         self.max_batch = max_batch
+        self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS  # for every image a request sends (see picture)
         self.started = time.time()
-        self._lock = threading.Lock()
-        self._encoders: dict[str, BatchedEncoder] = {}
+        self._lock = threading.Lock()  # guards the tables below; never held while loading or opening
+        self._models: dict[str, ServedModel] = {}
+        self._model_locks: dict[str, threading.Lock] = {}
         self._indexes: dict[Path, _OpenIndex] = {}
+        self._index_locks: dict[Path, threading.Lock] = {}
+        self._label_vectors: OrderedDict[tuple, Any] = OrderedDict()
         self.index_names: dict[str, Path] = {}  # the indexes named at start-up, by name and by path
         self.model_names: list[str] = list(models)
         for path in indexes:
@@ -182,17 +250,74 @@ class Engine:
                 # the first request
                 self.encoder(reader.info.model).for_index(reader.info, lambda: index_sample(reader))
         for model in self.model_names:
-            self.encoder(model)
+            self.model(model)
 
-    def encoder(self, model: str | None) -> BatchedEncoder:
-        from mmtools.models import load_encoder
+    def model(self, name: str | None, *, expect: str | None = None) -> ServedModel:
+        """The loaded model ``name`` (a retrieval model or a tagger), loaded first if it is not yet, or again
+        if its files changed. ``expect``: a fingerprint the caller needs (an index's), which makes it look
+        at the files now rather than within ``MODEL_CHECK_S``."""
+        from mmtools.models import resolve_model
 
-        inner = load_encoder(model, self.device, self.runtime)
+        ref = resolve_model(name)
         with self._lock:
-            wrapped = self._encoders.get(inner.name)
-            if wrapped is None or wrapped.inner is not inner:
-                wrapped = self._encoders[inner.name] = BatchedEncoder(inner, self.max_batch)
-            return wrapped
+            served = self._models.get(ref.name)
+            loading = self._model_locks.setdefault(ref.name, threading.Lock())
+        if served is not None and self._current(served, expect):
+            return served
+        with loading:  # one load per model at a time; other models' requests go on meanwhile
+            with self._lock:
+                served = self._models.get(ref.name)
+            if served is not None and self._current(served, expect):
+                return served  # looked at (or loaded) by another request while this one waited
+            signature = _model_signature(ref)
+            if served is not None and signature == served.signature:
+                served.checked = time.monotonic()
+                return served
+            fresh = self._load(name, ref, signature)
+            with self._lock:
+                self._models[ref.name] = fresh
+        if served is not None:  # the old copy is not closed: a request may still be using it
+            log.info("model %s changed on disk; loaded again (fingerprint %s)", ref.name, fresh.fingerprint)
+        return fresh
+
+    @staticmethod
+    def _current(served: ServedModel, expect: str | None) -> bool:
+        if expect is not None and expect != served.fingerprint:
+            return False
+        return time.monotonic() - served.checked < MODEL_CHECK_S
+
+    def _load(self, name: str | None, ref: Any, signature: tuple | None) -> ServedModel:
+        from mmtools.tag.towers import FAMILY as TAGGER_FAMILY
+
+        if ref.family == TAGGER_FAMILY:
+            from mmtools.models.fingerprint import model_fingerprint
+            from mmtools.tag.trained import TrainedTagger
+
+            tagger = TrainedTagger(ref.location, self.device or os.environ.get("MMTOOLS_DEVICE"))
+            return ServedModel(ref.name, TAGGER, BatchedTagger(tagger, self.max_batch),
+                               model_fingerprint(ref.location, family=TAGGER_FAMILY), signature, time.monotonic())
+        from mmtools.models import ModelCache
+
+        # A cache of its own: the process-wide one would hand back the copy loaded before a retraining.
+        inner = ModelCache().get(name, self.device or os.environ.get("MMTOOLS_DEVICE"), self.runtime)
+        fingerprint = getattr(inner, "fingerprint", "") or inner.name  # computed now, for the files just read
+        return ServedModel(inner.name, RETRIEVAL, BatchedEncoder(inner, self.max_batch), fingerprint, signature,
+                           time.monotonic())
+
+    def encoder(self, model: str | None, *, expect: str | None = None) -> BatchedEncoder:
+        served = self.model(model, expect=expect)
+        if served.kind != RETRIEVAL:
+            raise ModelError(f"model {served.name} is a trained tagger, not a retrieval model",
+                             hint="tag with it (POST /tag, /api/extract-features, mmtools tag); embed and search "
+                                  "with a retrieval model")
+        return served.model
+
+    def tagger(self, model: str | None) -> BatchedTagger:
+        served = self.model(model)
+        if served.kind != TAGGER:
+            raise ModelError(f"model {served.name} is a retrieval model, not a trained tagger",
+                             hint="zero-shot tagging with it needs candidate labels")
+        return served.model
 
     @contextmanager
     def reader(self, path: str | os.PathLike[str]) -> Iterator[_LockedReader]:
@@ -208,15 +333,30 @@ class Engine:
         signature = _signature(path)
         with self._lock:
             entry = self._indexes.get(path)
+            opening = self._index_locks.setdefault(path, threading.Lock())
+        if entry is not None and entry.signature == signature:
+            return entry
+        if entry is not None and not opening.acquire(blocking=False):
+            return entry  # another request is opening the new copy: answer from this one until it is ready
+        if entry is None:
+            opening.acquire()
+        try:
+            with self._lock:
+                entry = self._indexes.get(path)
+            signature = _signature(path)
             if entry is not None and entry.signature == signature:
-                return entry
+                return entry  # opened by the request this one waited for
             try:
                 reader = IndexReader(path)
             except IndexFileError:
                 time.sleep(REOPEN_RETRY_S)  # caught between the renames of an update: look again
                 signature = _signature(path)
                 reader = IndexReader(path)
-            fresh = self._indexes[path] = _OpenIndex(reader, signature, threading.Lock())
+            fresh = _OpenIndex(reader, signature, threading.Lock())
+            with self._lock:
+                self._indexes[path] = fresh
+        finally:
+            opening.release()
         if entry is not None:
             # The old copy is not closed here: a search may still hold it; it closes when the last one drops it.
             log.info("index %s changed on disk; opened again (%d records)", path, reader.info.count)
@@ -236,22 +376,46 @@ class Engine:
     def served_indexes(self) -> list[str]:
         return sorted({path.stem for path in self.index_names.values()})
 
-    def served_model(self, name: str | None) -> str:
-        """A model this server may load for web requests: one named at start-up or one of its indexes'."""
-        allowed = list(self.model_names)
+    def _served_names(self) -> list[str]:
+        """The models named at start-up, then those of the named indexes, as they were named."""
+        names = list(self.model_names)
         for path in sorted(set(self.index_names.values())):
             with self.reader(path) as reader:
-                allowed.append(reader.info.model)
-        if not allowed:
-            raise UsageError("this server has no model", hint="start it with --model or --index")
-        if not name:
-            return allowed[0]
+                names.append(reader.info.model)
+        return list(dict.fromkeys(names))
+
+    def served_model(self, name: str | None, kind: str = RETRIEVAL) -> str:
+        """A model of ``kind`` this server may use for web requests: one named at start-up or one of its
+        indexes'; the first such when ``name`` is empty."""
         from mmtools.models import resolve_model
 
+        allowed = [candidate for candidate in self._served_names() if self.model(candidate).kind == kind]
+        if not allowed:
+            what = "trained tagger" if kind == TAGGER else "retrieval model"
+            how = "--model TAGGER_DIR" if kind == TAGGER else "--model or --index"
+            raise UsageError(f"this server has no {what}", hint=f"start it with {how}")
+        if not name:
+            return allowed[0]
         for candidate in allowed:
             if name == candidate or resolve_model(candidate).name == name:
                 return candidate
-        raise LookupError(f"model {name!r} is not served here (served: {', '.join(dict.fromkeys(allowed))})")
+        raise LookupError(f"model {name!r} is not served here as a {kind} model (served: {', '.join(allowed)})")
+
+    def served_kind(self, name: str) -> str:
+        """Whether the served model ``name`` is a retrieval model or a tagger (LookupError if not served)."""
+        for kind in (RETRIEVAL, TAGGER):
+            try:
+                self.served_model(name, kind)
+            except (LookupError, UsageError):
+                continue
+            return kind
+        raise LookupError(f"model {name!r} is not served here (served: {', '.join(self._served_names())})")
+
+    def picture(self, path: str, draft_size: int | None = None) -> Any:
+        """An image a request sent, decoded under the server's pixel limit (ImageDecodeError otherwise)."""
+        from mmtools.images import load_image
+
+        return load_image(path, max_pixels=self.max_pixels, draft_size=draft_size)
 
     # -------------------------------------------------------------------------------------------- work
     def search(self, index: str | os.PathLike[str], queries: Iterable[Query], *, k: int = 10,
@@ -260,11 +424,27 @@ class Engine:
         from mmtools.search import query_encoder, search
 
         with self.reader(index) as reader:
-            # The same model check as in-process search: by fingerprint, so a moved model directory works.
-            get_encoder = query_encoder(reader.info, str(index), self.encoder, check_model)
+            # The same model check as in-process search: by fingerprint, so a moved model directory works,
+            # and a model retrained in place (with the index rebuilt) is loaded again.
+            expect = reader.info.fingerprint or None
+            get_encoder = query_encoder(reader.info, str(index), lambda name: self.encoder(name, expect=expect),
+                                        check_model)
             if check_model is not None:
                 get_encoder()
             yield from search(reader, queries, get_encoder, k=k, min_score=min_score, on_problem=on_problem)
+
+    def search_image(self, index: str | os.PathLike[str], path: str, label: str, *, k: int = 10,
+                     min_score: float | None = None) -> list[Record]:
+        """Hits for an uploaded image, decoded under the pixel limit like every image a request sends."""
+        from mmtools.search import query_encoder
+
+        with self.reader(index) as reader:
+            expect = reader.info.fingerprint or None
+            encoder = query_encoder(reader.info, str(index), lambda name: self.encoder(name, expect=expect))()
+        vector = encoder.encode_images([self.picture(path, encoder.image_size)])[0]
+        query = LabelledQuery(label, vector=vector, model=encoder.name,
+                              fingerprint=getattr(encoder, "fingerprint", None), shown=label)
+        return list(self.search(index, [query], k=k, min_score=min_score))
 
     def embed_texts(self, items: Iterable[Any], *, model: str | None, batch_size: int = 64,
                     vector_format: str = "base64", on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
@@ -273,58 +453,167 @@ class Engine:
         yield from embed_texts(items, self.encoder(model), batch_size=batch_size, vector_format=vector_format,
                                on_problem=on_problem)
 
-    def embed_image(self, path: str, record: Record, *, model: str | None, vector_format: str = "base64",
-                    max_pixels: int | None = None) -> Record:
+    def embed_image(self, path: str, record: Record, *, model: str | None,
+                    vector_format: str = "base64") -> Record:
         """One embedding record for one image file (raises ImageDecodeError for an unusable one)."""
         from mmtools.embed import embedding_fields
-        from mmtools.images import DEFAULT_MAX_PIXELS, load_image
 
         encoder = self.encoder(model)
-        image = load_image(path, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, draft_size=encoder.image_size)
-        vector = encoder.encode_images([image])[0]
+        vector = encoder.encode_images([self.picture(path, encoder.image_size)])[0]
         return {**record, **embedding_fields(vector, encoder, "image", vector_format)}
 
     def tag(self, labels: list[str], *, model: str | None, text: str | None = None, image: str | None = None,
-            template: str | None = None, max_pixels: int | None = None) -> list[dict[str, Any]]:
-        """Every label with its score, best first: `mmtools tag`'s zero-shot scoring (mmtools.tag.zero_shot),
-        averaged over the text and the image when both are given."""
+            template: str | None = None, top_k: int | None = None,
+            threshold: float | None = None) -> list[dict[str, Any]]:
+        """Zero-shot tags, best first (every label unless ``top_k`` or ``threshold`` say otherwise): `mmtools
+        tag`'s scoring (mmtools.tag.zero_shot), averaged over the text and the image when both are given."""
         import numpy as np
 
-        from mmtools.images import DEFAULT_MAX_PIXELS, load_image
         from mmtools.tag.labels import Thresholds, select_tags
-        from mmtools.tag.zero_shot import DEFAULT_TEMPLATES, ZeroShotTagger
+        from mmtools.tag.zero_shot import DEFAULT_TEMPLATES, check_templates, scoring_for
 
         if not labels:
             raise ValueError("no labels to score")
         if text is None and image is None:
             raise ValueError("nothing to tag: give a text, an image, or both")
         encoder = self.encoder(model)
-        tagger = ZeroShotTagger(encoder, list(labels), [template] if template else list(DEFAULT_TEMPLATES),
-                                top_k=None)
+        vectors = self._labels_for(encoder, labels, check_templates([template] if template else DEFAULT_TEMPLATES))
+        scoring = scoring_for(encoder)
         scores = []
         if text is not None:
-            scores.append(tagger.scoring.scores(encoder.encode_texts([text]) @ tagger.label_vectors.T, "text")[0])
+            scores.append(scoring.scores(encoder.encode_texts([text]) @ vectors.T, "text")[0])
         if image is not None:
-            picture = load_image(image, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, draft_size=encoder.image_size)
-            vector = encoder.encode_images([picture])
-            scores.append(tagger.scoring.scores(vector @ tagger.label_vectors.T, "image")[0])
-        return select_tags(tagger.labels, np.mean(scores, axis=0), Thresholds(), None)
+            vector = encoder.encode_images([self.picture(image, encoder.image_size)])
+            scores.append(scoring.scores(vector @ vectors.T, "image")[0])
+        return select_tags(list(labels), np.mean(scores, axis=0), Thresholds(threshold), top_k)
+
+    def _labels_for(self, encoder: BatchedEncoder, labels: list[str], templates: list[str]) -> Any:
+        """Label vectors, kept in memory (bounded) rather than in the cache folder: anyone who can reach the
+        HTTP port may send label lists, and each would otherwise leave a file behind."""
+        from mmtools.tag.zero_shot import label_embeddings
+
+        key = (getattr(encoder, "fingerprint", None) or encoder.name, tuple(labels), tuple(templates))
+        with self._lock:
+            vectors = self._label_vectors.get(key)
+            if vectors is not None:
+                self._label_vectors.move_to_end(key)
+                return vectors
+        vectors = label_embeddings(encoder, labels, templates, use_cache=False)
+        with self._lock:
+            self._label_vectors[key] = vectors
+            while len(self._label_vectors) > 1 and \
+                    sum(len(k[1]) for k in self._label_vectors) > LABEL_CACHE_LABELS:
+                self._label_vectors.popitem(last=False)
+        return vectors
+
+    def tag_with_tagger(self, model: str | None, *, text: str | None = None, image: str | None = None,
+                        top_k: int | None = None, threshold: float | None = None) -> tuple[list[dict], str]:
+        """A trained tagger's tags for one text and/or image (over its tuned thresholds, or ``threshold``),
+        and the mode it read them in: "text-only", "image-only" or "multimodal"."""
+        from mmtools.tag.batches import Sample
+        from mmtools.tag.labels import select_tags
+        from mmtools.tag.trained import describe_modalities
+
+        tagger = self.tagger(model)
+        spec = tagger.spec
+        use_text = spec.uses_text and text is not None
+        use_image = spec.uses_image and image is not None
+        needs = f"tagger {tagger.name} reads {describe_modalities(spec)}"
+        if not use_text and not use_image:
+            raise UsageError(f"{needs}: give {'a text' if spec.uses_text else 'an image'}",
+                             hint="send the text as 'text' (or 'description'), the photo as an 'image' upload")
+        if spec.modality == "both" and not (use_text and use_image) and not spec.allows_one_modality:
+            raise UsageError(f"{needs}, together: give {'an image' if use_text else 'a text'} too",
+                             hint="only a late-fusion tagger tags from one of the two")
+        sample = Sample(id="request", text=tagger.batches.prepare_texts([text])[0] if use_text else None,
+                        image=self.picture(image, tagger.batches.image_size) if use_image else None)
+        row = tagger.probabilities([sample])[0]
+        mode = "multimodal" if use_text and use_image else "text-only" if use_text else "image-only"
+        return select_tags(tagger.labels, row, tagger.effective_thresholds(threshold), top_k), mode
+
+    def tag_records(self, records: Iterable[Record], *, model: str | None, labels: list[str] | None = None,
+                    templates: list[str] | None = None, top_k: int | None = None, threshold: float | None = None,
+                    per_label: dict[str, float] | None = None, text_fields: list[str] | None = None,
+                    root: str | None = None, batch_size: int = 32, use_cache: bool = True,
+                    on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
+        """`mmtools tag` on a stream of records: with a trained tagger's labels, or zero-shot with ``labels``."""
+        served = self.model(model)
+        fields = text_fields or ["text"]
+        if served.kind == TAGGER:
+            if labels:
+                raise UsageError(f"{served.name} is a trained tagger with its own labels")
+            from mmtools.tag.trained import tag_records
+
+            tagger = served.model
+            return tag_records(records, tagger, thresholds=tagger.effective_thresholds(threshold, per_label),
+                               top_k=top_k, text_fields=fields, root=root, batch_size=batch_size,
+                               on_problem=on_problem)
+        if not labels:
+            raise UsageError("zero-shot tagging needs a label list")
+        from mmtools.tag.labels import Thresholds
+        from mmtools.tag.zero_shot import DEFAULT_TEMPLATES, ZeroShotTagger, tag_records
+
+        zero_shot = ZeroShotTagger(served.model, list(labels), templates=list(templates or DEFAULT_TEMPLATES),
+                                   thresholds=Thresholds(threshold, per_label), top_k=5 if top_k is None else top_k,
+                                   use_cache=use_cache)
+        return tag_records(records, zero_shot, text_field=fields[0], root=root, batch_size=batch_size,
+                           on_problem=on_problem)
 
     # ------------------------------------------------------------------------------------------ status
     def health(self) -> dict[str, Any]:
+        """Status for GET /health and the socket's ping; looks at what is loaded, loads nothing."""
+        from mmtools.models import resolve_model
+
         with self._lock:
-            models = {name: {"device": getattr(e.inner, "device", None), "dim": e.inner.dim,
-                             "runtime": getattr(e.inner, "runtime", None),
-                             "text_batches": e.texts.batches, "texts": e.texts.items,
-                             "image_batches": e.images.batches, "images": e.images.items}
-                      for name, e in self._encoders.items()}
-            indexes = {str(path): {"records": entry.reader.info.count, "model": entry.reader.info.model,
-                                   "kind": entry.reader.info.kind, "searches": entry.searches}
-                       for path, entry in self._indexes.items()}
+            loaded = dict(self._models)
+            opened = dict(self._indexes)
+        models = {}
+        for name, served in loaded.items():
+            if served.kind == TAGGER:
+                batcher = served.model.passes
+                models[name] = {"kind": TAGGER, "device": getattr(served.model.inner, "device", None),
+                                "fingerprint": served.fingerprint, "batches": batcher.batches,
+                                "inputs": batcher.items}
+            else:
+                e = served.model
+                models[name] = {"kind": RETRIEVAL, "device": getattr(e.inner, "device", None),
+                                "runtime": getattr(e.inner, "runtime", None),
+                                "fingerprint": served.fingerprint, "dim": e.inner.dim,
+                                "text_batches": e.texts.batches, "texts": e.texts.items,
+                                "image_batches": e.images.batches, "images": e.images.items}
+        served_models: list[dict[str, Any]] = []
+        names = list(self.model_names) + [opened[path].reader.info.model
+                                          for path in sorted(set(self.index_names.values())) if path in opened]
+        defaults: set[str] = set()
+        for given in dict.fromkeys(names):
+            try:
+                entry = loaded.get(resolve_model(given).name)
+            except ModelError:
+                entry = None
+            if entry is None:
+                continue
+            item: dict[str, Any] = {"name": given, "kind": entry.kind, "default": entry.kind not in defaults}
+            defaults.add(entry.kind)
+            if entry.kind == TAGGER:
+                spec = entry.model.spec
+                item.update(labels=list(entry.model.labels), modality=spec.modality,
+                            fusion=spec.fusion if spec.modality == "both" else None)
+            served_models.append(item)
+        served_indexes = []
+        for path in sorted(set(self.index_names.values())):
+            entry = opened.get(path)
+            if entry is not None:
+                served_indexes.append({"name": path.stem, "path": str(path), "model": entry.reader.info.model,
+                                       "records": entry.reader.info.count, "default": path == self.default_index})
+        indexes = {str(path): {"records": entry.reader.info.count, "model": entry.reader.info.model,
+                               "kind": entry.reader.info.kind, "searches": entry.searches}
+                   for path, entry in opened.items()}
         from mmtools import __version__
 
         return {"status": "ok", "version": __version__, "pid": os.getpid(),
-                "uptime_s": round(time.time() - self.started, 3), "models": models, "indexes": indexes}
+                "uptime_s": round(time.time() - self.started, 3), "model_loaded": bool(loaded),
+                "served_models": served_models, "served_indexes": served_indexes,
+                "models": models, "indexes": indexes}
 
     def close(self) -> None:
         with self._lock:
@@ -332,6 +621,7 @@ class Engine:
                 with entry.lock:
                     entry.reader.close()
             self._indexes.clear()
-            for encoder in self._encoders.values():
-                encoder.close()
-            self._encoders.clear()
+            for served in self._models.values():
+                served.model.close()
+            self._models.clear()
+            self._label_vectors.clear()

@@ -1,9 +1,12 @@
 """The socket protocol: JSON lines both ways, one connection per command run.
 
-The client sends a header line ``{"v": VERSION, "op": ...}`` with the command's options, then zero or more
-input lines (``{"record": ...}`` or ``{"line": ...}``), then ``{"end": true}``. The server answers, streaming,
-one line per message, its first byte saying what it is (so that records pass through the client untouched):
+The client sends a header line ``{"v": VERSION, "op": ...}`` with the command's options and waits for the
+server to accept it; then it sends zero or more input lines (``{"record": ...}`` or ``{"line": ...}``), then
+``{"end": true}``. The server answers, streaming, one line per message, its first byte saying what it is (so
+that records pass through the client untouched):
 
+* ``+``: the server took the request and is working on it (sent at once: a client that hears nothing within
+  a few seconds knows the server is stuck, and works alone, its inputs still unread);
 * ``r`` + record: an output record, written by the client as is;
 * ``p`` + ``[source, reason]``: one input was skipped (the client reports it; exit status 1);
 * ``e`` + ``{"message", "hint", "code"}``: the operation failed (the client raises; exit status ``code``);
@@ -21,16 +24,16 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing costs milliseconds
 if TYPE_CHECKING:  # typing itself is not imported at run time: this module is on the client's start-up path
     from typing import Any, BinaryIO, Iterator
 
-VERSION = 1
+VERSION = 2  # 2: the server accepts a request ("+") before the client sends its inputs
 MAX_LINE = 64 * 1024 * 1024  # one message; an embedding record is a few KB
-OPS = ("ping", "search", "embed-texts")
+OPS = ("ping", "search", "embed-texts", "tag")
 
 
 class ProtocolError(Exception):
     """The other side sent something that is not a protocol message."""
 
 
-RECORD, PROBLEM, ERROR, END, REFUSED = b"r", b"p", b"e", b".", b"!"
+RECORD, PROBLEM, ERROR, END, REFUSED, ACCEPTED = b"r", b"p", b"e", b".", b"!", b"+"
 
 
 def encode(message: Any, kind: bytes = b"") -> bytes:

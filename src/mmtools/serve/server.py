@@ -1,7 +1,7 @@
 """Running the server: socket (always) and HTTP (optional), until SIGTERM or SIGINT; then a clean stop.
 
 The socket's lock is taken first, so a second server refuses before loading anything. Models and indexes
-are loaded before the first request is answered. On SIGTERM/SIGINT the HTTP server finishes the requests
+are loaded before the socket and the HTTP port open, and a start-up error ends the server at once. On SIGTERM/SIGINT the HTTP server finishes the requests
 in flight, the socket file is removed, and the process exits 0.
 """
 
@@ -44,27 +44,31 @@ class _Stop(Exception):
 
 
 def serve(engine: Engine, *, socket: str | None = None, http: tuple[str, int] | None = None,
-          max_body_bytes: int | None = None, max_pixels: int | None = None, token: str | None = None,
+          max_body_bytes: int | None = None, token: str | None = None,
           on_ready: Callable[[Ready], None] | None = None, stop: threading.Event | None = None) -> None:
-    """Serve until ``stop`` is set (by SIGTERM/SIGINT when run in the main thread)."""
+    """Serve until ``stop`` is set (by SIGTERM/SIGINT when run in the main thread).
+
+    A model or index that cannot be loaded raises at once (nothing listens yet); the socket and the HTTP port
+    open only when everything named is loaded. With ``token``, HTTP requests need it (mmtools.serve.auth).
+    """
     stop = stop or threading.Event()
-    serving = threading.Event()
-    previous = _install_signals(stop, serving)
-    sockets = SocketServer(engine, socket)
-    web = None
+    loading = threading.Event()
+    loading.set()
+    previous = _install_signals(stop, loading)
+    sockets = web = None
     try:
+        sockets = SocketServer(engine, socket)  # the lock first: a second server refuses before loading
         app = None
         if http is not None:
             from mmtools.serve.http import DEFAULT_MAX_BODY, create_app
 
-            app = create_app(engine, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY, max_pixels=max_pixels,
-                             token=token)
+            app = create_app(engine, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY, token=token)
         engine.warm_up()
         sockets.start()
         address = None
         if app is not None:
             web, address = _start_http(app, *http)
-        serving.set()
+        loading.clear()
         if on_ready is not None:
             on_ready(Ready(str(sockets.path), address))
         while not stop.wait(0.5):
@@ -73,10 +77,12 @@ def serve(engine: Engine, *, socket: str | None = None, http: tuple[str, int] | 
     except _Stop:
         pass
     finally:
+        loading.clear()  # a signal during the clean-up below no longer interrupts it
         if web is not None:
             web[0].should_exit = True
             web[1].join(timeout=10)
-        sockets.close()
+        if sockets is not None:
+            sockets.close()
         engine.close()
         _restore_signals(previous)
 
@@ -102,13 +108,13 @@ def _start_http(app: Any, host: str, port: int) -> tuple[tuple[Any, threading.Th
     return (server, thread), f"http://{shown}:{bound[1]}"
 
 
-def _install_signals(stop: threading.Event, serving: threading.Event) -> dict:
+def _install_signals(stop: threading.Event, loading: threading.Event) -> dict:
     if threading.current_thread() is not threading.main_thread():
         return {}
 
     def handle(signum: int, _frame: Any) -> None:
         stop.set()
-        if not serving.is_set():  # still loading models: stop now, cleaning up on the way out
+        if loading.is_set():  # still loading models: stop now, cleaning up on the way out
             raise _Stop()
 
     return {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}

@@ -1,6 +1,7 @@
 """The server's Unix socket: one thread per connection, so a slow client holds up nobody else.
 
-Start-up takes a lock beside the socket (``server.sock.lock``) for the server's whole life. Holding it proves
+Start-up takes a lock beside the socket (``server.sock.lock``) for the server's whole life, and creates the
+socket itself only when the models are loaded. Holding it proves
 no other server uses this socket, so a socket file left by a killed server is stale and is replaced; a
 second server finds the lock taken and refuses. The socket is created mode 0600 (umask), so only this user
 can connect.
@@ -80,6 +81,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send(f"this server speaks protocol {protocol.VERSION} ({', '.join(protocol.OPS)})",
                            protocol.REFUSED)
                 return
+            self._send(None, protocol.ACCEPTED)
             if op == "ping":
                 self._send(self.server.engine.health(), protocol.RECORD)
             else:
@@ -152,46 +154,70 @@ def _embed_texts(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterat
                               vector_format=header.get("embedding_format") or "base64", on_problem=on_problem)
 
 
-_OPERATIONS = {"search": _search, "embed-texts": _embed_texts}
+def _tag(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[dict]:
+    """`mmtools tag`: records in, tagged records out; image paths resolved where the client runs."""
+    records = (m.get("record") or {} for m in protocol.read_inputs(rfile))
+    root = header.get("root") or header.get("cwd")
+    if root and header.get("cwd") and not os.path.isabs(root):
+        root = os.path.join(header["cwd"], root)
+    return engine.tag_records(records, model=header.get("model"), labels=header.get("labels"),
+                              templates=header.get("templates"), top_k=header.get("top_k"),
+                              threshold=header.get("threshold"), per_label=header.get("thresholds"),
+                              text_fields=header.get("fields"), root=root,
+                              batch_size=int(header.get("batch_size") or 32), use_cache=bool(header.get("use_cache", True)),
+                              on_problem=on_problem)
+
+
+_OPERATIONS = {"search": _search, "embed-texts": _embed_texts, "tag": _tag}
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
     block_on_close = False
+    request_queue_size = 128  # clients starting together wait in the backlog, not in a refused connect
     engine: Engine
 
 
 class SocketServer:
-    """Serves ``engine`` on the Unix socket at ``path`` from a background thread until ``close``."""
+    """Serves ``engine`` on the Unix socket at ``path`` from a background thread, from ``start`` to ``close``.
+
+    Made, it holds the socket's lock (a second server refuses before loading anything); only ``start``
+    creates the socket, once the models are loaded: until then clients find no server and work alone.
+    """
 
     def __init__(self, engine: Engine, path: str | os.PathLike[str] | None = None):
         self.path = Path(paths.socket_path(path))
+        self._engine = engine
         self._lock = acquire_socket(self.path)
+        self._server: _ThreadingServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "SocketServer":
         old_umask = os.umask(0o177)  # the socket file is born 0600: no window where others could connect
         try:
-            self._server = _ThreadingServer(str(self.path), _Handler)
+            server = _ThreadingServer(str(self.path), _Handler)
         except OSError as exc:
-            self._release()
             raise MmtoolsError(f"cannot listen on {self.path}: {exc.strerror}") from None
         finally:
             os.umask(old_umask)
         os.chmod(self.path, 0o600)
-        self._server.engine = engine
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+        server.engine = self._engine
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="mmtools-socket", daemon=True)
-
-    def start(self) -> "SocketServer":
         self._thread.start()
         return self
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        try:
-            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
-                self.path.unlink()
-        except FileNotFoundError:
-            pass
+        if self._server is not None:  # shutdown() waits for a serve_forever that must have started
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+            try:
+                if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                    self.path.unlink()
+            except FileNotFoundError:
+                pass
         self._release()
 
     def _release(self) -> None:
