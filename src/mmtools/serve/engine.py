@@ -163,21 +163,23 @@ def _model_signature(ref: Any) -> tuple | None:
 
 
 class _LockedReader:
-    """What ``mmtools.search.search`` and the web page need of a reader (info, search, get), each under the
-    index's lock."""
+    """A reader whose methods (search, get, and the ranking channels' look-ups) each run under the index's
+    lock; plain attributes (info) are read as they are."""
 
     def __init__(self, reader: Any, lock: threading.Lock):
         self._reader = reader
         self._lock = lock
         self.info = reader.info
 
-    def search(self, vectors: Any, k: int = 10, min_score: float | None = None):
-        with self._lock:
-            return self._reader.search(vectors, k=k, min_score=min_score)
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._reader, name)
+        if not callable(value):
+            return value
 
-    def get(self, item_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            return self._reader.get(item_id)
+        def locked(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return value(*args, **kwargs)
+        return locked
 
 
 @dataclass
