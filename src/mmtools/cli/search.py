@@ -14,7 +14,8 @@ from mmtools.errors import UsageError
 # Repeatable, for rank fusion over several indexes (each queried with its own model).
 IndexesOption = Annotated[Optional[list[str]], typer.Option(
     "--index", "-i", envvar="MMTOOLS_INDEX", show_envvar=True,
-    help="The FAISS index file [default: idx.faiss]. Repeat it to fuse several indexes, each queried with "
+    help="The index: a FAISS index file [default: idx.faiss], milvus://HOST:PORT/COLLECTION or "
+         "milvus-lite://PATH.db/COLLECTION. Repeat it to fuse several indexes, each queried with "
          "its own model: reciprocal rank fusion, or --weights.")]
 
 # What a hit shows in a table: tags only where the index stored some.
@@ -76,7 +77,7 @@ def search_command(
                 index=(index or [None])[0], field=field, lines=lines, model=model, output=output,
                 on_problem=report.problem):
             return
-        from mmtools.index import IndexReader
+        from mmtools.index.backends import open_reader
         from mmtools.models import load_encoder
         from mmtools.search import query_encoder, search
 
@@ -89,7 +90,7 @@ def search_command(
                    report, output=output, output_format=output_format, print0=print0)
             return
         index = indexes[0]
-        with IndexReader(index) as reader:
+        with open_reader(index) as reader:
             get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device), model)
             if model is not None:
                 get_encoder()  # check the model named now, before any query
@@ -146,7 +147,7 @@ def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, d
     from contextlib import ExitStack
 
     from mmtools.fusion import check_weights, fused_search
-    from mmtools.index import IndexReader
+    from mmtools.index.backends import open_reader
     from mmtools.models import load_encoder
 
     values = None
@@ -157,7 +158,7 @@ def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, d
             raise UsageError(f"--weights {weights!r} is not a comma-separated list of numbers") from None
     check_weights(values, len(indexes))
     with ExitStack() as stack:
-        readers = [stack.enter_context(IndexReader(path)) for path in indexes]
+        readers = [stack.enter_context(open_reader(path)) for path in indexes]
         encoders = [(lambda name=reader.info.model: load_encoder(name, device)) for reader in readers]
         hits = fused_search(readers, indexes, queries, encoders, k=k, weights=values, on_problem=report.problem)
         emit_records(hits, output_format, columns=HIT_COLUMNS, output=output, print0=print0, group_by="query")

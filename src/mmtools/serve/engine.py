@@ -14,10 +14,10 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from mmtools.errors import IndexFileError, ProblemHandler, UsageError, raise_problem
+from mmtools.index.backends import resolve_location, short_name
 from mmtools.records import Record
 from mmtools.search import Query
 from mmtools.serve.batcher import MicroBatcher
@@ -106,19 +106,6 @@ class _OpenIndex:
     searches: int = 0
 
 
-def _signature(path: Path) -> tuple:
-    from mmtools.index.store import metadata_path
-
-    result = []
-    for file in (path, metadata_path(path)):
-        try:
-            info = os.stat(file)
-            result.append((info.st_ino, info.st_mtime_ns, info.st_size))
-        except FileNotFoundError:
-            result.append(None)
-    return tuple(result)
-
-
 class Engine:
     """Models and indexes kept warm; ``search``, ``embed_texts``, ``embed_images`` and ``tag`` on them."""
 
@@ -129,15 +116,15 @@ class Engine:
         self.started = time.time()
         self._lock = threading.Lock()
         self._encoders: dict[str, BatchedEncoder] = {}
-        self._indexes: dict[Path, _OpenIndex] = {}
-        self.index_names: dict[str, Path] = {}  # the indexes named at start-up, by name and by path
+        self._indexes: dict[str, _OpenIndex] = {}
+        self.index_names: dict[str, str] = {}  # the indexes named at start-up, by name and by location
         self.model_names: list[str] = list(models)
         for path in indexes:
-            resolved = Path(path).expanduser().resolve()
-            self.index_names.setdefault(resolved.stem, resolved)
+            resolved = resolve_location(path)
+            self.index_names.setdefault(short_name(resolved), resolved)
             self.index_names.setdefault(str(path), resolved)
-            self.index_names.setdefault(str(resolved), resolved)
-        self.default_index = Path(next(iter(indexes))).expanduser().resolve() if self.index_names else None
+            self.index_names.setdefault(resolved, resolved)
+        self.default_index = resolve_location(next(iter(indexes))) if self.index_names else None
 
     # -------------------------------------------------------------------------------------- warm parts
     def warm_up(self) -> None:
@@ -172,44 +159,46 @@ class Engine:
     @contextmanager
     def reader(self, path: str | os.PathLike[str]) -> Iterator[_LockedReader]:
         """The open index at ``path``, opened again first if its files changed since it was opened."""
-        resolved = Path(path).expanduser().resolve()
-        entry = self._open_index(resolved)
+        entry = self._open_index(resolve_location(path))
         entry.searches += 1
         yield _LockedReader(entry.reader, entry.lock)
 
-    def _open_index(self, path: Path) -> _OpenIndex:
-        from mmtools.index import IndexReader
+    def _open_index(self, path: str) -> _OpenIndex:
+        from mmtools.index.backends import open_reader, signature as index_signature
 
-        signature = _signature(path)
+        known = self._indexes.get(path)
+        signature = index_signature(path, known.reader if known else None)
         with self._lock:
             entry = self._indexes.get(path)
             if entry is not None and entry.signature == signature:
                 return entry
             try:
-                reader = IndexReader(path)
+                reader = open_reader(path)
             except IndexFileError:
                 time.sleep(REOPEN_RETRY_S)  # caught between the renames of an update: look again
-                signature = _signature(path)
-                reader = IndexReader(path)
+                signature = index_signature(path)
+                reader = open_reader(path)
+            if signature is None:  # a Milvus collection: the reader knows what it opened
+                signature = index_signature(path, reader)
             fresh = self._indexes[path] = _OpenIndex(reader, signature, threading.Lock())
         if entry is not None:
             # The old copy is not closed here: a search may still hold it; it closes when the last one drops it.
             log.info("index %s changed on disk; opened again (%d records)", path, reader.info.count)
         return fresh
 
-    def named_index(self, name: str | None) -> Path:
+    def named_index(self, name: str | None) -> str:
         """An index named at start-up (by name, path or file stem); the first one when ``name`` is empty."""
         if not name:
             if self.default_index is None:
                 raise UsageError("this server was started without an index", hint="start it with --index FILE")
             return self.default_index
-        found = self.index_names.get(name) or self.index_names.get(str(Path(name).expanduser().resolve()))
+        found = self.index_names.get(name) or self.index_names.get(resolve_location(name))
         if found is None:
             raise LookupError(f"index {name!r} is not served here (served: {', '.join(self.served_indexes())})")
         return found
 
     def served_indexes(self) -> list[str]:
-        return sorted({path.stem for path in self.index_names.values()})
+        return sorted({short_name(path) for path in self.index_names.values()})
 
     def served_model(self, name: str | None) -> str:
         """A model this server may load for web requests: one named at start-up or one of its indexes'."""
