@@ -336,6 +336,10 @@ class MilvusReader:
     def __init__(self, location: str, *, wait: float | None = READER_WAIT_S):
         self.location = parse_location(location)
         self.path = location
+        self._client = None
+        if self.location.lite and not os.path.isdir(self.location.uri):  # connecting would create it
+            raise IndexFileError(f"no index at {location} (there is no Milvus Lite file {self.location.uri})",
+                                 hint=f"build one with `mmtools embed-images DIR | mmtools index -o {location}`")
         self._client = _connect(self.location, wait, None)
         try:
             described = _describe(self._client, self.location)
@@ -430,7 +434,7 @@ class MilvusWriter:
         self.summary = WriteSummary()
         self._compact = compact
         self._rebuild = rebuild
-        self._changed = False
+        self._info_changed = False  # the collection's mmtools info needs writing (not its records)
         params = dict(params or {})
         self._check_layout(kind, params)
         self._spool = sqlite3.connect("")  # a private temporary file, deleted when closed
@@ -445,7 +449,7 @@ class MilvusWriter:
                 self.collection = None
                 self.info = IndexInfo(model=model or "", fingerprint=fingerprint or "", dim=0, kind=kind,
                                       params={**kinds.DEFAULT_PARAMS[kind], **params}, created_at=time.time())
-                self._changed = True
+                self._info_changed = True
             else:
                 self.collection, self.info = described
                 self._check_existing(model, fingerprint, kind, params)
@@ -485,7 +489,7 @@ class MilvusWriter:
             if key not in kinds.SEARCH_PARAMS and value != info.params[key]:
                 raise IndexFileError(f"parameter {key!r} of index {self.path} is fixed when the index is built",
                                      hint="use --rebuild to build it again with the new value")
-            self._changed |= info.params[key] != value
+            self._info_changed |= info.params[key] != value
             info.params[key] = value
 
     # -- adding and removing
@@ -520,10 +524,10 @@ class MilvusWriter:
             info.model = model
         elif model and model != info.model:
             info.model = model  # same fingerprint, new place: the model moved; remember where it is now
-            self._changed = True
+            self._info_changed = True
         if fingerprint and not info.fingerprint:
             info.fingerprint = fingerprint
-            self._changed = True
+            self._info_changed = True
         info.dim = info.dim or len(vector)
         unit = vector / max(float(np.linalg.norm(vector)), 1e-12)
         digest = hashlib.blake2b(unit.tobytes() + blob, digest_size=16).hexdigest()
@@ -589,7 +593,7 @@ class MilvusWriter:
                 self._fill_new_collection()
             else:
                 self._write(self.collection, fresh=False)
-            if self._changed:
+            if self._info_changed:
                 self.info.updated_at = time.time()
                 self.info.generation = uuid.uuid4().hex
                 with _talking_to(self.location, "recording the index info"):
@@ -622,7 +626,7 @@ class MilvusWriter:
                 self._client.drop_collection(physical)
             raise
         if published:
-            self.collection, self._changed = physical, False
+            self.collection, self._info_changed = physical, False
             if previous is not None:
                 with _talking_to(self.location, "dropping the collection it replaced"):
                     self._client.drop_collection(previous)
@@ -634,6 +638,7 @@ class MilvusWriter:
             raise IndexFileError(f"Milvus collection {self.path} disappeared while it was written", hint="run again")
         mine = self.info
         self.collection, self.info = described
+        self._info_changed = False  # theirs stands
         _load(self._client, self.location, self.collection)
         if not models_match(self.info.model, self.info.fingerprint, mine.model, mine.fingerprint) \
                 or self.info.dim != mine.dim:
@@ -678,14 +683,12 @@ class MilvusWriter:
                 rows.append({"id": item_id, "vector": np.frombuffer(vector, dtype=np.float32).tolist(),
                              "record": orjson.loads(record), "digest": digest})
             if rows:
-                self._changed = True
                 with _talking_to(self.location, "upsert"):
                     self._client.upsert(physical, rows)
         if fresh:
             return
         removed = [item_id for (item_id,) in self._spool.execute("SELECT id FROM removed")]
         for start in range(0, len(removed), BATCH):
-            self._changed = True
             with _talking_to(self.location, "delete"):
                 self._client.delete(physical, filter=_ids_expression(removed[start:start + BATCH]))
 
