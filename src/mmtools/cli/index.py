@@ -21,7 +21,8 @@ def index_command(
              "--compact or --remove is given without inputs).")] = None,
     output: Annotated[str, typer.Option(
         "--output", "-o", envvar="MMTOOLS_INDEX", show_envvar=True,
-        help="The index file; its metadata goes beside it as FILE.meta.sqlite.")] = "idx.faiss",
+        help="The index file (its metadata goes beside it as FILE.meta.sqlite), or a Milvus collection: "
+             "milvus://HOST:PORT/COLLECTION or milvus-lite://PATH.db/COLLECTION.")] = "idx.faiss",
     kind: Annotated[Optional[str], typer.Option(
         "--kind", help="flat (exact), hnsw (graph), ivf (inverted lists with exact re-ranking) or ivfpq "
                        "(compressed codes for collections past memory) [default: the existing index's "
@@ -106,9 +107,9 @@ def index_command(
             records = read_records(require_input([], "records"), report.problem)
         if merge:
             if kind is None and not rebuild:
-                from pathlib import Path
+                from mmtools.index.backends import index_exists
 
-                if not Path(output).exists():
+                if not index_exists(output):
                     kind, part_params = part_layout(merge[0])
                     params = {**part_params, **params}
             records = _chain(merge_parts(merge, into=output), records)
@@ -162,16 +163,16 @@ def _parse_params(pairs: list[str]) -> dict[str, int]:
 def _print_info(path: str) -> None:
     import orjson
 
-    from mmtools.index import IndexReader
+    from mmtools.index.backends import open_reader
 
-    with IndexReader(path) as reader:
+    with open_reader(path) as reader:
         info = dict(reader.info.__dict__, path=path)
     sys.stdout.buffer.write(orjson.dumps(info, option=orjson.OPT_APPEND_NEWLINE))
 
 
 def _export(path: str, vector_format: str) -> None:
-    from mmtools.index import IndexReader
+    from mmtools.index.backends import open_reader
     from mmtools.records import RecordWriter
 
-    with IndexReader(path) as reader:
+    with open_reader(path) as reader:
         RecordWriter(sys.stdout.buffer).write_all(reader.export(vector_format))

@@ -23,7 +23,8 @@ def moment_label(record: dict):
 # Repeatable, for rank fusion over several indexes (each queried with its own model).
 IndexesOption = Annotated[Optional[list[str]], typer.Option(
     "--index", "-i", envvar="MMTOOLS_INDEX", show_envvar=True,
-    help="The FAISS index file [default: idx.faiss]. Repeat it to fuse several indexes, each queried with "
+    help="The index: a FAISS index file [default: idx.faiss], milvus://HOST:PORT/COLLECTION or "
+         "milvus-lite://PATH.db/COLLECTION. Repeat it to fuse several indexes, each queried with "
          "its own model: reciprocal rank fusion, or --weights.")]
 
 # What a hit shows in a table: tags only where the index stored some.
@@ -158,7 +159,7 @@ def search_command(
                 index=(index or [None])[0], field=field, lines=lines, model=model, output=output,
                 on_problem=report.problem):
             return
-        from mmtools.index import IndexReader
+        from mmtools.index.backends import open_reader
         from mmtools.models import load_encoder
         from mmtools.search import query_encoder, search
 
@@ -183,7 +184,7 @@ def search_command(
         except FilterError as exc:
             raise UsageError(f"--where {exc}", hint="e.g. --where 'tags=biển' or --where 'year>=2020'") from None
         index = indexes[0]
-        with IndexReader(index) as reader:
+        with open_reader(index) as reader:
             chosen = mode.value if mode is not None else default_mode(reader)
             values = _parse_weights(weights)
             if values is not None and (chosen != "hybrid" or len(values) != 2):
@@ -285,12 +286,12 @@ def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, d
     from contextlib import ExitStack
 
     from mmtools.fusion import fused_search
-    from mmtools.index import IndexReader
+    from mmtools.index.backends import open_reader
     from mmtools.models import load_encoder
 
     values = _weights(weights, len(indexes))
     with ExitStack() as stack:
-        readers = [stack.enter_context(IndexReader(path)) for path in indexes]
+        readers = [stack.enter_context(open_reader(path)) for path in indexes]
         encoders = [(lambda name=reader.info.model, info=reader.info: load_encoder(name, device, runtime)
                      .for_index(info)) for reader in readers]
         hits = fused_search(readers, indexes, queries, encoders, k=_fetch(k, group_by), weights=values,
@@ -328,14 +329,14 @@ def _temporal(indexes: list[str], weights: str | None, sequences, k: int, min_sc
     from contextlib import ExitStack
 
     from mmtools.fusion import fused_search
-    from mmtools.index import IndexReader
+    from mmtools.index.backends import open_reader
     from mmtools.models import load_encoder
     from mmtools.search import query_encoder, search
     from mmtools.video.temporal import temporal_search
 
     values = _weights(weights, len(indexes))
     with ExitStack() as stack:
-        readers = [stack.enter_context(IndexReader(path)) for path in indexes]
+        readers = [stack.enter_context(open_reader(path)) for path in indexes]
         if len(readers) == 1 and values is None:
             get_encoder = query_encoder(readers[0].info, indexes[0], lambda name: load_encoder(name, device), model)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from mmtools.errors import IndexFileError, Problem, ProblemHandler, raise_problem
 from mmtools.images import canonical_path_id
-from mmtools.index.store import IndexInfo, IndexReader, IndexWriter, RecordRejected, model_mismatch, models_match
+from mmtools.index.backends import index_exists, open_reader, open_writer, resolve_location
+from mmtools.index.store import IndexInfo, RecordRejected, model_mismatch, models_match
 from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector,
                              record_id)
 from mmtools.video import video_of
@@ -57,7 +57,7 @@ def index_records(
     skipped = 0
     seen: set[str] = set()
     seen_videos: set[str] = set()  # videos whose frames came in this run: their other frames are stale
-    with IndexWriter(path, model=model, kind=kind, params=params, rebuild=rebuild, compact=compact,
+    with open_writer(path, model=model, kind=kind, params=params, rebuild=rebuild, compact=compact,
                      lock_timeout=lock_timeout, on_wait=on_wait, text_fields=text_fields) as writer:
         for item_id in writer.remove(remove_ids):
             as_path = canonical_path_id(item_id, None if root is None else str(root))
@@ -130,15 +130,16 @@ def merge_parts(parts: Iterable[str | os.PathLike[str]], into: str | os.PathLike
                 ) -> Iterator[Record]:
     """The records of several indexes (e.g. one per shard), with their vectors, checking first that all of
     them (and the index ``into``, if it exists) hold vectors from one model."""
-    parts = [Path(p) for p in parts]
+    parts = list(parts)
     infos = []
     for part in parts:
-        with IndexReader(part) as reader:
+        with open_reader(part) as reader:
             infos.append((part, reader.info))
-    if into is not None and Path(into).exists() and Path(into) not in parts:
+    if into is not None and resolve_location(into) not in {resolve_location(p) for p in parts} \
+            and index_exists(into):
         try:
-            with IndexReader(into) as reader:
-                infos.insert(0, (Path(into), reader.info))
+            with open_reader(into) as reader:
+                infos.insert(0, (into, reader.info))
         except IndexFileError:
             pass  # the writer reports an unusable target itself
     first_path, first = infos[0]
@@ -151,11 +152,11 @@ def merge_parts(parts: Iterable[str | os.PathLike[str]], into: str | os.PathLike
             raise IndexFileError(f"index {part} holds {info.dim}-dimensional vectors, {first_path} holds "
                                  f"{first.dim}", hint="merge only indexes built with the same model")
     for part in parts:
-        with IndexReader(part) as reader:
+        with open_reader(part) as reader:
             yield from reader.export()
 
 
 def part_layout(part: str | os.PathLike[str]) -> tuple[str, dict[str, int]]:
     """The kind and build parameters of an index, for a merged index that should be built like its parts."""
-    with IndexReader(part) as reader:
+    with open_reader(part) as reader:
         return reader.info.kind, dict(reader.info.params)

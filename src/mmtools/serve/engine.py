@@ -25,6 +25,7 @@ from typing import Any, Iterable, Iterator
 from collections import OrderedDict
 
 from mmtools.errors import IndexFileError, ModelError, ProblemHandler, UsageError, raise_problem
+from mmtools.index.backends import resolve_location, short_name
 from mmtools.records import Record
 from mmtools.search import Query
 from mmtools.serve.batcher import MicroBatcher
@@ -190,19 +191,6 @@ class _OpenIndex:
     searches: int = 0
 
 
-def _signature(path: Path) -> tuple:
-    from mmtools.index.store import metadata_path
-
-    result = []
-    for file in (path, metadata_path(path)):
-        try:
-            info = os.stat(file)
-            result.append((info.st_ino, info.st_mtime_ns, info.st_size))
-        except FileNotFoundError:
-            result.append(None)
-    return tuple(result)
-
-
 class Engine:
     """Models and indexes kept warm; search, embedding and tagging with them."""
 
@@ -218,17 +206,17 @@ class Engine:
         self._lock = threading.Lock()  # guards the tables below; never held while loading or opening
         self._models: dict[str, ServedModel] = {}
         self._model_locks: dict[str, threading.Lock] = {}
-        self._indexes: dict[Path, _OpenIndex] = {}
-        self._index_locks: dict[Path, threading.Lock] = {}
+        self._indexes: dict[str, _OpenIndex] = {}
+        self._index_locks: dict[str, threading.Lock] = {}
         self._label_vectors: OrderedDict[tuple, Any] = OrderedDict()
-        self.index_names: dict[str, Path] = {}  # the indexes named at start-up, by name and by path
+        self.index_names: dict[str, str] = {}  # the indexes named at start-up, by name and by location
         self.model_names: list[str] = list(models)
         for path in indexes:
-            resolved = Path(path).expanduser().resolve()
-            self.index_names.setdefault(resolved.stem, resolved)
+            resolved = resolve_location(path)
+            self.index_names.setdefault(short_name(resolved), resolved)
             self.index_names.setdefault(str(path), resolved)
-            self.index_names.setdefault(str(resolved), resolved)
-        self.default_index = Path(next(iter(indexes))).expanduser().resolve() if self.index_names else None
+            self.index_names.setdefault(resolved, resolved)
+        self.default_index = resolve_location(next(iter(indexes))) if self.index_names else None
 
     # -------------------------------------------------------------------------------------- warm parts
     def warm_up(self) -> None:
@@ -324,15 +312,15 @@ class Engine:
     @contextmanager
     def reader(self, path: str | os.PathLike[str]) -> Iterator[_LockedReader]:
         """The open index at ``path``, opened again first if its files changed since it was opened."""
-        resolved = Path(path).expanduser().resolve()
-        entry = self._open_index(resolved)
+        entry = self._open_index(resolve_location(path))
         entry.searches += 1
         yield _LockedReader(entry.reader, entry.lock)
 
-    def _open_index(self, path: Path) -> _OpenIndex:
-        from mmtools.index import IndexReader
+    def _open_index(self, path: str) -> _OpenIndex:
+        from mmtools.index.backends import open_reader, signature as index_signature
 
-        signature = _signature(path)
+        known = self._indexes.get(path)
+        signature = index_signature(path, known.reader if known else None)
         with self._lock:
             entry = self._indexes.get(path)
             opening = self._index_locks.setdefault(path, threading.Lock())
@@ -345,15 +333,17 @@ class Engine:
         try:
             with self._lock:
                 entry = self._indexes.get(path)
-            signature = _signature(path)
+            signature = index_signature(path, entry.reader if entry else None)
             if entry is not None and entry.signature == signature:
                 return entry  # opened by the request this one waited for
             try:
-                reader = IndexReader(path)
+                reader = open_reader(path)
             except IndexFileError:
                 time.sleep(REOPEN_RETRY_S)  # caught between the renames of an update: look again
-                signature = _signature(path)
-                reader = IndexReader(path)
+                signature = index_signature(path)
+                reader = open_reader(path)
+            if signature is None:  # a Milvus collection: the reader knows what it opened
+                signature = index_signature(path, reader)
             fresh = _OpenIndex(reader, signature, threading.Lock())
             with self._lock:
                 self._indexes[path] = fresh
@@ -364,19 +354,19 @@ class Engine:
             log.info("index %s changed on disk; opened again (%d records)", path, reader.info.count)
         return fresh
 
-    def named_index(self, name: str | None) -> Path:
+    def named_index(self, name: str | None) -> str:
         """An index named at start-up (by name, path or file stem); the first one when ``name`` is empty."""
         if not name:
             if self.default_index is None:
                 raise UsageError("this server was started without an index", hint="start it with --index FILE")
             return self.default_index
-        found = self.index_names.get(name) or self.index_names.get(str(Path(name).expanduser().resolve()))
+        found = self.index_names.get(name) or self.index_names.get(resolve_location(name))
         if found is None:
             raise LookupError(f"index {name!r} is not served here (served: {', '.join(self.served_indexes())})")
         return found
 
     def served_indexes(self) -> list[str]:
-        return sorted({path.stem for path in self.index_names.values()})
+        return sorted({short_name(path) for path in self.index_names.values()})
 
     def _served_names(self) -> list[str]:
         """The models named at start-up, then those of the named indexes, as they were named."""
@@ -605,7 +595,7 @@ class Engine:
         for path in sorted(set(self.index_names.values())):
             entry = opened.get(path)
             if entry is not None:
-                served_indexes.append({"name": path.stem, "path": str(path), "model": entry.reader.info.model,
+                served_indexes.append({"name": short_name(path), "path": str(path), "model": entry.reader.info.model,
                                        "records": entry.reader.info.count, "default": path == self.default_index})
         indexes = {str(path): {"records": entry.reader.info.count, "model": entry.reader.info.model,
                                "kind": entry.reader.info.kind, "searches": entry.searches}

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mmtools.errors import MmtoolsError, Problem
+from mmtools.index.backends import resolve_location
 from mmtools.serve import paths, protocol
 from mmtools.serve.engine import Engine, labelled
 
@@ -137,8 +138,8 @@ def _search(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[di
             pass
 
     index = header.get("index") or "idx.faiss"
-    if cwd and not os.path.isabs(index):
-        index = os.path.join(cwd, index)
+    if cwd:
+        index = resolve_location(index, cwd)
     k = header.get("k", 10)
     if not isinstance(k, int) or k < 1:
         raise protocol.ProtocolError("k must be a positive integer")

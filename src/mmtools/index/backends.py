@@ -1,0 +1,93 @@
+"""Where an index lives decides what opens it: the one seam between commands and index implementations.
+
+* a plain path (``idx.faiss``): a FAISS index and its SQLite metadata (``mmtools.index.store``);
+* ``milvus://HOST:PORT/COLLECTION``: a collection on a Milvus server or cluster (``mmtools.index.milvus``);
+* ``milvus-lite://PATH.db/COLLECTION``: a collection in a Milvus Lite file (embedded, the same API).
+
+Both implementations have the same reader (``info``, ``search``, ``get``, ``ids``, ``export``, ``close``) and
+writer (``add``, ``remove``, ``has``, ``stored``, ``check``, ``commit``, ``abort``, ``info``, ``summary``)
+and are context managers. Commands open indexes only through the functions here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mmtools.index.milvus import canonical_location, is_milvus_location, parse_location
+
+
+def open_reader(location: str | os.PathLike[str]) -> Any:
+    """An index opened for search (``IndexReader`` or ``MilvusReader``)."""
+    if is_milvus_location(location):
+        from mmtools.index.milvus import MilvusReader
+
+        return MilvusReader(str(location))
+    from mmtools.index.store import IndexReader
+
+    return IndexReader(location)
+
+
+def open_writer(location: str | os.PathLike[str], **options: Any) -> Any:
+    """An index opened for writing, with ``IndexWriter``'s keyword arguments (model, fingerprint, kind,
+    params, rebuild, compact, lock_timeout, on_wait)."""
+    if is_milvus_location(location):
+        from mmtools.index.milvus import MilvusWriter
+
+        return MilvusWriter(str(location), **options)
+    from mmtools.index.store import IndexWriter
+
+    return IndexWriter(location, **options)
+
+
+def index_exists(location: str | os.PathLike[str]) -> bool:
+    """Whether there is an index at ``location`` yet (a Milvus location asks the server)."""
+    if not is_milvus_location(location):
+        return Path(location).exists()
+    from mmtools.errors import IndexFileError
+
+    try:
+        with open_reader(location):
+            return True
+    except IndexFileError:
+        return False
+
+
+def resolve_location(location: str | os.PathLike[str], cwd: str | None = None) -> str:
+    """The same index named the same way from any folder: an absolute path, or the Milvus location (a
+    Milvus Lite path made absolute against ``cwd`` or the current folder)."""
+    if is_milvus_location(location):
+        text = str(location)
+        if cwd and text.startswith("milvus-lite://") and not text[len("milvus-lite://"):].startswith(("/", "~")):
+            text = "milvus-lite://" + os.path.join(cwd, text[len("milvus-lite://"):])
+        return canonical_location(text)
+    path = Path(location).expanduser()
+    if cwd and not path.is_absolute():
+        path = Path(cwd) / path
+    return str(path.resolve())
+
+
+def short_name(location: str | os.PathLike[str]) -> str:
+    """What a server calls the index: a file's stem, a Milvus collection's name."""
+    if is_milvus_location(location):
+        return parse_location(str(location)).short_name
+    return Path(location).stem
+
+
+def signature(location: str | os.PathLike[str], reader: Any = None) -> tuple | None:
+    """What changes when a write replaces the index, so that a warm reader knows to open it again. For
+    Milvus, the open ``reader`` is asked (searches already see every write; info changes need a new one);
+    None without one."""
+    if is_milvus_location(location):
+        return reader.signature() if reader is not None else None
+    from mmtools.index.store import metadata_path
+
+    result = []
+    for file in (location, metadata_path(location)):
+        try:
+            info = os.stat(file)
+            result.append((info.st_ino, info.st_mtime_ns, info.st_size))
+        except FileNotFoundError:
+            result.append(None)
+    return tuple(result)
