@@ -101,7 +101,8 @@ def search(
     batch_size: int = 64,
     on_problem: ProblemHandler = raise_problem,
 ) -> Iterator[Record]:
-    """Yield one record per hit: query_id, query, rank, score, then the stored record's fields.
+    """Yield one record per hit: query_id, query, rank, score, then the stored record's fields, with ``path``
+    made to open from the current folder (absolute, from the index's root or the record's absolute id).
 
     ``get_encoder`` is called only if some query needs encoding (ready vectors need no model).
     """
@@ -115,6 +116,8 @@ def search(
         for (query, _), hits in zip(ready, results):
             for rank, hit in enumerate(hits, 1):
                 stored = {key: value for key, value in hit.record.items() if key not in HIT_FIELDS}
+                if hit.path is not None:  # where the file opens from here (the stored path may be relative)
+                    stored["path"] = hit.path
                 yield {"query_id": query.id, "query": query.label, "rank": rank, "score": round(hit.score, 6),
                        **stored, "id": hit.id}
 

@@ -119,6 +119,8 @@ def index_command(
                 on_problem=report.problem, progress=bar)
         finally:
             bar.close()
+        for note in summary.notes:
+            report.warning(note)
         i = summary.info
         records_word = "record" if i.count == 1 else "records"
         compacted = "; compacted" if summary.compacted else ""
