@@ -114,7 +114,8 @@ def search(
     weights: list[float] | None = None,
     restore: Callable[[str], str] | None = None,
 ) -> Iterator[Record]:
-    """Yield one record per hit: query_id, query, rank, score, then the stored record's fields.
+    """Yield one record per hit: query_id, query, rank, score, then the stored record's fields, with ``path``
+    made to open from the current folder (absolute, from the index's root or the record's absolute id).
 
     ``mode`` names the ranking channels (``mmtools.ranking``: vector, keyword or hybrid); keyword and
     hybrid hits also say which channels found them (``matched``) and, where the words matched, a
@@ -143,6 +144,8 @@ def search(
             extra = {"query_restored": query.restored} if query.restored is not None else {}
             for rank, (score, hit, matched) in enumerate(fuse(lists, names, k, weights), 1):
                 stored = {key: value for key, value in hit.record.items() if key not in HIT_FIELDS}
+                if getattr(hit, "path", None) is not None:  # where the file opens from here
+                    stored["path"] = hit.path
                 found_by = {} if mode == "vector" else {"matched": matched, **(
                     {"snippet": hit.snippet} if hit.snippet is not None else {})}
                 yield {"query_id": query.id, "query": query.label, **extra, "rank": rank,

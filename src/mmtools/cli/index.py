@@ -124,6 +124,8 @@ def index_command(
                 on_problem=report.problem, progress=bar, text_fields=text_field or ())
         finally:
             bar.close()
+        for note in summary.notes:
+            report.warning(note)
         i = summary.info
         records_word = "record" if i.count == 1 else "records"
         compacted = "; compacted" if summary.compacted else ""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from mmtools.errors import IndexFileError, Problem, ProblemHandler, raise_problem
 from mmtools.images import canonical_path_id
 from mmtools.index.backends import index_exists, open_reader, open_writer, resolve_location
+from mmtools.index.locate import record_location, safe_path  # noqa: F401 (safe_path: re-exported)
 from mmtools.index.store import IndexInfo, RecordRejected, model_mismatch, models_match
 from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector,
                              record_id)
@@ -24,6 +26,7 @@ class IndexSummary:
     skipped: int
     unchanged: int = 0
     compacted: bool = False
+    notes: list[str] = field(default_factory=list)  # what the user should know about this write
 
 
 def index_records(
@@ -50,15 +53,17 @@ def index_records(
     skipped; records identical to the stored ones change nothing. ``model`` is the model records without an
     ``embedding_model`` field are taken to come from, and the model a new index must hold. ``remove_ids``
     that are not in the index are reported. With ``sync``, once the whole stream is read, records that were
-    not in it and whose file (``path``, resolved against ``root``) is gone are removed. Nothing is written
-    unless the whole stream was read. ``text_fields``: fields to index for full-text search besides the
-    usual ones (see ``mmtools.index.fulltext``); the index remembers them.
+    not in it and whose file is gone are removed: the file is located as ``record_location`` says (``root``,
+    else the root the index recorded, else the record's absolute id), never against the working folder; a
+    record whose file cannot be located is kept and reported. ``root`` is recorded in the index. Nothing is
+    written unless the whole stream was read. ``text_fields``: fields to index for full-text search besides
+    the usual ones (see ``mmtools.index.fulltext``); the index remembers them.
     """
     skipped = 0
     seen: set[str] = set()
     seen_videos: set[str] = set()  # videos whose frames came in this run: their other frames are stale
     with open_writer(path, model=model, kind=kind, params=params, rebuild=rebuild, compact=compact,
-                     lock_timeout=lock_timeout, on_wait=on_wait, text_fields=text_fields) as writer:
+                     lock_timeout=lock_timeout, on_wait=on_wait, text_fields=text_fields, root=root) as writer:
         for item_id in writer.remove(remove_ids):
             as_path = canonical_path_id(item_id, None if root is None else str(root))
             if as_path == item_id or writer.remove([as_path]):  # a path is also tried as the file's id
@@ -84,20 +89,26 @@ def index_records(
             if progress:
                 progress(1)
         if sync:
-            writer.remove(gone_records(writer.stored(), seen, root, replaced_videos=seen_videos))
+            def unlocated(item_id: str) -> None:
+                on_problem(Problem(item_id, "its file cannot be located from here (a relative path and no "
+                                            "--root), kept"))
+
+            writer.remove(list(gone_records(writer.stored(), seen, writer.root, on_unlocated=unlocated,
+                                         replaced_videos=seen_videos)))
     summary = writer.summary
     return IndexSummary(writer.info, summary.added, summary.replaced, summary.removed, skipped,
-                        summary.unchanged, summary.compacted)
+                        summary.unchanged, summary.compacted, list(summary.notes))
 
 
-def gone_records(stored: Iterable[tuple[str, Record]], seen: set[str],
-                 root: str | os.PathLike[str] | None, replaced_videos: set[str] = frozenset()) -> Iterator[str]:
+def gone_records(stored: Iterable[tuple[str, Record]], seen: set[str], root: str | os.PathLike[str] | None,
+                 on_unlocated: Callable[[str], None] | None = None,
+                 replaced_videos: set[str] = frozenset()) -> Iterator[str]:
     """Ids of stored records not ``seen`` in this run whose file no longer exists, and frames not seen of
     the ``replaced_videos`` (a video is one source: frames of a changed video are all new).
 
     A record whose file still exists stays (the run that fed the index may have stopped early), and so does
-    one with no ``path``, or, when ``root`` is given, one whose path leads outside ``root``: the metadata
-    never steers mmtools outside the folder the user named.
+    one with no ``path``, one whose path leads outside ``root`` (the metadata never steers mmtools outside the
+    folder the user named), and one whose file cannot be located for certain (``on_unlocated`` is told).
     """
     from mmtools.index.store import canonical_item_id
 
@@ -108,22 +119,15 @@ def gone_records(stored: Iterable[tuple[str, Record]], seen: set[str],
         if replaced_videos and video_of(record) in replaced_videos:
             yield item_id
             continue
-        where = safe_path(record.get("path"), root)
-        if where is not None and not os.path.lexists(where):
+        path = record.get("path")
+        if not isinstance(path, str) or not path:
+            continue
+        where = record_location(item_id, path, root)
+        if where is None:
+            if on_unlocated is not None:
+                on_unlocated(item_id)
+        elif not os.path.lexists(where):
             yield item_id
-
-
-def safe_path(path: object, root: str | os.PathLike[str] | None) -> str | None:
-    """``path`` resolved against ``root``, or None if it is not a string or would lead outside ``root``."""
-    if not isinstance(path, str) or not path or "\0" in path:
-        return None
-    if root is None:
-        return path
-    base = os.path.abspath(root)
-    resolved = os.path.normpath(os.path.join(base, path))
-    if os.path.commonpath([base, resolved]) != base:
-        return None
-    return resolved
 
 
 def merge_parts(parts: Iterable[str | os.PathLike[str]], into: str | os.PathLike[str] | None = None

@@ -85,6 +85,7 @@ def build_empty(kind: str, dim: int, params: dict[str, int], train_vectors: Any 
     if kind == "ivf":
         coarse = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, faiss.ScalarQuantizer.QT_8bit,
                                                faiss.METRIC_INNER_PRODUCT)
+        coarse.cp.min_points_per_centroid = 1  # a small sample is said once, by training_note
         coarse.train(train_vectors)
         return faiss.IndexIDMap2(faiss.IndexRefineFlat(coarse)), {"on": count, "nlist": nlist}
     if kind == "ivfpq":
@@ -92,9 +93,25 @@ def build_empty(kind: str, dim: int, params: dict[str, int], train_vectors: Any 
         # Fewer codes per sub-quantiser for a small sample: FAISS wants 39 training points per code.
         nbits = max(1, min(params["nbits"], int(math.log2(max(2, count // POINTS_PER_LIST)))))
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_m, nbits, faiss.METRIC_INNER_PRODUCT)
+        # FAISS warns once per sub-quantiser (16 times) about a small sample; training_note says it once.
+        index.cp.min_points_per_centroid = 1
+        index.pq.cp.min_points_per_centroid = 1
         index.train(train_vectors)
         return index, {"on": count, "nlist": nlist, "pq_m": pq_m, "nbits": nbits}
     raise ValueError(f"unknown index kind {kind!r}")
+
+
+def training_note(kind: str, trained: dict[str, int]) -> str | None:
+    """A sentence for the user when an IVF index was trained on fewer vectors than its codes want."""
+    count = trained.get("on", 0)
+    if not needs_training(kind) or not count:
+        return None
+    wanted = POINTS_PER_LIST * max(trained.get("nlist", 1), 2 ** trained.get("nbits", 0))
+    if count >= wanted:
+        return None
+    return (f"{kind} index trained on only {count} vectors (its codes want {wanted}); search is approximate "
+            f"and coarse until it grows (it is retrained at {RETRAIN_GROWTH}x its sample); a flat index is "
+            "exact and fast at this size")
 
 
 def set_search_params(index: Any, kind: str, params: dict[str, int]) -> None:

@@ -428,7 +428,8 @@ class MilvusWriter:
     def __init__(self, location: str, *, model: str | None = None, fingerprint: str | None = None,
                  kind: str | None = None, params: dict[str, int] | None = None, rebuild: bool = False,
                  compact: bool = False, lock_timeout: float | None = None,
-                 on_wait: Callable[[], None] | None = None, text_fields: Any = ()):
+                 on_wait: Callable[[], None] | None = None, text_fields: Any = (), root: Any = None):
+        self.root = None  # records keep their absolute ids; a --root is not recorded in a collection
         if text_fields:
             from mmtools.errors import UsageError
 

@@ -35,6 +35,7 @@ from mmtools import __version__
 from mmtools.atomic import fsync_directory
 from mmtools.errors import IndexFileError
 from mmtools.index import filters, fulltext, kinds
+from mmtools.index.locate import as_opened_from_here, record_location, root_fields, stored_root
 from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, encode_vector,
                              replace_atomically, temp_path_beside)
 
@@ -88,6 +89,8 @@ class IndexInfo:
     fingerprint: str = ""  # of the model's weights and text rules; "" when unknown
     generation: str = ""  # of the write that made both files
     trained: dict[str, int] = field(default_factory=dict)  # IVF: vectors trained on, lists built...
+    root: str = ""  # of a rooted index (--root), absolute; relative record paths are inside it
+    root_from_index: str = ""  # ... and as seen from the index's folder, so the two can move together
     format_version: int = FORMAT_VERSION
     mmtools_version: str = __version__
     created_at: float = 0.0
@@ -119,6 +122,7 @@ class Hit:
     id: str
     score: float
     record: dict[str, Any]
+    path: str | None = None  # the record's file, locatable from any working folder; None when unknown
 
 
 # ------------------------------------------------------------------------------------------------ models
@@ -329,14 +333,27 @@ class IndexReader:
                 live = [(float(s), int(r)) for s, r in zip(query_scores, query_rows) if int(r) in found]
                 if rerank:
                     live = sorted(((float(np.dot(query, found[r][2])), r) for _, r in live), reverse=True)
-                hits = [Hit(found[r][0], s, found[r][1]) for s, r in live[:k]
-                        if min_score is None or s >= min_score]
+                hits = [Hit(found[r][0], s, found[r][1], self.hit_path(found[r][0], found[r][1]))
+                        for s, r in live[:k] if min_score is None or s >= min_score]
                 # Tombstones crowded live records out of the candidates: fetch more.
                 short |= len(live) < min(k, self.info.count) and np.count_nonzero(query_rows >= 0) == want
                 results.append(hits)
             if not short or want >= self.info.ntotal:
                 return results
             fetch *= 4
+
+    @property
+    def root(self) -> str | None:
+        """The root folder of a rooted index (where it is now), else None."""
+        return stored_root(self.path, self.info.root, self.info.root_from_index)
+
+    def hit_path(self, item_id: str, record: dict[str, Any]) -> str | None:
+        """The record's file as a path that opens from the current folder, else its stored ``path``."""
+        path = record.get("path")
+        located = record_location(item_id, path, self.root)
+        if located is not None:
+            return as_opened_from_here(located)
+        return path if isinstance(path, str) else None
 
     def _records(self, rows: set[int], with_vectors: bool = False) -> dict[int, tuple]:
         import numpy as np
@@ -426,6 +443,7 @@ class WriteSummary:
     removed: int = 0
     unchanged: int = 0
     compacted: bool = False
+    notes: list[str] = field(default_factory=list)  # what the user should know (e.g. a small IVF sample)
 
 
 class IndexWriter:
@@ -440,7 +458,8 @@ class IndexWriter:
     def __init__(self, path: str | os.PathLike[str], *, model: str | None = None, fingerprint: str | None = None,
                  kind: str | None = None, params: dict[str, int] | None = None, rebuild: bool = False,
                  compact: bool = False, lock_timeout: float | None = None,
-                 on_wait: Callable[[], None] | None = None, text_fields: Iterable[str] = ()):
+                 on_wait: Callable[[], None] | None = None, text_fields: Iterable[str] = (),
+                 root: str | os.PathLike[str] | None = None):
         self.path = Path(path)
         self.meta_path = metadata_path(self.path)
         self.summary = WriteSummary()
@@ -453,6 +472,7 @@ class IndexWriter:
         self._on_disk: Path | None = None  # the existing FAISS file, until it is loaded
         self._changed = False  # anything to write at all
         self._installing = False
+        self._trained_now = False
         self._pending_ids: list[int] = []
         self._pending_vectors: list[Any] = []
         self._rows_to_remove: list[int] = []
@@ -461,6 +481,8 @@ class IndexWriter:
             self._open(model, fingerprint, kind, params or {}, rebuild)
             self._fulltext = fulltext.FullTextWriter(self._db, list(text_fields), self.stored)  # full text
             self._changed |= self._fulltext.changed  # full text: new tables or fields to fill
+            if root is not None:
+                self._set_root(root)
         except BaseException:
             self.abort()
             raise
@@ -520,6 +542,17 @@ class IndexWriter:
         # Atomicity comes from the renames, not from SQLite's journal: keep it in memory, leave no files.
         self._db.execute("PRAGMA journal_mode=MEMORY")
         self._db.execute("PRAGMA synchronous=OFF")
+
+    def _set_root(self, root: str | os.PathLike[str]) -> None:
+        absolute, from_index = root_fields(self.path, root)
+        if (self.info.root, self.info.root_from_index) != (absolute, from_index):
+            self.info.root, self.info.root_from_index = absolute, from_index
+            self._changed = True
+
+    @property
+    def root(self) -> str | None:
+        """The root folder of a rooted index, else None."""
+        return stored_root(self.path, self.info.root, self.info.root_from_index)
 
     def _update_params(self, params: dict[str, int]) -> None:
         """Search-time parameters of an existing index can change; build-time ones need a rebuild."""
@@ -655,6 +688,7 @@ class IndexWriter:
             if self._faiss is None:
                 self._faiss, self.info.trained = kinds.build_empty(self.info.kind, self.info.dim,
                                                                    self.info.params, vectors)
+                self._trained_now = True
             self._faiss.add_with_ids(vectors, np.asarray(self._pending_ids, dtype=np.int64))
             self._pending_ids.clear()
             self._pending_vectors.clear()
@@ -685,6 +719,7 @@ class IndexWriter:
                 sample = vectors[np.sort(chosen)]
             self._faiss, self.info.trained = kinds.build_empty(self.info.kind, self.info.dim, self.info.params,
                                                                np.ascontiguousarray(sample))
+            self._trained_now = True
         else:
             self._faiss.reset()  # keeps what training learnt (IVF lists), drops every vector
         for start in range(0, len(rows), ADD_CHUNK):
@@ -726,6 +761,8 @@ class IndexWriter:
             self._load()
             self._maybe_compact(info.count)
             info.ntotal = int(self._faiss.ntotal)
+            if self._trained_now and (note := kinds.training_note(info.kind, info.trained)):
+                self.summary.notes.append(note)
             info.updated_at = time.time()
             info.generation = uuid.uuid4().hex
             self._faiss_tmp = temp_path_beside(self.path)
