@@ -480,13 +480,14 @@ def save_untrained(options: ModelOptions, directory: str | Path) -> Path:
 def load_pairs(path: str | Path, what: str, *, image_column: str = "path",
                caption_columns: Sequence[str] = ("caption", "captions"), strict: bool = False,
                on_problem: ProblemHandler = raise_problem) -> list[Example]:
-    """Captioned images from a JSONL or CSV file: rows without an image or a caption and images that do not
-    open are reported and left out (``strict``: a bad image stops everything)."""
-    from mmtools.train.data import check_images, read_examples, require_examples
+    """Captioned images from a JSONL or CSV file, one example per image (rows naming the same file, one per
+    caption, are grouped): rows without an image or a caption and images that do not open are reported and
+    left out (``strict``: a bad image stops everything)."""
+    from mmtools.train.data import check_images, group_by_image, read_examples, require_examples
 
     examples = read_examples(path, image_column=image_column, text_columns=tuple(caption_columns),
                              on_problem=on_problem)
-    pairs = usable_pairs(examples, what, on_problem)
+    pairs = group_by_image(usable_pairs(examples, what, on_problem))
     checked = check_images(pairs, strict=strict, on_problem=on_problem)
     return require_examples(checked, what, need_image=True, need_text=True)
 
