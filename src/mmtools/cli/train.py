@@ -62,7 +62,10 @@ def retrieval_command(
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=2, help="Pairs per step "
                                                       "[default: 32; phoclip: 64].")] = None,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", min=1, help="Batches per optimiser step.")] = 1,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", min=1, help="Batches per optimiser step, their "
+                                            "gradients averaged. Saves memory, but each batch stays its own "
+                                            "contrastive problem: a pair sees only the negatives of its own "
+                                            "--batch-size, not those of the larger batch.")] = 1,
     lr_image: Annotated[float, typer.Option("--lr-image", min=0.0, help="Learning rate of the image tower.")]
         = 1e-4,
     lr_text: Annotated[float, typer.Option("--lr-text", min=0.0, help="Learning rate of the text tower.")] = 1e-5,

@@ -258,6 +258,10 @@ def contrastive_loss(images: torch.Tensor, texts: torch.Tensor, scale: torch.Ten
 class RetrievalTask:
     """The engine's TrainTask for dual encoders."""
 
+    # Each batch is its own contrastive problem: accumulating gradients over batches does not give the
+    # loss of one larger batch (its negatives); the engine's hints say so.
+    contrastive = True
+
     def __init__(self, built: BuiltModel, options: ModelOptions, val_examples: Sequence[Example] = (),
                  *, eval_batch_size: int = 64, workers: int = 0):
         from mmtools.models.hf_dual import processor_image_size
@@ -494,7 +498,11 @@ def load_pairs(path: str | Path, what: str, *, image_column: str = "path",
 
 def memory_hint(batch_size: int) -> str:
     half = max(1, batch_size // 2)
-    return f"try --batch-size {half}" + (" (and --grad-accum 2 to keep the effective batch)" if half > 1 else "")
+    if half == 1:
+        return "try --batch-size 1"
+    return (f"try --batch-size {half}; --grad-accum 2 keeps {batch_size} pairs per update, but each pair is "
+            f"still contrasted with the {half - 1} others of its own batch only (fewer negatives than "
+            f"--batch-size {batch_size})")
 
 
 def fit_with_memory_hint(run: Callable[[], TrainResult], batch_size: int) -> TrainResult:
