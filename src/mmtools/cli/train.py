@@ -114,8 +114,11 @@ def retrieval_command(
 
     Example: mmtools train retrieval --data train.jsonl --val val.jsonl --base siglip2-base -o my-model
     """
-    with command_session("train retrieval") as report:
+    with command_session("train retrieval") as session:
+        from mmtools.cli.ranks import skipped_summary, speaking_rank
         from mmtools.train.engine import TrainConfig
+
+        report = speaking_rank(session)
         from mmtools.train.retrieval import PRESETS, ModelOptions, fit_with_memory_hint, load_pairs, train_retrieval
 
         chosen = PRESETS[preset.value] if preset else {}
@@ -166,6 +169,7 @@ def retrieval_command(
         report.info(f"best epoch {result.best_epoch} of {result.epochs_run}"
                     f"{' (stopped early)' if result.stopped_early else ''}: {monitor} {best.get(monitor)}; "
                     f"use it with --model {output}")
+        skipped_summary(report, output)
 
 
 def _resolved(path: str | None) -> str | None:

@@ -151,9 +151,13 @@ def gather_for_loss(tensor: Any) -> Any:
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return tensor
+    import warnings
+
     from torch.distributed.nn.functional import all_gather
 
-    parts = list(all_gather(tensor))
+    with warnings.catch_warnings():  # deprecated for a private API; still the one that carries gradients
+        warnings.simplefilter("ignore", FutureWarning)
+        parts = list(all_gather(tensor))
     rank = dist.get_rank()
     return torch.cat([parts[rank]] + parts[:rank] + parts[rank + 1:])
 
