@@ -94,3 +94,37 @@ def test_fusion_of_two_complementary_models_beats_each():
     assert r1(fuse_score_blocks([a, b])) == 1.0
     assert r1(fuse_score_blocks([a, b], weights=[1.0, 0.0])) == r1(a)  # weight 0: the other model alone
     assert r1(fuse_score_blocks([a, b], weights=[1.0, 1.0])) == 1.0  # weighted normalised scores
+
+
+def test_non_finite_vectors_get_the_worst_rank_not_rank_0():
+    # A model that overflowed (fp16 on a GPU) gives NaN vectors: they must not read as perfect recall.
+    images = basis(5)
+    texts = basis(5).copy()
+    texts[:] = np.nan
+    report = retrieval_metrics(RetrievalSet(images, texts, list(range(5))))
+    assert report["t2i"]["R@1"] == 0.0 and report["t2i"]["median_rank"] == 5.0
+    assert report["i2t"]["R@1"] == 0.0 and report["i2t"]["median_rank"] == 5.0
+    images[2] = np.nan  # one NaN image among good ones: only its own queries suffer
+    report = retrieval_metrics(RetrievalSet(images, basis(5), list(range(5))))
+    assert report["t2i"]["R@1"] == 80.0
+
+
+def test_a_constant_model_fused_with_itself_scores_like_itself():
+    from mmtools.evaluate.retrieval import fused_metrics
+
+    constant = RetrievalSet(np.ones((20, 4), np.float32) / 2, np.ones((20, 4), np.float32) / 2, list(range(20)))
+    alone = retrieval_metrics(constant)
+    for weights in (None, [1.0, 1.0]):
+        fused, _ = fused_metrics([constant, constant], weights)
+        assert fused["t2i"] == alone["t2i"] and fused["t2i"]["R@5"] == 0.0  # no tie broken by row order
+        assert fused["i2t"]["R@5"] == 0.0
+
+
+def test_rrf_gives_tied_candidates_their_worst_rank():
+    from mmtools.evaluate.ranks import tied_worst_ranks
+    from mmtools.fusion import RRF_K
+
+    block = np.array([[0.5, 0.9, 0.5, 0.1, np.nan]])
+    assert tied_worst_ranks(block).tolist() == [[3, 1, 3, 4, 5]]
+    fused = fuse_score_blocks([block, block])
+    assert fused[0, 0] == fused[0, 2] == pytest.approx(2 / (RRF_K + 3))

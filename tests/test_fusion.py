@@ -34,3 +34,12 @@ def test_bad_weights_are_usage_errors():
 def test_an_id_repeated_in_one_list_counts_once():
     fused = fuse_rankings([[("x", 0.9), ("x", 0.8), ("y", 0.7)]])
     assert [hit.id for hit in fused] == ["x", "y"]
+
+
+def test_tied_scores_share_their_worst_rank():
+    # Two models that cannot tell x from y: the order they happen to be listed in must not decide.
+    a = [("x", 0.5), ("y", 0.5), ("z", 0.1)]
+    b = [("x", 0.7), ("y", 0.7), ("z", 0.2)]
+    fused = fuse_rankings([a, b])
+    assert fused[0].members[0][0] == fused[1].members[0][0] == 2
+    assert fused[0].score == fused[1].score == pytest.approx(2 / (RRF_K + 2))

@@ -140,6 +140,20 @@ def test_which_records_a_tagger_can_read(modality, fusion, record, problem):
         assert reason is not None and problem in reason
 
 
+@pytest.mark.parametrize("modality,fusion,readable", [("image", "concat", True), ("both", "late", True),
+                                                     ("both", "concat", False)])
+def test_image_files_and_folders_are_tagged_by_taggers_that_read_images_alone(photos, modality, fusion, readable):
+    # `mmtools tag --model TAGGER photos/`: a file has no text by construction (a JSONL record must say so).
+    from mmtools.tag.inputs import records_from_inputs
+    from mmtools.tag.trained import missing_modality, record_input
+
+    records = list(records_from_inputs([str(photos)]))
+    assert len(records) == 8
+    reasons = [missing_modality(spec(modality, fusion), record_input(r, ["text"]), ["text"]) for r in records]
+    assert all((reason is None) == readable for reason in reasons)
+    assert missing_modality(spec("both", "late"), record_input(dict(records[0]), ["text"]), ["text"]) is not None
+
+
 def test_metrics_on_known_answers():
     gold = [["a", "b"], ["a"], ["c"], []]
     predicted = [["a"], ["a", "b"], ["c"], ["c"]]

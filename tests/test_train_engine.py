@@ -111,3 +111,67 @@ def test_the_cli_choices_are_the_engines():
     from mmtools.train.engine import PRECISIONS, SCHEDULES
 
     assert tuple(s.value for s in Schedule) == SCHEDULES and tuple(p.value for p in Precision) == PRECISIONS
+
+
+def test_a_plateau_in_the_frozen_stage_moves_on_to_the_next_stage(tmp_path):
+    # Early stopping in stage 1 (a frozen body) must not end the run: the body would never learn.
+    seen = []
+    result, task = train(tmp_path / "run", patience=2, constant_metric=True, on_metrics=seen.append,
+                         stages=[Stage(6, trainable={"head"}), Stage(6)])
+    assert [m["stage"] for m in seen] == [1, 1, 1, 2, 2]  # 3 epochs of stage 1, then stage 2 until its plateau
+    assert result.stopped_early and result.epochs_run == 5
+    torch.manual_seed(0)
+    assert not torch.equal(task.model[0].weight.detach(), torch.nn.Linear(4, 16).weight)  # the body learnt
+
+
+def test_a_run_resumed_after_a_stage_plateau_starts_the_next_stage(tmp_path):
+    def stop_after_three(metrics):
+        if metrics["epoch"] == 3:
+            raise KeyboardInterrupt
+
+    stages = [Stage(6, trainable={"head"}), Stage(6)]
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "run", patience=2, constant_metric=True, stages=stages, on_metrics=stop_after_three)
+    seen = []
+    train(tmp_path / "run", patience=2, constant_metric=True, stages=stages, resume=True, on_metrics=seen.append)
+    assert [m["stage"] for m in seen] == [2, 2]
+
+
+class OnesTask:
+    """loss = w * mean(x) with every x = 1: each batch's gradient is exactly 1."""
+
+    def __init__(self):
+        self.model = torch.nn.Linear(1, 1, bias=False)
+
+    def param_groups(self):
+        return [{"name": "w", "params": list(self.model.parameters()), "lr": 1e-3}]
+
+    def collate(self, items):
+        return torch.stack(items)
+
+    def loss(self, model, batch):
+        return model(batch).mean()
+
+    def evaluate(self, model):
+        return {}
+
+    def save(self, model, directory):
+        (directory / "mmtools.json").write_text("{}")
+
+
+def test_accumulated_gradients_are_averaged_over_the_true_window(tmp_path):
+    # 3 batches with --grad-accum 2: windows of 2 and 1; the short one is not divided by 2.
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    from mmtools.train.engine import TrainConfig, Trainer
+
+    seen = []
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: seen.append(optimizer.param_groups[0]["params"][0].grad.item()))
+    try:
+        config = TrainConfig(epochs=1, batch_size=4, grad_accum=2, workers=0, patience=None, device="cpu",
+                             max_grad_norm=None)
+        Trainer(OnesTask(), [torch.ones(1)] * 12, config, tmp_path / "run").fit()
+    finally:
+        handle.remove()
+    assert seen == [pytest.approx(1.0), pytest.approx(1.0)]

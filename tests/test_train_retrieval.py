@@ -166,3 +166,19 @@ def test_siglip_fine_tunes_with_the_sigmoid_loss_and_no_mask(demo, siglip_dir, t
     from mmtools.evaluate.retrieval import encode_examples, retrieval_metrics
 
     assert retrieval_metrics(encode_examples(encoder, examples[:8]))["t2i"] == direct["t2i"]
+
+
+def test_an_fp16_base_trains_in_fp32_with_a_finite_loss(demo, clip_dir, tmp_path):
+    # A checkpoint saved in fp16 (common on the hub) used to train in fp16 and go NaN even on a CPU.
+    import shutil
+
+    from transformers import AutoModel
+
+    half = tmp_path / "clip-fp16"
+    shutil.copytree(clip_dir, half)
+    AutoModel.from_pretrained(clip_dir).half().save_pretrained(half)
+    examples = load_pairs(demo["train"], "training data")[:32]
+    config = TrainConfig(epochs=1, batch_size=8, workers=0, device="cpu", patience=None, precision="fp32")
+    result = train_retrieval(examples, examples[:8], ModelOptions(base=str(half)), config, tmp_path / "run")
+    assert np.isfinite(result.best_metrics["train_loss"])
+    assert result.best_metrics["val_mean_recall"] >= 0

@@ -1,7 +1,8 @@
 """Combining the rankings of several models into one: reciprocal rank fusion, or weighted normalised scores.
 
 Reciprocal rank fusion (Cormack et al. 2009) needs no calibration between models: a candidate scores
-sum_m w_m / (RRF_K + rank_m), ranks counted from 1, nothing from a ranking that does not hold it. Weighted
+sum_m w_m / (RRF_K + rank_m), ranks counted from 1 (tied scores share the worst of their ranks, so the order
+a model happens to list them in decides nothing), nothing from a ranking that does not hold it. Weighted
 score fusion min-max normalises each model's scores over its own list, then adds them with the given weights
 (the design's CLIP 30% + BEiT-3 70%). Whether a fusion beats its best member is an empirical question:
 ``eval retrieval`` reports both side by side.
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mmtools.errors import ProblemHandler, UsageError, raise_problem
+from mmtools.evaluate.ranks import comparable_scores, tied_worst_list_ranks, tied_worst_ranks
 
 RRF_K = 60
 METHODS = ("rrf", "weighted")
@@ -51,13 +53,14 @@ def fuse_rankings(rankings: Sequence[Sequence[tuple[str, float]]], *, weights: S
     weights = check_weights(weights, len(rankings))
     hits: dict[str, FusedHit] = {}
     for member, (ranking, weight) in enumerate(zip(rankings, weights)):
-        scores = [score for _, score in ranking]
-        low, high = (min(scores), max(scores)) if scores else (0.0, 0.0)
-        seen = set()
-        for rank, (item, score) in enumerate(ranking, 1):
-            if item in seen:  # a ranking that repeats an id: its best rank counts
-                continue
-            seen.add(item)
+        distinct: dict[str, float] = {}
+        for item, score in ranking:  # a ranking that repeats an id: its best entry counts
+            distinct.setdefault(item, score)
+        scores = comparable_scores(list(distinct.values())).tolist()
+        finite = [score for score in scores if score != float("-inf")]
+        low, high = (min(finite), max(finite)) if finite else (0.0, 0.0)
+        for rank, (item, score) in zip(tied_worst_list_ranks(scores), zip(distinct, scores)):
+            score = max(score, low)  # a non-finite score counts as the list's worst
             hit = hits.setdefault(item, FusedHit(item, 0.0))
             hit.members[member] = (rank, score)
             if method == "rrf":
@@ -80,14 +83,13 @@ def fuse_score_blocks(blocks: Sequence[Any], *, weights: Sequence[float] | None 
     weights = check_weights(weights, len(blocks))
     fused = np.zeros(np.asarray(blocks[0]).shape, dtype=np.float64)
     for block, weight in zip(blocks, weights):
-        block = np.asarray(block, dtype=np.float64)
         if method == "rrf":
-            order = np.argsort(-block, axis=1, kind="stable")
-            ranks = np.empty_like(order)
-            rows = np.arange(block.shape[0])[:, None]
-            ranks[rows, order] = np.arange(1, block.shape[1] + 1)[None, :]
-            fused += weight / (RRF_K + ranks)
+            fused += weight / (RRF_K + tied_worst_ranks(block))
         else:
+            block = comparable_scores(block)
+            finite = np.isfinite(block)
+            worst = np.where(finite, block, np.inf).min(axis=1, keepdims=True)
+            block = np.where(finite, block, np.where(np.isfinite(worst), worst, 0.0))  # non-finite: the worst
             low, high = block.min(axis=1, keepdims=True), block.max(axis=1, keepdims=True)
             span = np.where(high > low, high - low, 1.0)
             fused += weight * np.where(high > low, (block - low) / span, 1.0)

@@ -62,7 +62,10 @@ def retrieval_command(
     epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", min=2, help="Pairs per step "
                                                       "[default: 32; phoclip: 64].")] = None,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", min=1, help="Batches per optimiser step.")] = 1,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", min=1, help="Batches per optimiser step, their "
+                                            "gradients averaged. Saves memory, but each batch stays its own "
+                                            "contrastive problem: a pair sees only the negatives of its own "
+                                            "--batch-size, not those of the larger batch.")] = 1,
     lr_image: Annotated[float, typer.Option("--lr-image", min=0.0, help="Learning rate of the image tower.")]
         = 1e-4,
     lr_text: Annotated[float, typer.Option("--lr-text", min=0.0, help="Learning rate of the text tower.")] = 1e-5,
@@ -111,8 +114,11 @@ def retrieval_command(
 
     Example: mmtools train retrieval --data train.jsonl --val val.jsonl --base siglip2-base -o my-model
     """
-    with command_session("train retrieval") as report:
+    with command_session("train retrieval") as session:
+        from mmtools.cli.ranks import skipped_summary, speaking_rank
         from mmtools.train.engine import TrainConfig
+
+        report = speaking_rank(session)
         from mmtools.train.retrieval import PRESETS, ModelOptions, fit_with_memory_hint, load_pairs, train_retrieval
 
         chosen = PRESETS[preset.value] if preset else {}
@@ -163,6 +169,7 @@ def retrieval_command(
         report.info(f"best epoch {result.best_epoch} of {result.epochs_run}"
                     f"{' (stopped early)' if result.stopped_early else ''}: {monitor} {best.get(monitor)}; "
                     f"use it with --model {output}")
+        skipped_summary(report, output)
 
 
 def _resolved(path: str | None) -> str | None:

@@ -7,7 +7,8 @@ Each text names one image; an image may have several captions.
 
 Recall@K is the share of queries whose rank is at most K, in percent; median and mean rank are over the
 same ranks. Ties count against the model: a candidate scoring exactly as high as the right one ranks before
-it, so a model that gives every input the same vector scores at chance, not at 100.
+it, so a model that gives every input the same vector scores at chance, not at 100. A non-finite score
+(NaN from an fp16 overflow) ranks last (mmtools.evaluate.ranks), never first.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from mmtools.errors import MmtoolsError
+from mmtools.evaluate.ranks import comparable_scores
+
 DEFAULT_KS = (1, 5, 10)
+NON_FINITE_HINT = ("on a GPU this is most often an fp16 overflow: evaluate with --device cpu, or retrain / "
+                   "export the model in fp32 or bf16")
+
+
+class NonFiniteEmbeddings(MmtoolsError):
+    """A model gave NaN or infinite vectors: its metrics would mean nothing."""
 CHUNK = 1024  # queries scored at a time: memory stays CHUNK x candidates
 
 # One score matrix per query chunk: (queries, candidates) for rows ``start:stop`` of the query set.
@@ -57,7 +67,7 @@ def text_to_image_ranks(scores: ScoreFunction, n_texts: int, text_image: Any) ->
     ranks = np.empty(n_texts, dtype=np.int64)
     for start in range(0, n_texts, CHUNK):
         stop = min(n_texts, start + CHUNK)
-        block = np.asarray(scores(start, stop))
+        block = comparable_scores(scores(start, stop))
         right = block[np.arange(stop - start), text_image[start:stop]][:, None]
         ranks[start:stop] = (block >= right).sum(axis=1)  # itself included: the best is rank 1
     return ranks
@@ -72,7 +82,7 @@ def image_to_text_ranks(scores: ScoreFunction, n_images: int, text_image: Any) -
     ranks = np.full(n_images, -1, dtype=np.int64)
     for start in range(0, n_images, CHUNK):
         stop = min(n_images, start + CHUNK)
-        block = np.asarray(scores(start, stop))
+        block = comparable_scores(scores(start, stop))
         own = text_image[None, :] == np.arange(start, stop)[:, None]  # (images, texts)
         best_own = np.where(own, block, -np.inf).max(axis=1)[:, None]
         # Ties against the model, but the image's other captions never push its best one down.
@@ -143,15 +153,28 @@ def encode_examples(encoder: Any, examples: Sequence[Any], *, batch_size: int = 
                 on_problem(Problem(f"{example.image} ({example.where})", f"{exc}, skipped"))
         if not kept:
             continue
-        image_vectors.append(encoder.encode_images(images))
+        image_vectors.append(require_finite(encoder.encode_images(images), encoder.name, "images"))
         texts = [text for example in kept for text in example.texts]
         base = sum(len(v) for v in image_vectors) - len(kept)
         text_image.extend(base + i for i, example in enumerate(kept) for _ in example.texts)
         for text_start in range(0, len(texts), batch_size):
-            text_vectors.append(encoder.encode_texts(texts[text_start:text_start + batch_size]))
+            text_vectors.append(require_finite(encoder.encode_texts(texts[text_start:text_start + batch_size]),
+                                               encoder.name, "texts"))
     if not image_vectors:
         raise ValueError("no image of the evaluation set could be read")
     return RetrievalSet(np.concatenate(image_vectors), np.concatenate(text_vectors), text_image)
+
+
+def require_finite(vectors: Any, model: str, what: str) -> Any:
+    """``vectors``, or NonFiniteEmbeddings naming the model when any of them holds NaN or infinity."""
+    import numpy as np
+
+    vectors = np.asarray(vectors)
+    bad = ~np.isfinite(vectors).all(axis=1) if vectors.ndim == 2 else ~np.isfinite(vectors)
+    if bad.any():
+        raise NonFiniteEmbeddings(f"model {model} gave NaN or infinite vectors for {int(bad.sum())} of "
+                                  f"{len(bad)} {what}; its recall would mean nothing", hint=NON_FINITE_HINT)
+    return vectors
 
 
 def set_from_records(image_records: Sequence[dict[str, Any]], text_records: Sequence[dict[str, Any]],

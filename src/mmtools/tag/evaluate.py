@@ -10,7 +10,7 @@ from mmtools.tag.batches import Sample
 from mmtools.tag.data import example_text
 from mmtools.tag.metrics import tagging_report
 from mmtools.tag.trained import (RecordInput, TrainedTagger, describe_modalities, missing_modality, predict)
-from mmtools.train.data import Example
+from mmtools.train.data import Example, group_by_image
 
 log = logging.getLogger("mmtools")
 
@@ -38,6 +38,8 @@ def evaluate_tagger(tagger: TrainedTagger, examples: Sequence[Example], *, thres
     counted under ``skipped``.
     """
     thresholds = tagger.effective_thresholds(threshold)
+    if tagger.spec.modality == "image":  # one picture on several rows (one per caption) is one example
+        examples = group_by_image(examples)
     skipped = [0]
     gold: list[list[str]] = []
     predicted: list[list[str]] = []

@@ -94,8 +94,12 @@ def record_input(record: Record, text_fields: Sequence[str], image_field: str = 
     image = None
     if isinstance(path, str) and path:
         image = path if os.path.isabs(path) or root is None else os.path.join(root, path)
+    from mmtools.tag.inputs import ImageFileRecord
+
+    from_image_file = isinstance(record, ImageFileRecord)  # an image given as a file: it has no text
     return RecordInput(text=" ".join(texts) if texts else None, image=image,
-                       no_text=all(name in record and record[name] is None for name in text_fields),
+                       no_text=from_image_file or all(name in record and record[name] is None
+                                                      for name in text_fields),
                        no_image=image_field in record and record[image_field] is None)
 
 

@@ -20,7 +20,7 @@ from mmtools.tag.data import example_text
 from mmtools.tag.metrics import micro_f1, tagging_report, tune_thresholds
 from mmtools.tag.model import FUSIONS, MODALITIES, TaggerModel, TaggerSpec
 from mmtools.tag.towers import Towers, load_towers, save_tagger, spec_for
-from mmtools.train.data import Example, ExampleDataset
+from mmtools.train.data import Example, ExampleDataset, group_by_image
 
 log = logging.getLogger("mmtools")
 
@@ -70,7 +70,8 @@ def label_vocabulary(examples: Sequence[Example], min_count: int = 1) -> list[st
 
 def usable_examples(examples: Sequence[Example], modality: str, what: str,
                     on_problem: ProblemHandler) -> list[Example]:
-    """The examples that have what the modality needs; each other one reported."""
+    """The examples that have what the modality needs; each other one reported. An image-only tagger sees
+    each picture once: rows naming the same file (one per caption) are grouped, their tags joined."""
     kept = []
     for example in examples:
         lacks = [name for name, needed, present in (("text", modality in ("text", "both"), example.texts),
@@ -81,7 +82,7 @@ def usable_examples(examples: Sequence[Example], modality: str, what: str,
                                               f"--modality {modality} needs; skipped"))
             continue
         kept.append(example)
-    return kept
+    return group_by_image(kept) if modality == "image" else kept
 
 
 class TaggerCollate:

@@ -7,6 +7,7 @@ image paths the same way (relative to the data file), and report bad rows and un
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,14 +184,36 @@ class ExampleDataset:
         return example, image
 
 
+def image_key(example: Example) -> str:
+    """What makes two rows the same picture: the image file, resolved (``./a/../a/1.jpg`` is ``a/1.jpg``,
+    a symlink is its target); an example without an image is only itself."""
+    return os.path.realpath(example.image) if example.image else f"id:{example.id}:{example.where}"
+
+
+def group_by_image(examples: Sequence[Example]) -> list[Example]:
+    """One example per image: rows naming the same file (the usual Flickr/COCO CSV, one row per caption)
+    merge into the first, their texts in order and their tags joined. Without this each row would be an
+    image of its own, and the copies would tie against each other in every ranking."""
+    merged: dict[str, Example] = {}
+    for example in examples:
+        key = image_key(example)
+        first = merged.get(key)
+        if first is None:
+            merged[key] = dataclasses.replace(example, texts=list(example.texts), tags=list(example.tags))
+            continue
+        first.texts.extend(example.texts)
+        first.tags.extend(tag for tag in example.tags if tag not in first.tags)
+    return list(merged.values())
+
+
 def split_examples(examples: list[Example], fraction: float, seed: int = 0) -> tuple[list[Example], list[Example]]:
-    """A deterministic (train, held-out) split; the held-out part is ``fraction`` of the examples."""
+    """A deterministic (train, held-out) split by image: ``fraction`` of the distinct images (and every row
+    of each) are held out, so no picture is both learnt and used to judge the learning."""
     import random
 
     if not 0 < fraction < 1:
         raise UsageError(f"split fraction {fraction} is not between 0 and 1")
-    order = list(range(len(examples)))
-    random.Random(seed).shuffle(order)
-    cut = max(1, int(round(len(examples) * fraction)))
-    held = set(order[:cut])
-    return ([e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held])
+    keys = list(dict.fromkeys(image_key(e) for e in examples))
+    random.Random(seed).shuffle(keys)
+    held = set(keys[:max(1, int(round(len(keys) * fraction)))])
+    return ([e for e in examples if image_key(e) not in held], [e for e in examples if image_key(e) in held])

@@ -40,6 +40,7 @@ STATE_FILE = "training_state.pt"
 TRAINER_FILE = "trainer.json"
 SCHEDULES = ("cosine", "onecycle", "constant")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+GO_ON, PLATEAU, BUDGET_SPENT = 0, 1, 2  # how a stage (or epoch) ended
 
 
 class TrainingError(MmtoolsError):
@@ -150,9 +151,13 @@ def gather_for_loss(tensor: Any) -> Any:
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return tensor
+    import warnings
+
     from torch.distributed.nn.functional import all_gather
 
-    parts = list(all_gather(tensor))
+    with warnings.catch_warnings():  # deprecated for a private API; still the one that carries gradients
+        warnings.simplefilter("ignore", FutureWarning)
+        parts = list(all_gather(tensor))
     rank = dist.get_rank()
     return torch.cat([parts[rank]] + parts[:rank] + parts[rank + 1:])
 
@@ -212,10 +217,34 @@ def _schedule_factor(schedule: str, step: int, total: int, warmup_steps: int) ->
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def _memory_hint(config: TrainConfig) -> str:
+def _memory_hint(config: TrainConfig, task: Any = None) -> str:
     half = max(1, config.batch_size // 2)
-    return (f"try --batch-size {half}" + (f" with --grad-accum {config.grad_accum * 2} to keep the effective "
-                                          f"batch of {config.batch_size * config.grad_accum}" if half > 1 else ""))
+    if half == 1:
+        return "try --batch-size 1"
+    accum = f"--grad-accum {config.grad_accum * 2}"
+    if getattr(task, "contrastive", False):
+        # Accumulated micro-batches each see only their own negatives: not the larger batch's loss.
+        return (f"try --batch-size {half}; {accum} keeps {config.batch_size * config.grad_accum} pairs per "
+                f"update, but each pair is contrasted with the {half - 1} others of its own batch only")
+    return f"try --batch-size {half} with {accum} to keep the effective batch of {config.batch_size * config.grad_accum}"
+
+
+def _non_finite_hint(autocast_dtype: Any) -> str:
+    import torch
+
+    if autocast_dtype == torch.float16:
+        return "lower the learning rates, or train in bf16 or fp32 (--precision bf16, --precision fp32)"
+    return "lower the learning rates; check that the data and the starting model hold no NaN weights"
+
+
+def _average_gradients_across_ranks(model: Any) -> None:
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for parameter in model.parameters():
+        if parameter.grad is not None:
+            dist.all_reduce(parameter.grad)
+            parameter.grad.div_(world)
 
 
 # ------------------------------------------------------------------------------------------ the trainer
@@ -282,7 +311,9 @@ class Trainer:
         _init_distributed(self.dist, device)
         self.device = device
         self._seed(config.seed + self.dist.rank)
-        model = self.task.model.to(device)
+        # Weights that learn are kept in fp32 whatever the checkpoint was saved in (an fp16 base would go NaN
+        # in a few steps, and on a CPU nothing would cast it back); mixed precision is autocast's job.
+        model = self.task.model.to(device=device, dtype=torch.float32)
         state = self._load_checkpoint() if self.resume else None
         if self.dist.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
@@ -304,14 +335,16 @@ class Trainer:
                 stage = stages[stage_number]
                 resuming_stage = state is not None and stage_number == counters["stage"]
                 if not resuming_stage:
-                    counters.update(stage=stage_number, stage_epoch=0, bad_epochs=0)
-                stop = self._run_stage(model, stage, counters, state if resuming_stage else None, result, writer)
+                    counters.update(stage=stage_number, stage_epoch=0, bad_epochs=0, plateau=False)
+                ended = self._run_stage(model, stage, counters, state if resuming_stage else None, writer)
                 state = None
-                if stop:
+                if ended == BUDGET_SPENT:
                     break
+                # A plateau ends its stage only: the next one (e.g. the towers unfrozen) still runs.
+                result.stopped_early = ended == PLATEAU
         except torch.cuda.OutOfMemoryError:
             raise TrainingError(f"out of GPU memory at batch size {config.batch_size}",
-                                hint=_memory_hint(config)) from None
+                                hint=_memory_hint(config, self.task)) from None
         finally:
             if writer is not None:
                 writer.close()
@@ -321,8 +354,8 @@ class Trainer:
         return result
 
     def _run_stage(self, model: Any, stage: Stage, counters: dict[str, Any], state: dict[str, Any] | None,
-                   result: TrainResult, writer: Any) -> bool:
-        """Train one stage; True when training should stop (early stopping or the step budget)."""
+                   writer: Any) -> int:
+        """Train one stage; how it ended: GO_ON (all its epochs), PLATEAU (early stopping) or BUDGET_SPENT."""
         import torch
 
         config = self.config
@@ -348,26 +381,27 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             if scaler is not None and state.get("scaler"):
                 scaler.load_state_dict(state["scaler"])
-        while counters["stage_epoch"] < stage.epochs:
+        while counters["stage_epoch"] < stage.epochs and not counters.get("plateau"):
             loader = self._loader(counters["epoch"])
             started = time.perf_counter()
             train_loss, samples = self._train_epoch(wrapped, loader, optimizer, scheduler, scaler, dtype, counters)
             seconds = time.perf_counter() - started
             counters["epoch"] += 1
             counters["stage_epoch"] += 1
-            stop = self._end_epoch(model, optimizer, scheduler, scaler, counters, train_loss, samples, seconds,
-                                   result, writer)
-            if stop:
-                return True
-        return False
+            ended = self._end_epoch(model, optimizer, scheduler, scaler, counters, train_loss, samples, seconds,
+                                    writer)
+            if ended != GO_ON:
+                return ended
+        return PLATEAU if counters.get("plateau") else GO_ON
 
     def _train_epoch(self, model: Any, loader: Any, optimizer: Any, scheduler: Any, scaler: Any, dtype: Any,
-                     counters: dict[str, Any]) -> tuple[float, int]:
+                     counters: dict[str, Any]) -> tuple[float | None, int]:
+        """One pass over the loader; the mean loss of the batches trained on (None: there were none)."""
         import torch
 
         config = self.config
         model.train()
-        total_loss, batches, samples = 0.0, 0, 0
+        total_loss, batches, samples, pending = 0.0, 0, 0, 0
         bar = self.progress(f"epoch {counters['epoch'] + 1}", len(loader)) if (
             self.progress and self.dist.is_main) else None
         autocast = (torch.autocast(device_type="cuda", dtype=dtype) if dtype is not None
@@ -375,23 +409,29 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         try:
             for number, batch in enumerate(loader, 1):
-                if batch is None:  # every example of the batch failed to load (already reported)
-                    continue
-                batch = move_to(batch, self.device)
                 boundary = number % config.grad_accum == 0 or number == len(loader)
-                sync = contextlib.nullcontext() if boundary or not hasattr(model, "no_sync") else model.no_sync()
-                with sync:
-                    with autocast:
-                        loss = self.task.loss(model, batch)
-                    if not torch.isfinite(loss):
-                        raise TrainingError(f"the loss became {loss.item()} at epoch {counters['epoch'] + 1}",
-                                            hint="lower the learning rates, or use --precision fp32")
-                    (scaler.scale(loss / config.grad_accum) if scaler else loss / config.grad_accum).backward()
-                total_loss += float(loss.detach())
-                batches += 1
-                samples += _batch_size(batch)
-                if boundary:
-                    self._step(model, optimizer, scheduler, scaler)
+                # A batch whose examples all failed to load (already reported) is skipped by every rank
+                # together: a rank that went on alone would wait for the others in the all-gather for ever.
+                if self._all_ranks_have(batch is not None):
+                    batch = move_to(batch, self.device)
+                    sync = (contextlib.nullcontext() if boundary or not hasattr(model, "no_sync")
+                            else model.no_sync())
+                    with sync:
+                        with autocast:
+                            loss = self.task.loss(model, batch)
+                        if not torch.isfinite(loss):
+                            raise TrainingError(f"the loss became {loss.item()} at epoch {counters['epoch'] + 1}",
+                                                hint=_non_finite_hint(dtype))
+                        (scaler.scale(loss) if scaler else loss).backward()
+                    total_loss += float(loss.detach())
+                    batches += 1
+                    pending += 1
+                    samples += _batch_size(batch)
+                elif boundary and pending and hasattr(model, "no_sync"):
+                    _average_gradients_across_ranks(model)  # the window's last backward, which syncs, was skipped
+                if boundary and pending:
+                    self._step(model, optimizer, scheduler, scaler, pending)
+                    pending = 0
                     counters["steps"] += 1
                 if bar is not None:
                     bar(1)
@@ -400,13 +440,31 @@ class Trainer:
         finally:
             if bar is not None and hasattr(bar, "close"):
                 bar.close()
-        return total_loss / max(1, batches), samples
+        return (total_loss / batches if batches else None), samples
 
-    def _step(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any) -> None:
+    def _all_ranks_have(self, have: bool) -> bool:
+        """Whether every rank has a batch this step (one tiny all-reduce under DDP)."""
+        if self.dist.world_size == 1:
+            return have
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([1 if have else 0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
+
+    def _step(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any, batches: int) -> None:
+        """One update from the gradients summed over ``batches`` batches: divided by the true count, so a
+        last, shorter window (or one with a skipped batch) is an average like the others."""
         import torch
 
         if scaler is not None:
             scaler.unscale_(optimizer)
+        if batches > 1:
+            for group in optimizer.param_groups:
+                for parameter in group["params"]:
+                    if parameter.grad is not None:
+                        parameter.grad.div_(batches)
         if self.config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
                                            self.config.max_grad_norm)
@@ -419,48 +477,54 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
 
     def _end_epoch(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any, counters: dict[str, Any],
-                   train_loss: float, samples: int, seconds: float, result: TrainResult, writer: Any) -> bool:
+                   train_loss: float | None, samples: int, seconds: float, writer: Any) -> int:
         import torch
 
         config = self.config
-        stop = False
+        ended = GO_ON
         if self.dist.is_main:
             model.eval()
             with torch.no_grad():
                 evaluated = self.task.evaluate(model)
-            metrics = {"epoch": counters["epoch"], "stage": counters["stage"] + 1, "train_loss": round(train_loss, 6),
+            metrics = {"epoch": counters["epoch"], "stage": counters["stage"] + 1,
+                       "train_loss": None if train_loss is None else round(train_loss, 6),
                        **evaluated, "lr": optimizer.param_groups[0]["lr"],
                        "samples_per_s": round(samples * self.dist.world_size / max(seconds, 1e-9), 2),
                        "seconds": round(seconds, 3)}
             monitor = config.monitor if config.monitor in metrics else "train_loss"
-            value = float(metrics[monitor])
+            value = metrics[monitor]
             lower = _is_lower_better(monitor)
             best = counters["best"]
-            improved = best is None or (value < best if lower else value > best)
+            improved = value is not None and (best is None or (value < best if lower else value > best))
             if improved:
-                counters.update(best=value, best_epoch=counters["epoch"], bad_epochs=0, best_metrics=metrics)
+                counters.update(best=float(value), best_epoch=counters["epoch"], bad_epochs=0,
+                                best_metrics=metrics)
                 with atomic_directory(self.output / MODEL_DIR) as tmp:
                     self.task.save(model, tmp)
             else:
                 counters["bad_epochs"] += 1
             metrics["best"] = improved
-            budget_spent = config.max_steps is not None and counters["steps"] >= config.max_steps
-            stop = budget_spent or (config.patience is not None and counters["bad_epochs"] >= config.patience)
-            result.stopped_early = stop and not budget_spent
+            if config.max_steps is not None and counters["steps"] >= config.max_steps:
+                ended = BUDGET_SPENT
+            elif config.patience is not None and counters["bad_epochs"] >= config.patience:
+                ended = PLATEAU
+                counters["plateau"] = True  # saved with the checkpoint: a resumed run starts the next stage
             self._save_checkpoint(model, optimizer, scheduler, scaler, counters)
             self._log(metrics, writer)
-        return self._agree(stop)
+        ended = self._agree(ended)
+        counters["plateau"] = ended == PLATEAU
+        return ended
 
-    def _agree(self, stop: bool) -> bool:
-        """Every rank stops when rank 0 decides to."""
+    def _agree(self, ended: int) -> int:
+        """Every rank ends the stage, or the run, when rank 0 decides to."""
         if self.dist.world_size == 1:
-            return stop
+            return ended
         import torch
         import torch.distributed as dist
 
-        flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+        flag = torch.tensor([ended], device=self.device)
         dist.broadcast(flag, src=0)
-        return bool(flag.item())
+        return int(flag.item())
 
     # -- pieces
     def _wrap(self, model: Any) -> Any:

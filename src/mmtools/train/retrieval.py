@@ -258,6 +258,10 @@ def contrastive_loss(images: torch.Tensor, texts: torch.Tensor, scale: torch.Ten
 class RetrievalTask:
     """The engine's TrainTask for dual encoders."""
 
+    # Each batch is its own contrastive problem: accumulating gradients over batches does not give the
+    # loss of one larger batch (its negatives); the engine's hints say so.
+    contrastive = True
+
     def __init__(self, built: BuiltModel, options: ModelOptions, val_examples: Sequence[Example] = (),
                  *, eval_batch_size: int = 64, workers: int = 0):
         from mmtools.models.hf_dual import processor_image_size
@@ -480,20 +484,25 @@ def save_untrained(options: ModelOptions, directory: str | Path) -> Path:
 def load_pairs(path: str | Path, what: str, *, image_column: str = "path",
                caption_columns: Sequence[str] = ("caption", "captions"), strict: bool = False,
                on_problem: ProblemHandler = raise_problem) -> list[Example]:
-    """Captioned images from a JSONL or CSV file: rows without an image or a caption and images that do not
-    open are reported and left out (``strict``: a bad image stops everything)."""
-    from mmtools.train.data import check_images, read_examples, require_examples
+    """Captioned images from a JSONL or CSV file, one example per image (rows naming the same file, one per
+    caption, are grouped): rows without an image or a caption and images that do not open are reported and
+    left out (``strict``: a bad image stops everything)."""
+    from mmtools.train.data import check_images, group_by_image, read_examples, require_examples
 
     examples = read_examples(path, image_column=image_column, text_columns=tuple(caption_columns),
                              on_problem=on_problem)
-    pairs = usable_pairs(examples, what, on_problem)
+    pairs = group_by_image(usable_pairs(examples, what, on_problem))
     checked = check_images(pairs, strict=strict, on_problem=on_problem)
     return require_examples(checked, what, need_image=True, need_text=True)
 
 
 def memory_hint(batch_size: int) -> str:
     half = max(1, batch_size // 2)
-    return f"try --batch-size {half}" + (" (and --grad-accum 2 to keep the effective batch)" if half > 1 else "")
+    if half == 1:
+        return "try --batch-size 1"
+    return (f"try --batch-size {half}; --grad-accum 2 keeps {batch_size} pairs per update, but each pair is "
+            f"still contrasted with the {half - 1} others of its own batch only (fewer negatives than "
+            f"--batch-size {batch_size})")
 
 
 def fit_with_memory_hint(run: Callable[[], TrainResult], batch_size: int) -> TrainResult:
