@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mmtools.errors import IndexFileError
-from mmtools.index import IndexReader, IndexWriter, index_records, metadata_path
+from mmtools.index import IndexReader, IndexWriter, fulltext, index_records, metadata_path
 from mmtools.records import decode_vector, encode_vector
 
 HELPERS = Path(__file__).parent / "helpers"
@@ -46,6 +46,8 @@ def generation_of(path):
         hits = reader.search(generation_vectors(generation), k=1)
         right = sum(h[0].id == f"r{i}" for i, h in enumerate(hits) if h)
         assert right >= 290, f"{generation} metadata paired with other vectors ({right}/300 found themselves)"
+        texts = {word: len(fulltext.search(reader.connection, word, 1000)) for word in ("cu", "moi")}
+        assert texts == ({"cu": 300, "moi": 0} if generation == "old" else {"cu": 0, "moi": 300}), texts
         return generation
 
 

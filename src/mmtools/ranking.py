@@ -58,8 +58,9 @@ class VectorChannel:
         if not ready:
             return results
         position = {id(q): i for i, q in enumerate(encodable)}
-        hits = self.reader.search(np.stack([vector for _, vector in ready]), k=k, min_score=self.min_score,
-                                  among=None if among is None else among.rows.keys())
+        vectors = np.stack([vector for _, vector in ready])
+        hits = (self.reader.search(vectors, k=k, min_score=self.min_score) if among is None else
+                self.reader.search(vectors, k=k, min_score=self.min_score, among=among.rows.keys()))
         for (query, _), query_hits in zip(ready, hits):
             results[position[id(query)]] = [Ranked(h.id, h.score, h.record) for h in query_hits]
         return results

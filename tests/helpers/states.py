@@ -15,5 +15,7 @@ def generation_vectors(generation):
 
 
 def generation_records(generation):
-    return [{"id": f"r{i}", "embedding": encode_vector(v), "embedding_model": "m", "generation": generation}
-            for i, v in enumerate(generation_vectors(generation))]
+    # The caption goes into the full-text tables, which must change with the rest (one commit point).
+    word = {"old": "cũ", "new": "mới"}[generation]
+    return [{"id": f"r{i}", "embedding": encode_vector(v), "embedding_model": "m", "generation": generation,
+             "caption": f"ảnh {word} số {i}"} for i, v in enumerate(generation_vectors(generation))]
