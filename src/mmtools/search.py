@@ -132,6 +132,7 @@ def search(
 
     channels = channels_for(mode, reader, get_encoder, min_score=min_score, on_problem=on_problem)
     names = [channel.name for channel in channels]
+    located = getattr(reader, "hit_path", None)  # a FAISS index knows its root; a Milvus one holds absolute ids
     fetch = k if len(channels) == 1 else max(4 * k, 50)  # so a hit one channel ranks lower meets the other's
     for batch in batched(queries, batch_size):
         if restore is not None and "vector" in names:
@@ -144,8 +145,9 @@ def search(
             extra = {"query_restored": query.restored} if query.restored is not None else {}
             for rank, (score, hit, matched) in enumerate(fuse(lists, names, k, weights), 1):
                 stored = {key: value for key, value in hit.record.items() if key not in HIT_FIELDS}
-                if getattr(hit, "path", None) is not None:  # where the file opens from here
-                    stored["path"] = hit.path
+                where = located(hit.id, hit.record) if located is not None else None
+                if where is not None:  # where the file opens from here (the stored path may be relative)
+                    stored["path"] = where
                 found_by = {} if mode == "vector" else {"matched": matched, **(
                     {"snippet": hit.snippet} if hit.snippet is not None else {})}
                 yield {"query_id": query.id, "query": query.label, **extra, "rank": rank,

@@ -429,7 +429,8 @@ class MilvusWriter:
                  kind: str | None = None, params: dict[str, int] | None = None, rebuild: bool = False,
                  compact: bool = False, lock_timeout: float | None = None,
                  on_wait: Callable[[], None] | None = None, text_fields: Any = (), root: Any = None):
-        self.root = None  # records keep their absolute ids; a --root is not recorded in a collection
+        # --root applies to this run (relative paths of --sync); a collection does not record it
+        self.root = None if root is None else os.path.abspath(root)
         if text_fields:
             from mmtools.errors import UsageError
 
