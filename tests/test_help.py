@@ -46,7 +46,7 @@ def test_every_nested_command_and_parameter_has_help_and_a_man_page():
     models = group.get_command(ctx, "models")
     sub_ctx = models.make_context("models", [], parent=ctx, resilient_parsing=True)
     man = Path(__file__).resolve().parents[1] / "man"
-    assert set(models.list_commands(sub_ctx)) == {"list", "pull", "import", "info", "remove"}
+    assert set(models.list_commands(sub_ctx)) == {"list", "pull", "import", "info", "export", "remove"}
     for name in models.list_commands(sub_ctx):
         command = models.get_command(sub_ctx, name)
         assert (command.help or "").strip(), name

@@ -316,7 +316,7 @@ def test_opening_a_big_index_holds_up_no_other_index(served, monkeypatch):
     """While one index takes long to open, a search of another is answered (no global lock around opening)."""
     import shutil
 
-    import mmtools.index
+    import mmtools.index.store
     from mmtools.index import metadata_path
     from mmtools.serve.engine import Engine
 
@@ -326,7 +326,7 @@ def test_opening_a_big_index_holds_up_no_other_index(served, monkeypatch):
     engine = Engine(device="cpu", indexes=[str(served["root"] / "idx.faiss")])
     engine.warm_up()
     opening, release = threading.Event(), threading.Event()
-    real = mmtools.index.IndexReader
+    real = mmtools.index.store.IndexReader
 
     def reader(path, *args, **kwargs):
         if Path(path).name == "slow.faiss":
@@ -334,7 +334,7 @@ def test_opening_a_big_index_holds_up_no_other_index(served, monkeypatch):
             release.wait(30)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(mmtools.index, "IndexReader", reader)
+    monkeypatch.setattr(mmtools.index.store, "IndexReader", reader)  # what mmtools.index.backends opens
     from mmtools.search import Query
 
     with ThreadPoolExecutor(2) as pool:

@@ -168,7 +168,8 @@ def test_search_fuses_several_indexes(demo, tmp_path):
     assert fused.exit_code == 0, fused.stderr
     hits = [orjson.loads(line) for line in fused.stdout.splitlines()]
     single = [orjson.loads(line) for line in
-              cli(["search", "hình tròn", "-i", str(tmp_path / "a.faiss"), "-k", "5"], work).stdout.splitlines()]
+              cli(["search", "hình tròn", "-i", str(tmp_path / "a.faiss"), "-k", "5", "--mode", "vector"],
+                  work).stdout.splitlines()]
     assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5] and len({h["id"] for h in hits}) == 5
     assert [h["id"] for h in hits] == [h["id"] for h in single]  # two copies of one model: the same order
     assert [m["rank"] for m in hits[0]["fused"]] == [1, 1]

@@ -40,7 +40,7 @@ def record_picture(record: dict[str, Any], item_id: str, index_path: Path) -> Pi
         if os.path.isabs(name):
             candidates.append(name)
         else:
-            candidates += [str(index_path.parent / name), os.path.abspath(name)]
+            candidates += [str(Path(index_path).parent / name), os.path.abspath(name)]
     moment = record.get("time")
     moment = float(moment) if isinstance(moment, (int, float)) and not isinstance(moment, bool) else None
     for candidate in candidates:
