@@ -32,4 +32,5 @@ if __name__ == "__main__":
     config = TrainConfig(epochs=2, batch_size=8, grad_accum=2, workers=0, patience=None, monitor="accuracy",
                          device="cpu")
     result = Trainer(SometimesEmpty(blobs(50, 1)), blobs(96, 0), config, output).fit()
-    print(json.dumps({"rank": os.environ.get("RANK"), "epochs": result.epochs_run}), flush=True)
+    # one write of a whole line (atomic on a pipe), so the two ranks' lines never interleave
+    os.write(1, (json.dumps({"rank": os.environ.get("RANK"), "epochs": result.epochs_run}) + "\n").encode())
