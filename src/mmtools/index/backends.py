@@ -15,7 +15,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mmtools.index.milvus import canonical_location, is_milvus_location, parse_location
+MILVUS_SCHEMES = ("milvus://", "milvus-lite://")
+
+
+def is_milvus_location(location: object) -> bool:
+    """Whether ``location`` names a Milvus collection; told apart by its scheme alone, so that every command's
+    start-up does not import the Milvus implementation just to open a FAISS file."""
+    return isinstance(location, str) and location.startswith(MILVUS_SCHEMES)
 
 
 def open_reader(location: str | os.PathLike[str]) -> Any:
@@ -61,6 +67,8 @@ def resolve_location(location: str | os.PathLike[str], cwd: str | None = None) -
         text = str(location)
         if cwd and text.startswith("milvus-lite://") and not text[len("milvus-lite://"):].startswith(("/", "~")):
             text = "milvus-lite://" + os.path.join(cwd, text[len("milvus-lite://"):])
+        from mmtools.index.milvus import canonical_location
+
         return canonical_location(text)
     path = Path(location).expanduser()
     if cwd and not path.is_absolute():
@@ -71,6 +79,8 @@ def resolve_location(location: str | os.PathLike[str], cwd: str | None = None) -
 def short_name(location: str | os.PathLike[str]) -> str:
     """What a server calls the index: a file's stem, a Milvus collection's name."""
     if is_milvus_location(location):
+        from mmtools.index.milvus import parse_location
+
         return parse_location(str(location)).short_name
     return Path(location).stem
 

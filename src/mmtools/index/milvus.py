@@ -77,8 +77,7 @@ class MilvusLocation:
         return self.collection
 
 
-def is_milvus_location(location: object) -> bool:
-    return isinstance(location, str) and location.startswith((SERVER_SCHEME, LITE_SCHEME))
+from mmtools.index.backends import is_milvus_location  # noqa: E402,F401 (one definition; re-exported)
 
 
 def parse_location(location: str) -> MilvusLocation:
