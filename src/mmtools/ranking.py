@@ -128,3 +128,14 @@ def fuse(lists: Sequence[list[Ranked] | None], names: Sequence[str], k: int,
                 by_id[hit.id] = dataclasses.replace(known, snippet=hit.snippet)
     fused = fuse_rankings([[(hit.id, hit.score) for hit in ranked or []] for ranked in lists], weights=weights, k=k)
     return [(hit.score, by_id[hit.id], [names[m] for m in sorted(hit.members)]) for hit in fused]
+
+
+def plan(reader: Any, mode: str | None, where: Sequence[str] = ()) -> tuple[str, Selection | None]:
+    """What one index's search runs, for `mmtools search` and the warm server alike: the mode (the index's
+    default when None) and the records the ``where`` conditions let through (None: all; FilterError, a
+    ValueError, for a condition that does not parse)."""
+    from mmtools.index.filters import parse_conditions, select
+
+    conditions = parse_conditions(where)
+    chosen = mode if mode is not None else default_mode(reader)
+    return chosen, (select(reader, conditions) if conditions else None)

@@ -142,22 +142,20 @@ def search_command(
     """
     with command_session("search") as report:
         from mmtools.serve import client
-        from mmtools.text.accents import has_accents
 
-        # A running `mmtools serve` answers plain JSONL searches of one index, warm. It knows only vector
-        # search of queries as typed, so far: other modes, filters and restored accents are answered here.
+        # A running `mmtools serve` answers plain JSONL searches of one index, warm, in any mode, with
+        # filters and restored accents; fusions, weights, pictures and steps in order are answered here.
         sequences = _sequences(queries or [], image or [], then or [], within, lines, report)
         if sequences is not None and (montage or html or group_by is not None):
             raise UsageError("--montage, --html and --group-by show single queries, not steps in order",
                              hint="leave them out with --then (results are one per video already)")
-        typed_as_is = no_restore or (queries and not image and all(has_accents(q) for q in queries))
         plain = (len(index or []) <= 1 and not weights and not montage and not html and group_by is None
-                 and sequences is None and mode == SearchMode.vector and not where and typed_as_is
-                 and resolve_format(output_format, output) == OutputFormat.jsonl)
+                 and sequences is None and resolve_format(output_format, output) == OutputFormat.jsonl)
         if plain and device == "auto" and runtime == RuntimeChoice.auto and client.search(
                 texts=queries or [], images=image or [], k=k, min_score=min_score,
                 index=(index or [None])[0], field=field, lines=lines, model=model, output=output,
-                on_problem=report.problem):
+                on_problem=report.problem, mode=mode.value if mode is not None else None, where=where or [],
+                no_restore=no_restore):
             return
         from mmtools.index.backends import open_reader
         from mmtools.models import load_encoder
@@ -176,16 +174,16 @@ def search_command(
                    runtime.value, report, output=output, output_format=output_format, print0=print0,
                    group_by=group_by, fields=fields)
             return
-        from mmtools.index.filters import FilterError, parse_conditions, select
-        from mmtools.ranking import default_mode
+        from mmtools.index.filters import FilterError
+        from mmtools.ranking import plan
 
-        try:
-            conditions = parse_conditions(where or [])
-        except FilterError as exc:
-            raise UsageError(f"--where {exc}", hint="e.g. --where 'tags=biển' or --where 'year>=2020'") from None
         index = indexes[0]
         with open_reader(index) as reader:
-            chosen = mode.value if mode is not None else default_mode(reader)
+            try:
+                chosen, among = plan(reader, mode.value if mode is not None else None, where or [])
+            except FilterError as exc:
+                raise UsageError(f"--where {exc}", hint="e.g. --where 'tags=biển' or --where 'year>=2020'") \
+                    from None
             values = _parse_weights(weights)
             if values is not None and (chosen != "hybrid" or len(values) != 2):
                 raise UsageError("with one index, --weights gives two weights (vector,keyword) to a hybrid search",
@@ -194,9 +192,8 @@ def search_command(
                                         model)
             if model is not None and chosen != "keyword":
                 get_encoder()  # check the model named now, before any query
-            among = select(reader, conditions) if conditions else None
             if among is not None and not among:
-                report.warning(f"no record of {index} meets --where {' and '.join(map(str, conditions))}")
+                report.warning(f"no record of {index} meets --where {' and '.join(where or [])}")
             restore = None if no_restore else _restorer(index)
             hits = search(reader, _queries(queries or [], image or [], field, lines, report), get_encoder,
                           k=_fetch(k, group_by),

@@ -240,13 +240,16 @@ def _sender(wfile: BinaryIO, inputs: Iterable[dict[str, Any]]) -> Any:
 
 
 def search(*, texts: list[str], images: list[str], k: int, min_score: float | None, index: str, field: str,
-           lines: bool, model: str | None, output: str | None, on_problem: ProblemHandler) -> bool:
-    """``mmtools search`` through the server; False when none runs (then search in-process)."""
+           lines: bool, model: str | None, output: str | None, on_problem: ProblemHandler,
+           mode: str | None = None, where: list[str] | None = None, no_restore: bool = False) -> bool:
+    """``mmtools search`` through the server; False when none runs (then search in-process). ``mode``:
+    vector|keyword|hybrid (None: the index's default); ``where``: conditions, as for --where."""
     use_stdin = not texts and not images
     if use_stdin and (sys.stdin is None or sys.stdin.isatty()):
         return False  # the in-process command explains the missing query
     header = {"index": index, "k": k, "min_score": min_score, "model": model, "field": field, "lines": lines,
-              "texts": texts, "images": images, "cwd": os.getcwd(), "stdin": use_stdin}
+              "texts": texts, "images": images, "cwd": os.getcwd(), "stdin": use_stdin, "mode": mode,
+              "where": list(where or []), "no_restore": no_restore}
     inputs = None
     if use_stdin:
         from mmtools.records import read_records, read_text_lines

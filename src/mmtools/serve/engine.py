@@ -20,6 +20,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import MethodType
 from typing import Any, Iterable, Iterator
 
 from collections import OrderedDict
@@ -174,7 +175,7 @@ class _LockedReader:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._reader, name)
-        if not callable(value):
+        if not isinstance(value, MethodType):  # plain values, and objects such as the SQLite connection
             return value
 
         def locked(*args: Any, **kwargs: Any) -> Any:
@@ -241,6 +242,18 @@ class Engine:
                 self.encoder(reader.info.model).for_index(reader.info, lambda: index_sample(reader))
         for model in self.model_names:
             self.model(model)
+        # The accent restorers of the indexes (a few seconds, mostly the general lexicon) are built aside, so
+        # the port opens meanwhile and the first unaccented query finds them ready.
+        threading.Thread(target=self._build_restorers, name="mmtools-restorers", daemon=True).start()
+
+    def _build_restorers(self) -> None:
+        from mmtools.text.restore import load_restorer
+
+        for path in sorted(set(self.index_names.values())):
+            try:
+                load_restorer(path)
+            except Exception as exc:  # noqa: BLE001 - a query will meet the same error, and say it
+                log.debug("accent restorer for %s not built: %s", path, exc)
 
     def model(self, name: str | None, *, expect: str | None = None) -> ServedModel:
         """The loaded model ``name`` (a retrieval model or a tagger), loaded first if it is not yet, or again
@@ -412,21 +425,40 @@ class Engine:
     # -------------------------------------------------------------------------------------------- work
     def search(self, index: str | os.PathLike[str], queries: Iterable[Query], *, k: int = 10,
                min_score: float | None = None, check_model: str | None = None,
-               on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
+               on_problem: ProblemHandler = raise_problem, mode: str | None = None,
+               where: Iterable[str] = (), restore: bool = True) -> Iterator[Record]:
+        """`mmtools search` on a served index: ``mode`` vector|keyword|hybrid (None: the index's default),
+        ``where`` conditions applied before ranking (mmtools.index.filters; a FilterError for one that does
+        not parse), and a query typed without accents restored for the vector channel (``restore``), with
+        the restoration model of this index kept loaded (mmtools.text.restore.load_restorer)."""
+        from mmtools.ranking import plan
         from mmtools.search import query_encoder, search
 
         with self.reader(index) as reader:
+            chosen, among = plan(reader, mode, list(where))
             # The same model check as in-process search: by fingerprint, so a moved model directory works,
             # and a model retrained in place (with the index rebuilt) is loaded again.
             expect = reader.info.fingerprint or None
             get_encoder = query_encoder(reader.info, str(index), lambda name: self.encoder(name, expect=expect),
                                         check_model)
-            if check_model is not None:
+            if check_model is not None and chosen != "keyword":
                 get_encoder()
-            yield from search(reader, queries, get_encoder, k=k, min_score=min_score, on_problem=on_problem)
+            yield from search(reader, queries, get_encoder, k=k, min_score=min_score, on_problem=on_problem,
+                              mode=chosen, among=among, restore=self.restorer(index) if restore else None)
+
+    def restorer(self, index: str | os.PathLike[str]) -> Any:
+        """Puts the accents back into a query, with the model of ``index``'s own texts (built once per write
+        of the index, and kept: mmtools.text.restore.load_restorer)."""
+        location = resolve_location(index)
+
+        def restore(text: str) -> str:
+            from mmtools.text.restore import load_restorer
+
+            return load_restorer(location).restore(text)
+        return restore
 
     def search_image(self, index: str | os.PathLike[str], path: str, label: str, *, k: int = 10,
-                     min_score: float | None = None) -> list[Record]:
+                     min_score: float | None = None, where: Iterable[str] = ()) -> list[Record]:
         """Hits for an uploaded image, decoded under the pixel limit like every image a request sends."""
         from mmtools.search import query_encoder
 
@@ -436,7 +468,7 @@ class Engine:
         vector = encoder.encode_images([self.picture(path, encoder.image_size)])[0]
         query = LabelledQuery(label, vector=vector, model=encoder.name,
                               fingerprint=getattr(encoder, "fingerprint", None), shown=label)
-        return list(self.search(index, [query], k=k, min_score=min_score))
+        return list(self.search(index, [query], k=k, min_score=min_score, mode="vector", where=where))
 
     def embed_texts(self, items: Iterable[Any], *, model: str | None, batch_size: int = 64,
                     vector_format: str = "base64", on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:

@@ -15,7 +15,7 @@ through the engine. The OpenAPI page at /docs has its scripts from the fastapi-o
 import os
 import tempfile
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Literal, Optional
 
 from mmtools.errors import IndexFileError, MissingDependencyError, ModelError, UsageError
 
@@ -24,6 +24,7 @@ DEFAULT_MAX_BODY = 20 * 1024 * 1024
 MAX_LABELS = 1000
 MAX_TEXTS = 1024
 MAX_K = 1000
+MAX_CONDITIONS = 32
 ROUTES_HINT = ("the API: GET /health; POST /search, /embed, /tag, /api/extract-features (described at /docs "
                "and /openapi.json)")
 
@@ -188,6 +189,7 @@ def api_router(engine: Any) -> Any:
     from starlette.datastructures import UploadFile
 
     from mmtools.images import ImageDecodeError
+    from mmtools.index.filters import FilterError
     from mmtools.serve.engine import RETRIEVAL, TAGGER, LabelledQuery
 
     fields_hint = "the fields are described at /docs"
@@ -197,6 +199,16 @@ def api_router(engine: Any) -> Any:
         k: int = Field(10, ge=1, le=MAX_K, description="Hits to return.")
         index: Optional[str] = Field(None, description="Name of a served index [default: the first].")
         min_score: Optional[float] = Field(None, description="Leave out hits scoring below this.")
+        mode: Optional[Literal["vector", "keyword", "hybrid"]] = Field(
+            None, description="vector (the model), keyword (the stored texts, BM25) or hybrid (both, fused by "
+                              "reciprocal rank) [default: hybrid when the index holds texts, else vector]; an "
+                              "image is searched by vector.")
+        where: list[str] = Field(default_factory=list, max_length=MAX_CONDITIONS,
+                                 description="Only records whose stored field meets each condition, as for "
+                                             "`mmtools search --where`: FIELD=VALUE, !=, <, <=, >, >=, ~ "
+                                             "(contains); a form field may repeat.")
+        restore: bool = Field(True, description="Put the accents back into a query typed without them before "
+                                                "encoding it (reported as query_restored in the hits).")
 
     class EmbedBody(BaseModel):
         texts: list[str] = Field(default_factory=list, max_length=MAX_TEXTS, description="Texts to embed.")
@@ -225,10 +237,10 @@ def api_router(engine: Any) -> Any:
         threshold: Optional[float] = Field(None, ge=0.0, le=1.0,
                                            description="Replaces the tagger's tuned per-label thresholds.")
 
-    async def read_body(request: Request, model: type[BaseModel], list_fields: tuple[str, ...] = ()) \
-            -> tuple[Any, list[UploadFile]]:
+    async def read_body(request: Request, model: type[BaseModel], list_fields: tuple[str, ...] = (),
+                        repeated: tuple[str, ...] = ()) -> tuple[Any, list[UploadFile]]:
         """The body as ``model``, from JSON or a form (form fields in ``list_fields`` may repeat or be
-        comma-separated); uploaded files under 'image'."""
+        comma-separated, those in ``repeated`` may repeat); uploaded files under 'image'."""
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         files: list[UploadFile] = []
         if content_type == "application/json":
@@ -249,6 +261,8 @@ def api_router(engine: Any) -> Any:
                     files.append(value)
                 elif key in list_fields:
                     values.setdefault(key, []).extend(v.strip() for v in value.split(",") if v.strip())
+                elif key in repeated:
+                    values.setdefault(key, []).append(value)
                 else:
                     values[key] = value
         else:
@@ -289,6 +303,8 @@ def api_router(engine: Any) -> Any:
             raise HTTPProblem(400, exc.message, exc.hint or fields_hint) from None
         except (IndexFileError, ModelError) as exc:
             raise HTTPProblem(503, exc.message, exc.hint or "see the server's log") from None
+        except FilterError as exc:  # a ValueError too
+            raise HTTPProblem(400, f"where: {exc}", "e.g. \"where\": [\"tags=biển\", \"year>=2020\"]") from None
         except ValueError as exc:
             raise HTTPProblem(422, str(exc), fields_hint) from None
 
@@ -316,7 +332,7 @@ def api_router(engine: Any) -> Any:
     @router.post("/search", summary="Search an index with a text or an uploaded image",
                  openapi_extra=body_doc(SearchBody, "one"))
     async def search(request: Request):
-        params, files = await read_body(request, SearchBody)
+        params, files = await read_body(request, SearchBody, repeated=("where",))
         upload = one_image(files, "search")
         if (params.query is None) == (upload is None):
             raise HTTPProblem(400, "give exactly one of 'query' (text) or an 'image' upload",
@@ -330,7 +346,8 @@ def api_router(engine: Any) -> Any:
             def run() -> list:
                 query = LabelledQuery("q1", text=params.query, shown=params.query)
                 return list(engine.search(index, [query], k=params.k, min_score=params.min_score,
-                                          on_problem=problems.append))
+                                          on_problem=problems.append, mode=params.mode, where=params.where,
+                                          restore=params.restore))
 
             hits = await work(run)
             if problems:
@@ -339,7 +356,7 @@ def api_router(engine: Any) -> Any:
         with saved(upload) as path:
             name = upload.filename or "image"
             return {"hits": await work(engine.search_image, index, path, name, k=params.k,
-                                       min_score=params.min_score)}
+                                       min_score=params.min_score, where=params.where)}
 
     @router.post("/embed", summary="Embedding records for texts and/or uploaded images",
                  openapi_extra=body_doc(EmbedBody, "many"))

@@ -24,7 +24,8 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing costs milliseconds
 if TYPE_CHECKING:  # typing itself is not imported at run time: this module is on the client's start-up path
     from typing import Any, BinaryIO, Iterator
 
-VERSION = 2  # 2: the server accepts a request ("+") before the client sends its inputs
+VERSION = 3  # 2: the server accepts a request ("+") before the client sends its inputs; 3: search takes
+# mode, where and no_restore (a version-2 server would answer vector search only, so it refuses instead)
 MAX_LINE = 64 * 1024 * 1024  # one message; an embedding record is a few KB
 OPS = ("ping", "search", "embed-texts", "tag")
 

@@ -143,8 +143,26 @@ def _search(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[di
     k = header.get("k", 10)
     if not isinstance(k, int) or k < 1:
         raise protocol.ProtocolError("k must be a positive integer")
-    return engine.search(index, (labelled(q, cwd) for q in queries()), k=k, min_score=header.get("min_score"),
-                         check_model=header.get("model"), on_problem=on_problem)
+    mode = header.get("mode")
+    where = header.get("where") or []
+    if mode is not None and not isinstance(mode, str) or not isinstance(where, list):
+        raise protocol.ProtocolError("mode must be a string and where a list of conditions")
+    from mmtools.errors import UsageError
+    from mmtools.index.filters import FilterError
+
+    hits = engine.search(index, (labelled(q, cwd) for q in queries()), k=k, min_score=header.get("min_score"),
+                         check_model=header.get("model"), on_problem=on_problem, mode=mode,
+                         where=[str(condition) for condition in where], restore=not header.get("no_restore"))
+    try:  # the first hit, so that a bad condition is an error before anything is sent (the client is the CLI)
+        first = next(hits, None)
+    except FilterError as exc:
+        raise UsageError(f"--where {exc}", hint="e.g. --where 'tags=biển' or --where 'year>=2020'") from None
+    return iter(()) if first is None else _chain(first, hits)
+
+
+def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
+    yield first
+    yield from rest
 
 
 def _embed_texts(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[dict]:

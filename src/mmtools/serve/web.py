@@ -60,6 +60,7 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
 
     from mmtools.errors import MmtoolsError
     from mmtools.images import DEFAULT_MAX_PIXELS, ImageDecodeError
+    from mmtools.index.filters import FilterError
     from mmtools.serve.engine import LabelledQuery
     from mmtools.serve.http import MAX_K
 
@@ -77,6 +78,8 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
         index: Optional[str] = Field(None, description="The index that holds it [default: the first that does].")
         k: int = Field(10, ge=1, le=MAX_K)
         min_score: Optional[float] = None
+        where: list[str] = Field(default_factory=list, max_length=32,
+                                 description="Only records meeting these conditions, as for /search.")
 
     def problem(status: int, message: str, hint: str | None = None) -> Any:
         return JSONResponse({"error": message, "hint": hint}, status_code=status)
@@ -162,6 +165,8 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
             return problem(404, exc.message, exc.hint)
         except ImageDecodeError as exc:
             return problem(422, f"{params.id}: {exc}")
+        except FilterError as exc:
+            return problem(400, f"where: {exc}", 'e.g. "where": ["tags=biển"]')
         except MmtoolsError as exc:  # the index's model cannot be loaded, or no longer matches
             return problem(503, exc.message, exc.hint)
 
@@ -173,7 +178,8 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
         vector = encoder.encode_images([picture.load(renditions.max_pixels, encoder.image_size)])[0]
         query = LabelledQuery(params.id, vector=vector, model=encoder.name,
                               fingerprint=getattr(encoder, "fingerprint", None) or None, shown=params.id)
-        hits = engine.search(path, [query], k=params.k + 1, min_score=params.min_score)
+        hits = engine.search(path, [query], k=params.k + 1, min_score=params.min_score, mode="vector",
+                             where=params.where)
         others = [hit for hit in hits if hit["id"] != params.id][:params.k]
         for rank, hit in enumerate(others, 1):
             hit["rank"] = rank
