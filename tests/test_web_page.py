@@ -66,32 +66,25 @@ def photo_records(folder: Path) -> list[dict]:
     return records
 
 
-def served_routes() -> set[str]:
-    from mmtools.serve.engine import Engine
-    from mmtools.serve.http import create_app
-
-    app = create_app(Engine())
-    while not hasattr(app, "routes"):
-        app = app.app  # through the middleware
-    return {getattr(route, "path", "") for route in app.routes}
-
-
 def build_tagger(tagging_data, folder: Path) -> Path:
+    """A tiny late-fusion tagger (tags from a text alone or with a photo) with every threshold at 0, so the
+    form shows all its labels with their confidences."""
     from mmtools.tag.model import TaggerModel, TaggerSpec
     from mmtools.tag.towers import load_towers, save_tagger, spec_for
 
     towers = load_towers("both", text_model=str(tagging_data["text_tower"]),
                          image_model=str(tagging_data["image_tower"]))
-    spec = spec_for(towers, TaggerSpec(labels=TAGGER_LABELS, modality="both", fusion="attention", fusion_dim=32,
+    spec = spec_for(towers, TaggerSpec(labels=TAGGER_LABELS, modality="both", fusion="late", fusion_dim=32,
                                        hidden_dim=32, attention_heads=2))
-    save_tagger(folder, TaggerModel(spec, towers.text_model, towers.image_model).eval(), towers, {})
+    save_tagger(folder, TaggerModel(spec, towers.text_model, towers.image_model).eval(), towers,
+                {label: 0.0 for label in TAGGER_LABELS})
     return folder
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, siglip_dir, request):
-    """`mmtools serve --http 0.0.0.0:PORT --token` over an index of the photos (and a trained tagger where this
-    mmtools serves /api/extract-features); yields its loopback address."""
+def site(tmp_path_factory, siglip_dir, tagging_data):
+    """`mmtools serve --http 0.0.0.0:PORT --token` over two indexes of the photos and a trained tagger
+    (`-m TAGGER_DIR`, mixed with the indexes' retrieval model); yields its loopback address."""
     from mmtools.embed import embed_images
     from mmtools.images import discover_images
     from mmtools.index import index_records
@@ -104,10 +97,7 @@ def site(tmp_path_factory, siglip_dir, request):
     index_records(embedded[:-1], root / "idx.faiss")
     index_records(embedded[-4:], root / "more.faiss")  # a second index, holding the photo that goes missing
     Path(records[-1]["path"]).unlink()
-    extra = []
-    tagger = "/api/extract-features" in served_routes()
-    if tagger:
-        extra = ["-m", str(build_tagger(request.getfixturevalue("tagging_data"), root / "tagger"))]
+    extra = ["-m", str(build_tagger(tagging_data, root / "tagger"))]
     log = open(root / "serve.log", "w+")
     process = subprocess.Popen(
         [str(BIN / "mmtools"), "serve", "--socket", str(root / "s.sock"), "--http", "0.0.0.0:0", "--token", TOKEN,
@@ -122,7 +112,7 @@ def site(tmp_path_factory, siglip_dir, request):
             found = re.search(r"http://[^ ]+:(\d+)", (root / "serve.log").read_text())
             port = found and found.group(1)
         assert port, (root / "serve.log").read_text()
-        yield {"url": f"http://127.0.0.1:{port}", "root": root, "records": records, "tagger": tagger}
+        yield {"url": f"http://127.0.0.1:{port}", "root": root, "records": records, "tagger": root / "tagger"}
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
@@ -314,23 +304,49 @@ def test_the_tag_form_shows_the_preview_then_the_features(site, browser):
 
 
 def test_the_tag_form_with_a_trained_tagger(site, browser):
-    """The design's form over POST /api/extract-features (the `serve` branch adds the route and `-m TAGGER`)."""
+    """The design's form over POST /api/extract-features: choose the tagger, type a description, pick a photo,
+    see the preview, then the tagger's features with confidence bars."""
+    import urllib.request
+
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    if not site["tagger"]:
-        pytest.skip("this mmtools does not serve /api/extract-features yet")
-    taggers = [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "tagger")).options
-               if o.get_attribute("value").startswith("tagger:")]
-    assert taggers, "the page lists no trained tagger from /health"
-    Select(browser.find_element(By.ID, "tagger")).select_by_value(taggers[0])
-    assert not browser.find_element(By.ID, "labels").is_displayed()
+    health = urllib.request.Request(site["url"] + "/health")
+    served = orjson.loads(urllib.request.urlopen(health, timeout=30).read())["served_models"]
+    assert [(m["name"], m["labels"]) for m in served if m["kind"] == "tagger"] == [(str(site["tagger"]),
+                                                                                   TAGGER_LABELS)]
+    browser.get(site["url"] + "/?tab=tag")
+    started = "return document.body.dataset.ready === 'true' || document.querySelector('#token-dialog').open"
+    wait_for(browser, lambda: browser.execute_script(started), what="the page to start")
+    if browser.execute_script("return document.querySelector('#token-dialog').open"):  # run on its own
+        enter_token(browser, TOKEN)
+    wait_for(browser, lambda: browser.execute_script("return document.body.dataset.ready === 'true'"),
+             what="the page to start")
+    chooser = Select(browser.find_element(By.ID, "tagger"))
+    taggers = [o.get_attribute("value") for o in chooser.options if o.get_attribute("value").startswith("tagger:")]
+    assert taggers == [f"tagger:{site['tagger']}"], "the page lists the trained tagger of /health"
+    chooser.select_by_value(taggers[0])
+    assert not browser.find_element(By.ID, "labels").is_displayed()  # a tagger has its own labels
+    description = browser.find_element(By.ID, "description")
+    description.clear()
+    description.send_keys("Phòng trọ mát, có wifi, sơn màu xanh")
+    browser.find_element(By.ID, "tag-image").send_keys(site["records"][3]["path"])
+    wait_for(browser, lambda: browser.execute_script(
+        "const p = document.querySelector('#tag-preview'); return !p.hidden && p.complete && p.naturalWidth > 0"),
+        what="the preview")
+    assert browser.find_element(By.ID, "tag-file-name").text == "photo03.jpg"
     browser.find_element(By.CSS_SELECTOR, "#tag-form button[type=submit]").click()
-    wait_for(browser, lambda: "văn bản và ảnh" in browser.find_element(By.ID, "tag-status").text
-             and browser.find_elements(By.CSS_SELECTOR, "#features .feature"), what="the tagger's features")
-    shown = {f.find_element(By.CSS_SELECTOR, ".label").text
-             for f in browser.find_elements(By.CSS_SELECTOR, "#features .feature")}
-    assert shown and shown <= set(TAGGER_LABELS)
+    features = wait_for(browser, lambda: "văn bản và ảnh" in browser.find_element(By.ID, "tag-status").text
+                        and browser.find_elements(By.CSS_SELECTOR, "#features .feature"),
+                        what="the tagger's features")
+    assert sorted(f.find_element(By.CSS_SELECTOR, ".label").text for f in features) == sorted(TAGGER_LABELS)
+    bars = browser.execute_script("""return [...document.querySelectorAll('#features .feature')].map(f => ({
+        width: f.querySelector('.bar span').style.width, now: Number(f.querySelector('.bar').ariaValueNow),
+        shown: Number(f.querySelector('.value').textContent)}));""")
+    for bar in bars:  # each bar as wide as its confidence, which is a probability
+        assert 0 <= bar["now"] <= 1 and bar["width"] == f"{round(bar['now'] * 100)}%"
+        assert abs(bar["shown"] - bar["now"]) <= 0.005
+    assert [b["now"] for b in bars] == sorted((b["now"] for b in bars), reverse=True)  # best first
     assert console_errors(browser) == []
 
 
