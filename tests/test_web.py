@@ -197,3 +197,75 @@ def test_beyond_loopback_without_a_token_is_refused_before_anything_loads(monkey
     result = CliRunner().invoke(app, ["serve", "--http", "0.0.0.0:0", "-i", "nowhere.faiss"])
     assert result.exit_code == 2
     assert "listens beyond this machine, and there is no token" in result.stderr and "--insecure" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def video_library(tmp_path_factory):
+    """The keyframes of a generated 3.6 s video (three shots) indexed with made-up vectors, beside a photo."""
+    pytest.importorskip("av")
+    from mmtools.images import discover_images
+    from mmtools.index import index_records
+    from mmtools.records import encode_vector
+    from mmtools.video.keyframes import keyframe_records
+    from mmtools.video.synthetic import write_video
+
+    root = tmp_path_factory.mktemp("videos")
+    write_video(root / "clip.mp4", [30, 30, 30])
+    moments = list(keyframe_records(discover_images([str(root / "clip.mp4")])))
+    photo = photo_files(root / "photos", 1)[0]
+    rng = np.random.default_rng(1)
+    records = []
+    for record in [*moments, {"id": "photo", "path": str(photo)}]:
+        vector = rng.normal(size=8).astype(np.float32)
+        records.append({**record, "embedding": encode_vector(vector / np.linalg.norm(vector)),
+                        "embedding_model": "made-up"})
+    index_records(records, root / "idx.faiss")
+    return root, moments
+
+
+def test_a_video_moment_plays_its_source_video_with_range_requests(video_library):
+    from urllib.parse import quote
+
+    root, moments = video_library
+    whole = (root / "clip.mp4").read_bytes()
+    moment = moments[1]
+    assert {"path", "time", "shot_start", "shot_end"} <= set(moment) and moment["shot_start"] < moment["time"]
+    with client(root) as http:
+        link = http.post("/video-url", json={"id": moment["id"]})
+        assert link.status_code == 200, link.text
+        body = link.json()
+        assert body["time"] == moment["time"] and body["start"] == moment["shot_start"]
+        assert "sig=" not in body["url"]  # no token, nothing to sign
+        full = http.get(body["url"])
+        assert full.status_code == 200 and full.content == whole
+        assert full.headers["content-type"] == "video/mp4" and full.headers["accept-ranges"] == "bytes"
+        part = http.get(body["url"], headers={"Range": "bytes=100-1099"})
+        assert part.status_code == 206 and part.content == whole[100:1100]
+        assert part.headers["content-range"] == f"bytes 100-1099/{len(whole)}"
+        assert http.get(body["url"], headers={"Range": f"bytes={len(whole) + 10}-"}).status_code == 416
+        for item in ("nope#t=1.0", quote(str(root / "clip.mp4"), safe=""), "../../etc/passwd"):
+            gone = http.get(f"/video/{item}")
+            assert gone.status_code == 404 and set(gone.json()) == {"error", "hint"}, item
+        assert http.get("/video/photo").status_code == 404  # a photo's record: not a video
+        assert http.post("/video-url", json={"id": "nope"}).status_code == 404
+
+
+def test_with_a_token_a_video_opens_with_its_signed_url_only(video_library):
+    root, moments = video_library
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with client(root, TOKEN) as http:
+        path = f"/video/{moments[0]['id']}"
+        assert http.get(path).status_code == 401
+        assert http.post("/video-url", json={"id": moments[0]["id"]}).status_code == 401
+        url = http.post("/video-url", json={"id": moments[0]["id"]}, headers=auth).json()["url"]
+        assert "sig=" in url and TOKEN not in url
+        assert http.get(url, headers={"Range": "bytes=0-99"}).status_code == 206  # no header needed
+        other = http.post("/video-url", json={"id": moments[1]["id"]}, headers=auth).json()["url"]
+        forged = other.split("?")[0] + "?" + url.split("?")[1]  # one video's signature on another
+        assert http.get(forged).status_code == 401
+        assert http.get("/thumb/photo?" + url.split("?")[1]).status_code == 401  # only videos open signed
+        from mmtools.serve.auth import UrlSigner
+
+        signer = UrlSigner(TOKEN)
+        assert http.get(f"{url.split('?')[0]}?{signer.sign(path)}").status_code == 200  # as the page's
+        assert http.get(f"{url.split('?')[0]}?{signer.sign(path, ttl_s=-10)}").status_code == 401  # expired

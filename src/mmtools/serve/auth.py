@@ -5,16 +5,25 @@ balancers and monitors) and the web page's shell (``GET /`` and ``/static/...``)
 captions or results, and the page must load before it can ask for the token. Everything that reads data
 (search, tag, embed, images, thumbnails, the API description) is refused with 401 and
 ``{"error", "hint"}`` otherwise. Tokens are compared in constant time.
+
+A ``<video>`` element cannot send a header, and a video is too big to fetch whole into a blob as the page
+does pictures; so ``/video/...`` also opens with a signed URL (``UrlSigner``), which the page asks for with
+its token: it names one video's path, expires, and is worth nothing for any other route.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
+import time
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 OPEN_PATHS = frozenset({"/health", "/", "/favicon.ico"})
 OPEN_PREFIXES = ("/static/",)
+SIGNED_PREFIXES = ("/video/",)  # may open with a signed URL instead of the header
+SIGNED_URL_TTL_S = 6 * 3600  # long enough to watch a long video; its Range requests reuse the URL
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"})
 
 
@@ -35,21 +44,51 @@ def needs_token(path: str) -> bool:
     return path not in OPEN_PATHS and not path.startswith(OPEN_PREFIXES)
 
 
-class TokenAuth:
-    """ASGI middleware: 401 for a request to a protected path without ``Authorization: Bearer <token>``."""
+class UrlSigner:
+    """Signs a path (``/video/ID``) with a key made from the server's token, until a time."""
 
-    def __init__(self, app: Any, token: str):
+    def __init__(self, token: str):
+        self._key = hmac.new(token.encode(), b"mmtools signed URLs", hashlib.sha256).digest()
+
+    def _signature(self, path: str, expires: int) -> str:
+        message = f"{path}\0{expires}".encode("utf-8", "surrogateescape")
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def sign(self, path: str, ttl_s: float = SIGNED_URL_TTL_S) -> str:
+        """The query string (``expires=...&sig=...``) that opens ``path`` (as the server decodes it)."""
+        expires = int(time.time() + ttl_s)
+        return urlencode({"expires": expires, "sig": self._signature(path, expires)})
+
+    def valid(self, path: str, query: bytes) -> bool:
+        values = parse_qs(query.decode("latin-1"))
+        try:
+            expires = int(values["expires"][0])
+            signature = values["sig"][0]
+        except (KeyError, IndexError, ValueError):
+            return False
+        return expires >= time.time() and hmac.compare_digest(signature, self._signature(path, expires))
+
+
+class TokenAuth:
+    """ASGI middleware: 401 for a request to a protected path without ``Authorization: Bearer <token>``
+    (or, for a path ``signer`` may open, without a valid signed URL)."""
+
+    def __init__(self, app: Any, token: str, signer: UrlSigner | None = None):
         if not token:
             raise ValueError("an empty token protects nothing")
         self.app = app
         self._expected = f"Bearer {token}".encode()
+        self._signer = signer
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not needs_token(scope.get("path", "")):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not needs_token(path):
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers") or []).get(b"authorization", b"")
-        if hmac.compare_digest(given, self._expected):
+        if hmac.compare_digest(given, self._expected) or (
+                self._signer is not None and path.startswith(SIGNED_PREFIXES)
+                and self._signer.valid(path, scope.get("query_string", b""))):
             await self.app(scope, receive, send)
             return
         from mmtools.serve.http import _send_json

@@ -117,11 +117,12 @@ def create_app(engine: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY, token: Op
     app.include_router(api_router(engine))
     from mmtools.serve.web import add_web_page
 
-    add_web_page(app, engine, max_pixels=engine.max_pixels, token_required=bool(token))
-    if token:
-        from mmtools.serve.auth import TokenAuth
+    from mmtools.serve.auth import TokenAuth, UrlSigner
 
-        return BodyLimit(TokenAuth(app, token), max_body_bytes)
+    signer = UrlSigner(token) if token else None
+    add_web_page(app, engine, max_pixels=engine.max_pixels, token_required=bool(token), signer=signer)
+    if token:
+        return BodyLimit(TokenAuth(app, token, signer), max_body_bytes)
     return BodyLimit(app, max_body_bytes)
 
 

@@ -6,6 +6,10 @@
   are answered, and the file is the one its record names, so a request can never name a file. Thumbnails and
   converted pictures come from a bounded cache on disk (``mmtools.serve.thumbnails``); answers carry an ETag
   and ``Cache-Control``, and a missing file is a 404.
+- ``GET /video/{id}``: the source video of a video moment (a record of ``mmtools keyframes``), sent with HTTP
+  Range support so a ``<video>`` element can seek to the moment; like pictures, only for records of a served
+  index. ``POST /video-url`` gives the URL the page sets as the player's source: with a token, a signed one
+  (mmtools.serve.auth.UrlSigner), since a ``<video>`` element cannot send the header.
 - ``POST /similar``: search with the picture of a record (by id), for the page's "more like this".
 """
 
@@ -20,6 +24,9 @@ from mmtools.serve.thumbnails import THUMBNAIL_SIZE, VIEW_SIZE, Picture, Renditi
 STATIC = Path(__file__).with_name("static")
 MAX_ID_CHARS = 4096
 PICTURE_CACHE_CONTROL = "private, max-age=600"
+VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+               ".mkv": "video/x-matroska", ".ogv": "video/ogg", ".avi": "video/x-msvideo",
+               ".mpg": "video/mpeg", ".mpeg": "video/mpeg", ".ts": "video/mp2t"}
 # The page loads nothing from elsewhere, and nothing may frame it.
 PAGE_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
@@ -50,8 +57,9 @@ def record_picture(record: dict[str, Any], item_id: str, index_path: Path) -> Pi
 
 
 def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_required: bool = False,
-                 cache_folder: str | os.PathLike[str] | None = None) -> None:
-    """Add the page, its assets and the picture routes to the FastAPI ``app`` over ``engine``."""
+                 cache_folder: str | os.PathLike[str] | None = None, signer: Any = None) -> None:
+    """Add the page, its assets and the picture routes to the FastAPI ``app`` over ``engine``; ``signer``
+    (mmtools.serve.auth.UrlSigner, with a token) signs the videos' URLs."""
     from fastapi import Request
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from fastapi.staticfiles import StaticFiles
@@ -148,6 +156,47 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
     @app.get("/image/{item_id:path}", summary="The picture of a record of a served index")
     def image(request: Request, item_id: str, index: Optional[str] = None) -> Any:
         return picture_answer(request, item_id, index, VIEW_SIZE)
+
+    class VideoBody(BaseModel):
+        id: str = Field(min_length=1, max_length=MAX_ID_CHARS, description="A video moment of a served index.")
+        index: Optional[str] = Field(None, description="The index that holds it [default: the first that does].")
+
+    def video_of(item_id: str, index: str | None) -> tuple[Picture, dict[str, Any]]:
+        _, record, picture = find(item_id, index)
+        if picture.time is None:
+            raise NotFound(f"{item_id} is a picture, not a moment of a video", "GET /image/ID shows it")
+        return picture, record
+
+    @app.get("/video/{item_id:path}", summary="The source video of a video moment of a served index "
+                                               "(HTTP Range requests answered with 206)")
+    def video(item_id: str, index: Optional[str] = None, expires: Optional[int] = None,
+              sig: Optional[str] = None) -> Any:
+        try:
+            picture, _ = video_of(item_id, index)
+        except NotFound as exc:
+            return problem(404, exc.message, exc.hint)
+        media_type = VIDEO_TYPES.get(Path(picture.path).suffix.lower(), "application/octet-stream")
+        return FileResponse(picture.path, media_type=media_type, headers={
+            "cache-control": PICTURE_CACHE_CONTROL, "x-content-type-options": "nosniff"})
+
+    @app.post("/video-url", summary="The URL that plays a video moment of a served index, and its moment")
+    async def video_url(request: Request) -> Any:
+        from urllib.parse import quote, urlencode
+
+        try:
+            params = VideoBody.model_validate(await request.json())
+        except ValueError:
+            return problem(422, "send {\"id\": ...} as application/json", "ids come from /search hits")
+        try:
+            picture, record = await run_in_threadpool(video_of, params.id, params.index)
+        except NotFound as exc:
+            return problem(404, exc.message, exc.hint)
+        path = f"/video/{params.id}"
+        query = [urlencode({"index": params.index})] if params.index else []
+        if signer is not None:
+            query.append(signer.sign(path))
+        url = quote(path, safe="/") + ("?" + "&".join(query) if query else "")
+        return {"url": url, "time": picture.time, "start": record.get("shot_start"), "end": record.get("shot_end")}
 
     @app.post("/similar", summary="Search with the picture of a record of a served index (by its id)")
     async def similar(request: Request) -> Any:

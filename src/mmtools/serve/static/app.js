@@ -28,6 +28,10 @@ const TEXT = {
     features: "{n} nhãn ({mode})", multimodal: "văn bản và ảnh", textOnly: "chỉ văn bản", imageOnly: "chỉ ảnh",
     network: "Không kết nối được với máy chủ.", serverError: "Máy chủ trả lời lỗi {status}.",
     preview: "Ảnh đã chọn", records: "{n} ảnh",
+    video: "Video", videoOf: "Video {name}, từ {time}",
+    mode: "Cách tìm", modeAuto: "Tự chọn", modeVector: "Theo nội dung ảnh", modeKeyword: "Theo từ khoá",
+    modeHybrid: "Kết hợp", where: "Lọc theo trường (mỗi dòng một điều kiện, ví dụ tags=biển)",
+    restored: "đã thêm dấu: “{q}”",
   },
   en: {
     sections: "Sections", tabSearch: "Search", tabTag: "Tag", language: "Language",
@@ -52,6 +56,10 @@ const TEXT = {
     features: "{n} labels ({mode})", multimodal: "text and image", textOnly: "text only", imageOnly: "image only",
     network: "Cannot reach the server.", serverError: "The server answered with error {status}.",
     preview: "Chosen photo", records: "{n} photos",
+    video: "Video", videoOf: "Video {name}, from {time}",
+    mode: "Search by", modeAuto: "Automatic", modeVector: "Picture content", modeKeyword: "Keywords",
+    modeHybrid: "Both", where: "Filter on fields (one condition a line, e.g. tags=biển)",
+    restored: "accents restored: “{q}”",
   },
 };
 
@@ -331,6 +339,7 @@ function showHits(hits, shownQuery) {
     const meta = element("div", "meta");
     describe(hit, meta, false);
     card.append(img, meta);
+    if (isMoment(hit)) card.append(element("span", "play", `▶ ${moment(hit.time)}`));
     card.addEventListener("click", () => openViewer(hit));
     item.append(card);
     list.append(item);
@@ -338,16 +347,51 @@ function showHits(hits, shownQuery) {
   });
 }
 
+function isMoment(hit) {
+  return typeof hit.time === "number";
+}
+
+function stopVideo() {
+  const video = $("#viewer-video");
+  video.pause();
+  if (video.hasAttribute("src")) { video.removeAttribute("src"); video.load(); }
+}
+
+// A video moment plays its source video from the moment: the server gives the URL (signed when there is a
+// token: a <video> element cannot send the header) and answers its Range requests, so the player seeks.
+async function playMoment(hit) {
+  const video = $("#viewer-video");
+  try {
+    const link = await postJson("/video-url", { id: hit.id, index: hit._index || null });
+    if (state.viewing !== hit) return;
+    const start = Number(link.time);
+    video.setAttribute("aria-label", t("videoOf", { name: basename(hit.path || hit.id), time: moment(start) }));
+    video.addEventListener("loadedmetadata", () => {
+      if (Math.abs(video.currentTime - start) > 0.25) video.currentTime = start;  // where #t= is not honoured
+    }, { once: true });
+    video.src = `${link.url}#t=${start.toFixed(3)}`;
+    video.play().catch(() => { /* autoplay refused: the controls are there */ });
+  } catch (err) {
+    showError(err);
+  }
+}
+
 function openViewer(hit) {
   state.viewing = hit;
   const img = $("#viewer-image");
+  const video = $("#viewer-video");
+  stopVideo();
   img.removeAttribute("src");
   img.alt = altText(hit);
-  $("#viewer-title").textContent = basename(hit.path || hit.id);
+  img.hidden = isMoment(hit);
+  video.hidden = !isMoment(hit);
+  $("#viewer-title").textContent = isMoment(hit) ? `${basename(hit.path || hit.id)} ${moment(hit.time)}`
+                                                 : basename(hit.path || hit.id);
   describe(hit, $("#viewer-meta"), true);
   $("#viewer").showModal();
   $("#more-like").focus();
-  showPicture(img, "image", hit);
+  if (isMoment(hit)) playMoment(hit);
+  else showPicture(img, "image", hit);
 }
 
 // -------------------------------------------------------------------------------------------- search
@@ -356,13 +400,16 @@ function searchOptions() {
   const k = Math.min(1000, Math.max(1, parseInt($("#k").value, 10) || 20));
   const min = $("#min-score").value.trim();
   const index = $("#index").value || null;
-  return { k, min_score: min === "" ? null : Number(min), index };
+  const where = $("#where").value.split("\n").map((line) => line.trim()).filter(Boolean);
+  return { k, min_score: min === "" ? null : Number(min), index, mode: $("#mode").value || null, where };
 }
 
 function writeUrl(params) {
   const url = new URL(location.href);
   url.search = "";
-  for (const [key, value] of Object.entries(params)) if (value != null && value !== "") url.searchParams.set(key, value);
+  for (const [key, value] of Object.entries(params)) {
+    for (const one of Array.isArray(value) ? value : [value]) if (one != null && one !== "") url.searchParams.append(key, one);
+  }
   if (url.href !== location.href) history.pushState(null, "", url);
 }
 
@@ -370,7 +417,7 @@ async function runSearch(kind, value, push = true) {
   showError(null);
   if (!state.indexes.length) { showError(new ApiError(0, t("noIndex"))); return; }
   const options = searchOptions();
-  const common = { index: options.index, k: options.k, min: options.min_score };
+  const common = { index: options.index, k: options.k, min: options.min_score, mode: options.mode, where: options.where };
   $("#search-status").textContent = t("searching");
   try {
     let answer, shown;
@@ -380,7 +427,8 @@ async function runSearch(kind, value, push = true) {
       shown = value;
     } else if (kind === "like") {
       if (push) writeUrl({ like: value, ...common });
-      answer = await postJson("/similar", { id: value, ...options });
+      answer = await postJson("/similar", { id: value, k: options.k, min_score: options.min_score,
+                                            index: options.index, where: options.where });
       shown = t("likeQuery", { name: basename(value) });
     } else {
       const form = new FormData();
@@ -388,11 +436,14 @@ async function runSearch(kind, value, push = true) {
       form.append("k", String(options.k));
       if (options.index) form.append("index", options.index);
       if (options.min_score != null) form.append("min_score", String(options.min_score));
+      for (const condition of options.where) form.append("where", condition);
       answer = await postForm("/search", form);
       shown = t("byImageQuery", { name: value.name || "" });
     }
     const hits = (answer.hits || []).map((hit) => ({ ...hit, _index: options.index }));
     showHits(hits, shown);
+    const restored = hits.length && hits[0].query_restored;
+    if (restored && restored !== shown) $("#search-status").textContent += ` (${t("restored", { q: restored })})`;
   } catch (err) {
     $("#search-status").textContent = "";
     showError(err);
@@ -428,6 +479,7 @@ function setUpSearch() {
     if (hit) { $("#q").value = ""; runSearch("like", hit.id); }
   });
   $("#viewer-close").addEventListener("click", () => $("#viewer").close());
+  $("#viewer").addEventListener("close", () => { stopVideo(); state.viewing = null; });
   $("#viewer").addEventListener("click", (event) => { if (event.target === $("#viewer")) $("#viewer").close(); });
 }
 
@@ -527,6 +579,8 @@ function fromUrl() {
   showTab(params.get("tab"));
   if (params.has("k")) $("#k").value = params.get("k");
   $("#min-score").value = params.get("min") || "";
+  $("#mode").value = ["vector", "keyword", "hybrid"].includes(params.get("mode")) ? params.get("mode") : "";
+  $("#where").value = params.getAll("where").join("\n");
   if (params.get("index") && state.indexes.some((index) => index.value === params.get("index"))) {
     $("#index").value = params.get("index");
   }
