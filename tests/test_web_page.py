@@ -81,10 +81,22 @@ def build_tagger(tagging_data, folder: Path) -> Path:
     return folder
 
 
+def video_moments(path: Path, encoder) -> list[dict]:
+    """The embedded keyframes of a generated 3.6 s video of three shots (`keyframes | embed-images`)."""
+    from mmtools.embed import embed_images
+    from mmtools.images import discover_images
+    from mmtools.video.sources import with_video_frames
+    from mmtools.video.synthetic import write_video
+
+    write_video(path, [30, 30, 30])
+    return list(embed_images(with_video_frames(discover_images([str(path)])), encoder))
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, siglip_dir, tagging_data):
-    """`mmtools serve --http 0.0.0.0:PORT --token` over two indexes of the photos and a trained tagger
-    (`-m TAGGER_DIR`, mixed with the indexes' retrieval model); yields its loopback address."""
+    """`mmtools serve --http 0.0.0.0:PORT --token` over two indexes of the photos, one of a video's moments,
+    and a trained tagger (`-m TAGGER_DIR`, mixed with the indexes' retrieval model); yields its loopback
+    address."""
     from mmtools.embed import embed_images
     from mmtools.images import discover_images
     from mmtools.index import index_records
@@ -96,12 +108,14 @@ def site(tmp_path_factory, siglip_dir, tagging_data):
     embedded = list(embed_images(discover_images([str(root / "photos.jsonl")]), load_encoder(siglip_dir, "cpu")))
     index_records(embedded[:-1], root / "idx.faiss")
     index_records(embedded[-4:], root / "more.faiss")  # a second index, holding the photo that goes missing
+    index_records(video_moments(root / "clip.mp4", load_encoder(siglip_dir, "cpu")), root / "video.faiss")
     Path(records[-1]["path"]).unlink()
     extra = ["-m", str(build_tagger(tagging_data, root / "tagger"))]
     log = open(root / "serve.log", "w+")
     process = subprocess.Popen(
         [str(BIN / "mmtools"), "serve", "--socket", str(root / "s.sock"), "--http", "0.0.0.0:0", "--token", TOKEN,
-         "-i", str(root / "idx.faiss"), "-i", str(root / "more.faiss"), "--device", "cpu", *extra],
+         "-i", str(root / "idx.faiss"), "-i", str(root / "more.faiss"), "-i", str(root / "video.faiss"),
+         "--device", "cpu", *extra],
         cwd=root, stdout=subprocess.DEVNULL, stderr=log,
         env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"})
     try:
@@ -378,7 +392,7 @@ def test_the_index_chooser_and_a_missing_photos_placeholder(site, browser):
 
     browser.get(site["url"] + "/")
     chooser = Select(browser.find_element(By.ID, "index"))
-    wait_for(browser, lambda: len(chooser.options) == 2, what="two indexes to choose from")
+    wait_for(browser, lambda: len(chooser.options) == 3, what="three indexes to choose from")
     browser.find_element(By.CSS_SELECTOR, ".options summary").click()
     chooser.select_by_value(str(site["root"] / "more.faiss"))
     browser.find_element(By.ID, "q").send_keys(QUERY)
@@ -410,4 +424,32 @@ def test_the_page_reads_both_shapes_of_health_and_shows_a_videos_moment(site, br
         "describe({score: 0.5, time: 3723.4, caption: 'Cảnh quay', tags: [{label: 'phố'}], ocr_text: 'Phở 24'}, box, true);"
         "return box.innerText;")
     assert "lúc 1:02:03" in shown and "Cảnh quay" in shown and "phố" in shown and "Phở 24" in shown
+    assert console_errors(browser) == []
+
+
+def test_a_video_moment_shows_its_frame_and_time_and_plays_from_that_moment(site, browser):
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.by import By
+
+    browser.get(site["url"] + "/?" + urlencode({"q": "cảnh quay", "index": str(site["root"] / "video.faiss")}))
+    thumbs = wait_for_thumbnails(browser, 3)
+    assert len(thumbs) == 3 and all(t["width"] > 0 and not t["missing"] for t in thumbs)  # the keyframes
+    cards = browser.find_elements(By.CSS_SELECTOR, "#results .card")
+    labels = [card.find_element(By.CSS_SELECTOR, ".play").text for card in cards]
+    assert all(re.fullmatch(r"▶ 0:0\d", label) for label in labels), labels
+    times = browser.execute_script("return state.lastHits.map(hit => hit.time)")
+    last = max(range(3), key=lambda i: times[i])  # the last shot's moment: well inside the video
+    start = times[last]
+    assert start > 2
+    cards[last].click()
+    wait_for(browser, lambda: browser.execute_script(
+        "const v = document.querySelector('#viewer-video'); return document.querySelector('#viewer').open && "
+        "!v.hidden && v.readyState >= 2"), what="the player")
+    shown = browser.execute_script("""const v = document.querySelector('#viewer-video');
+        return {src: v.currentSrc, time: v.currentTime, image: !document.querySelector('#viewer-image').hidden};""")
+    assert "/video/" in shown["src"] and "sig=" in shown["src"] and f"#t={start:.3f}" in shown["src"]
+    assert not shown["image"] and start - 0.1 <= shown["time"] <= start + 1.0, (shown, start)
+    browser.find_element(By.ID, "viewer-close").click()
+    assert browser.execute_script("return document.querySelector('#viewer-video').paused")
     assert console_errors(browser) == []
