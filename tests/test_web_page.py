@@ -364,6 +364,22 @@ def test_the_tag_form_with_a_trained_tagger(site, browser):
     assert console_errors(browser) == []
 
 
+def test_the_search_mode_and_filters_are_in_the_url_and_an_unaccented_query_is_restored(site, browser):
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.by import By
+
+    browser.get(site["url"] + "/?" + urlencode({"q": "nguoi choi bong chay", "mode": "hybrid",
+                                                "where": "tags=thể thao"}))
+    thumbs = wait_for_thumbnails(browser, 1)
+    assert [t["alt"] for t in thumbs] == [site["records"][0]["caption"]]  # the one record with that tag
+    assert browser.find_element(By.ID, "mode").get_attribute("value") == "hybrid"
+    assert browser.find_element(By.ID, "where").get_attribute("value") == "tags=thể thao"
+    status = browser.find_element(By.ID, "search-status").text
+    assert "nguoi choi bong chay" in status and "đã thêm dấu: “người chơi bóng chày”" in status, status
+    assert console_errors(browser) == []
+
+
 def test_english_and_a_phone_sized_screen(site, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select

@@ -454,7 +454,12 @@ class Engine:
         def restore(text: str) -> str:
             from mmtools.text.restore import load_restorer
 
-            return load_restorer(location).restore(text)
+            try:
+                restorer = load_restorer(location)
+            except Exception as exc:  # noqa: BLE001 - e.g. an index kind without stored texts (Milvus)
+                log.debug("accent restorer for %s not built (%s): the general one is used", location, exc)
+                restorer = load_restorer(None)
+            return restorer.restore(text)
         return restore
 
     def search_image(self, index: str | os.PathLike[str], path: str, label: str, *, k: int = 10,
