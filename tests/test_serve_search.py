@@ -118,6 +118,10 @@ def test_where_through_the_server(served, monkeypatch):
     assert {hit["caption"] for hit in remote} == {"xe buýt trên đường phố", "xe đạp dựng trước nhà"}
     code, remote, stderr = cli_search(served, monkeypatch, ["xe", "--where", "year"], through_server=True)
     assert code == 2 and remote == [] and "--where" in stderr
+    none = ["xe", "--where", "tags=không có"]  # nothing meets it: no hits, and the same warning
+    said = [cli_search(served, monkeypatch, none, through_server=side)[::2] for side in (True, False)]
+    assert said[0] == said[1] and said[0][0] == 0
+    assert f"warning: no record of {served['index']} meets --where tags=không có" in said[0][1]
 
 
 def test_a_query_typed_without_accents_is_restored_by_the_server(served, monkeypatch):

@@ -155,7 +155,7 @@ def search_command(
                 texts=queries or [], images=image or [], k=k, min_score=min_score,
                 index=(index or [None])[0], field=field, lines=lines, model=model, output=output,
                 on_problem=report.problem, mode=mode.value if mode is not None else None, where=where or [],
-                no_restore=no_restore):
+                no_restore=no_restore, on_warning=report.warning):
             return
         from mmtools.index.backends import open_reader
         from mmtools.models import load_encoder

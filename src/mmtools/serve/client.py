@@ -123,14 +123,17 @@ def error_from(message: dict[str, Any]) -> MmtoolsError:
 
 
 def call(op: str, header: dict[str, Any], inputs: Iterable[dict[str, Any]] | None, out: BinaryIO | Callable[[], BinaryIO],
-         on_problem: ProblemHandler, *, flush_each: bool = False, path: str | None = None) -> bool:
+         on_problem: ProblemHandler, *, flush_each: bool = False, path: str | None = None,
+         on_warning: Callable[[str], None] | None = None) -> bool:
     """Run ``op`` on the server, writing its records to ``out`` (a stream, or a function opening one on the
-    first record). False when no server took the request (nothing was written, ``inputs`` not consumed)."""
+    first record). False when no server took the request (nothing was written, ``inputs`` not consumed).
+    ``on_warning`` shows the server's warnings [default: standard error, after the command's name]."""
     connection = connect(path)
     if connection is None:
         return False
     try:
-        return _converse(connection, op, header, inputs, out, on_problem, flush_each)
+        return _converse(connection, op, header, inputs, out, on_problem, flush_each,
+                         on_warning or (lambda text: sys.stderr.write(f"mmtools {op}: warning: {text}\n")))
     except _Refused:
         return False
     finally:
@@ -138,7 +141,7 @@ def call(op: str, header: dict[str, Any], inputs: Iterable[dict[str, Any]] | Non
 
 
 def _converse(connection: _Connection, op: str, header: dict[str, Any], inputs, out, on_problem,
-              flush_each: bool) -> bool:
+              flush_each: bool, on_warning: Callable[[str], None]) -> bool:
     wfile = rfile = connection
     wfile.write(_encode({"v": protocol.VERSION, "op": op, **header}))
     if inputs is None:
@@ -185,6 +188,8 @@ def _converse(connection: _Connection, op: str, header: dict[str, Any], inputs, 
 
                 source, reason = _decode(body)
                 on_problem(Problem(source, reason))
+            elif kind == protocol.WARNING:
+                on_warning(str(_decode(body)))
             elif kind == protocol.END:
                 break
             elif kind == protocol.ERROR:
@@ -241,7 +246,8 @@ def _sender(wfile: BinaryIO, inputs: Iterable[dict[str, Any]]) -> Any:
 
 def search(*, texts: list[str], images: list[str], k: int, min_score: float | None, index: str, field: str,
            lines: bool, model: str | None, output: str | None, on_problem: ProblemHandler,
-           mode: str | None = None, where: list[str] | None = None, no_restore: bool = False) -> bool:
+           mode: str | None = None, where: list[str] | None = None, no_restore: bool = False,
+           on_warning: Callable[[str], None] | None = None) -> bool:
     """``mmtools search`` through the server; False when none runs (then search in-process). ``mode``:
     vector|keyword|hybrid (None: the index's default); ``where``: conditions, as for --where."""
     use_stdin = not texts and not images
@@ -258,7 +264,7 @@ def search(*, texts: list[str], images: list[str], k: int, min_score: float | No
             inputs = ({"line": text} for _where, text in read_text_lines(["-"], on_problem))
         else:
             inputs = ({"record": record} for record in read_records(["-"], on_problem))
-    return _call_with_output("search", header, inputs, output, on_problem)
+    return _call_with_output("search", header, inputs, output, on_problem, on_warning)
 
 
 def embed_texts(items: Iterable[Any], *, model: str | None, batch_size: int, embedding_format: str,
@@ -284,11 +290,12 @@ def tag(sources: list[str], *, model: str | None, labels: list[str] | None, temp
     return _call_with_output("tag", header, inputs, output, on_problem)
 
 
-def _call_with_output(op: str, header: dict[str, Any], inputs, output: str | None, on_problem) -> bool:
+def _call_with_output(op: str, header: dict[str, Any], inputs, output: str | None, on_problem,
+                      on_warning: Callable[[str], None] | None = None) -> bool:
     """Records to stdout, or to ``output`` written atomically (opened on the first record, so that a refused
     request leaves nothing behind; an error midway leaves the old file as it was)."""
     if output in (None, "-"):
-        return call(op, header, inputs, sys.stdout.buffer, on_problem, flush_each=True)
+        return call(op, header, inputs, sys.stdout.buffer, on_problem, flush_each=True, on_warning=on_warning)
     from contextlib import ExitStack
 
     from mmtools.records import open_output
@@ -299,7 +306,7 @@ def _call_with_output(op: str, header: dict[str, Any], inputs, output: str | Non
             opened.append(stack.enter_context(open_output(output)))
             return opened[0]
 
-        handled = call(op, header, inputs, open_file, on_problem)
+        handled = call(op, header, inputs, open_file, on_problem, on_warning=on_warning)
         if handled and not opened:  # no records at all: the output file is still written (empty)
             open_file()
         return handled

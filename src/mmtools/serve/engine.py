@@ -426,16 +426,20 @@ class Engine:
     def search(self, index: str | os.PathLike[str], queries: Iterable[Query], *, k: int = 10,
                min_score: float | None = None, check_model: str | None = None,
                on_problem: ProblemHandler = raise_problem, mode: str | None = None,
-               where: Iterable[str] = (), restore: bool = True) -> Iterator[Record]:
+               where: Iterable[str] = (), restore: bool = True,
+               on_none_selected: Any = None) -> Iterator[Record]:
         """`mmtools search` on a served index: ``mode`` vector|keyword|hybrid (None: the index's default),
         ``where`` conditions applied before ranking (mmtools.index.filters; a FilterError for one that does
         not parse), and a query typed without accents restored for the vector channel (``restore``), with
-        the restoration model of this index kept loaded (mmtools.text.restore.load_restorer)."""
+        the restoration model of this index kept loaded (mmtools.text.restore.load_restorer).
+        ``on_none_selected`` is called when no record meets the conditions."""
         from mmtools.ranking import plan
         from mmtools.search import query_encoder, search
 
         with self.reader(index) as reader:
             chosen, among = plan(reader, mode, list(where))
+            if among is not None and not among and on_none_selected is not None:
+                on_none_selected()
             # The same model check as in-process search: by fingerprint, so a moved model directory works,
             # and a model retrained in place (with the index rebuilt) is loaded again.
             expect = reader.info.fingerprint or None

@@ -9,6 +9,7 @@ that records pass through the client untouched):
   a few seconds knows the server is stuck, and works alone, its inputs still unread);
 * ``r`` + record: an output record, written by the client as is;
 * ``p`` + ``[source, reason]``: one input was skipped (the client reports it; exit status 1);
+* ``w`` + text: a warning for the user (the client shows it; the exit status stays 0);
 * ``e`` + ``{"message", "hint", "code"}``: the operation failed (the client raises; exit status ``code``);
 * ``.``: the operation finished;
 * ``!`` + reason: the server does not do this (another protocol version, an unknown operation); the client then
@@ -34,7 +35,7 @@ class ProtocolError(Exception):
     """The other side sent something that is not a protocol message."""
 
 
-RECORD, PROBLEM, ERROR, END, REFUSED, ACCEPTED = b"r", b"p", b"e", b".", b"!", b"+"
+RECORD, PROBLEM, ERROR, END, REFUSED, ACCEPTED, WARNING = b"r", b"p", b"e", b".", b"!", b"+", b"w"
 
 
 def encode(message: Any, kind: bytes = b"") -> bytes:

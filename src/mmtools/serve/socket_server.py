@@ -86,7 +86,7 @@ class _Handler(socketserver.StreamRequestHandler):
             if op == "ping":
                 self._send(self.server.engine.health(), protocol.RECORD)
             else:
-                records = _OPERATIONS[op](self.server.engine, header, self.rfile, self._problem)
+                records = _OPERATIONS[op](self.server.engine, header, self.rfile, self._problem, self._warn)
                 for record in records:
                     self._send(record, protocol.RECORD)
             self._send(None, protocol.END)
@@ -108,6 +108,9 @@ class _Handler(socketserver.StreamRequestHandler):
     def _problem(self, problem: Problem) -> None:
         self._send([problem.source, problem.reason], protocol.PROBLEM)
 
+    def _warn(self, text: str) -> None:
+        self._send(text, protocol.WARNING)
+
     def _error(self, message: str, hint: str | None, code: int) -> None:
         try:
             self._send({"message": message, "hint": hint, "code": code}, protocol.ERROR)
@@ -115,7 +118,7 @@ class _Handler(socketserver.StreamRequestHandler):
             pass
 
 
-def _search(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[dict]:
+def _search(engine: Engine, header: dict, rfile: Any, on_problem, warn) -> Iterator[dict]:
     from mmtools.search import Query, queries_from_records
 
     cwd = header.get("cwd")
@@ -150,9 +153,12 @@ def _search(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[di
     from mmtools.errors import UsageError
     from mmtools.index.filters import FilterError
 
+    conditions = [str(condition) for condition in where]
     hits = engine.search(index, (labelled(q, cwd) for q in queries()), k=k, min_score=header.get("min_score"),
-                         check_model=header.get("model"), on_problem=on_problem, mode=mode,
-                         where=[str(condition) for condition in where], restore=not header.get("no_restore"))
+                         check_model=header.get("model"), on_problem=on_problem, mode=mode, where=conditions,
+                         restore=not header.get("no_restore"),
+                         on_none_selected=lambda: warn(f"no record of {header.get('index') or 'idx.faiss'} "
+                                                       f"meets --where {' and '.join(conditions)}"))
     try:  # the first hit, so that a bad condition is an error before anything is sent (the client is the CLI)
         first = next(hits, None)
     except FilterError as exc:
@@ -165,7 +171,7 @@ def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
     yield from rest
 
 
-def _embed_texts(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[dict]:
+def _embed_texts(engine: Engine, header: dict, rfile: Any, on_problem, warn) -> Iterator[dict]:
     from mmtools.embed import TextItem
 
     items = (TextItem(str(m["id"]), str(m["text"]), m.get("record") or {}) for m in protocol.read_inputs(rfile))
@@ -173,7 +179,7 @@ def _embed_texts(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterat
                               vector_format=header.get("embedding_format") or "base64", on_problem=on_problem)
 
 
-def _tag(engine: Engine, header: dict, rfile: Any, on_problem) -> Iterator[dict]:
+def _tag(engine: Engine, header: dict, rfile: Any, on_problem, warn) -> Iterator[dict]:
     """`mmtools tag`: records in, tagged records out; image paths resolved where the client runs."""
     records = (m.get("record") or {} for m in protocol.read_inputs(rfile))
     root = header.get("root") or header.get("cwd")
