@@ -126,3 +126,15 @@ def test_without_imagehash_the_error_says_what_to_install(monkeypatch):
     with pytest.raises(MissingDependencyError) as caught:
         list(find_duplicates(object()))
     assert "mmtools[duplicates]" in caught.value.hint
+
+
+def test_a_milvus_location_groups_the_same(collection, model_dirs):
+    pytest.importorskip("pymilvus", reason="pip install 'mmtools[milvus]'")
+    work, expected = collection
+    location = f"milvus-lite://{work}/milvus.db/photos"
+    built = shell(f"mmtools embed-images photos/ | mmtools index -o {location}", work,
+                  MMTOOLS_MODEL=model_dirs["clip-tiny"])
+    assert built.returncode == 0, built.stderr
+    found = shell(f"mmtools duplicates -i {location} --format paths", work)
+    assert found.returncode == 0, found.stderr
+    assert {frozenset(Path(p).name for p in line.split("\t")) for line in found.stdout.splitlines()} == expected
