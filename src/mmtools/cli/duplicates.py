@@ -8,6 +8,7 @@ import typer
 
 from mmtools.cli.common import IndexOption, OutputOption, command_session
 from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, Print0Option, emit_records
+from mmtools.duplicates import DEFAULT_THRESHOLD  # the library module imports nothing heavy
 
 
 def duplicates_command(
@@ -15,8 +16,8 @@ def duplicates_command(
     threshold: Annotated[float, typer.Option(
         "--threshold", "-t", min=-1.0, max=1.0,
         help="Cosine similarity from which two photos' vectors make them candidates; the perceptual hashes "
-             "then decide. Lower finds copies a weaker model sees as less alike, at more hashing "
-             "[default: 0.80].")] = 0.80,
+             "then decide. Lower finds copies a weaker model sees as less alike, at the cost of more "
+             "hashing.")] = DEFAULT_THRESHOLD,
     fmt: OutputFormatOption = OutputFormat.auto,
     print0: Print0Option = False,
     output: OutputOption = None,
