@@ -138,3 +138,24 @@ def test_a_milvus_location_groups_the_same(collection, model_dirs):
     found = shell(f"mmtools duplicates -i {location} --format paths", work)
     assert found.returncode == 0, found.stderr
     assert {frozenset(Path(p).name for p in line.split("\t")) for line in found.stdout.splitlines()} == expected
+
+
+@pytest.mark.parametrize("pairs_per_batch", [1, 7, 1 << 22])
+def test_range_search_batches_find_every_pair_within_the_threshold_once(pairs_per_batch):
+    import faiss
+    import numpy as np
+
+    from mmtools.duplicates import candidate_pairs
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((40, 8)).astype("float32")
+    vectors[20:30] = vectors[:10] + 0.05 * rng.standard_normal((10, 8)).astype("float32")  # near copies
+    faiss.normalize_L2(vectors)
+    flat = faiss.IndexFlatIP(8)
+    flat.add(vectors)
+    cosines = vectors @ vectors.T
+    expected = {(i, j) for i in range(40) for j in range(i + 1, 40) if cosines[i, j] >= 0.9}
+    found = list(candidate_pairs(flat, 0.9, pairs_per_batch=pairs_per_batch))
+    assert {(i, j) for i, j, _ in found} == expected and len(found) == len(expected)
+    assert {(i, i + 20) for i in range(10)} <= expected
+    assert all(abs(score - cosines[i, j]) < 1e-5 for i, j, score in found)
