@@ -202,9 +202,12 @@ def photo_fields(path: str) -> Record:
     is read; a field the photo lacks, or holds malformed, is left out; anything but an image file gives {}."""
     from PIL import Image
 
-    if Path(path).suffix.lower() not in IMAGE_EXTENSIONS - HEIF_EXTENSIONS:
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
         return {}
     try:
+        if suffix in HEIF_EXTENSIONS:
+            _register_heif()  # iPhone photos, where pillow-heif is installed
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as image:
