@@ -159,3 +159,12 @@ def test_range_search_batches_find_every_pair_within_the_threshold_once(pairs_pe
     assert {(i, j) for i, j, _ in found} == expected and len(found) == len(expected)
     assert {(i, i + 20) for i in range(10)} <= expected
     assert all(abs(score - cosines[i, j]) < 1e-5 for i, j, score in found)
+
+
+def test_the_commands_default_threshold_is_the_librarys():
+    import inspect
+
+    from mmtools.cli.duplicates import duplicates_command
+    from mmtools.duplicates import DEFAULT_THRESHOLD
+
+    assert inspect.signature(duplicates_command).parameters["threshold"].default == DEFAULT_THRESHOLD

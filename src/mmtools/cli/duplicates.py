@@ -8,7 +8,6 @@ import typer
 
 from mmtools.cli.common import IndexOption, OutputOption, command_session
 from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, Print0Option, emit_records
-from mmtools.duplicates import DEFAULT_THRESHOLD  # the library module imports nothing heavy
 
 
 def duplicates_command(
@@ -17,7 +16,7 @@ def duplicates_command(
         "--threshold", "-t", min=-1.0, max=1.0,
         help="Cosine similarity from which two photos' vectors make them candidates; the perceptual hashes "
              "then decide. Lower finds copies a weaker model sees as less alike, at the cost of more "
-             "hashing.")] = DEFAULT_THRESHOLD,
+             "hashing.")] = 0.80,  # mmtools.duplicates.DEFAULT_THRESHOLD (a test keeps them equal)
     fmt: OutputFormatOption = OutputFormat.auto,
     print0: Print0Option = False,
     output: OutputOption = None,
