@@ -74,3 +74,23 @@ def test_search_reports_the_query_restored_from_the_indexs_captions(tmp_path, ph
     as_typed = runner.invoke(app, ["search", "-i", str(index), "xe hoi mau do", "--mode", "vector", "--no-restore"],
                              catch_exceptions=False)
     assert as_typed.exit_code == 0 and "query_restored" not in as_typed.stdout
+
+
+def test_restore_accents_learns_from_a_milvus_collections_records(tmp_path):
+    pytest.importorskip("pymilvus", reason="pip install 'mmtools[milvus]'")
+    import numpy as np
+
+    from mmtools.records import encode_vector
+
+    vectors = np.random.default_rng(0).standard_normal((3, 8)).astype("float32")
+    texts = ["Xe hơi màu đỏ trên phố .", "Con mèo ngủ trên ghế .", "Một chiếc xe hơi màu đỏ ."]
+    lines = "".join(json.dumps({"id": f"r{i}", "captions": [t], "embedding": encode_vector(v),
+                                "embedding_model": "m"}, ensure_ascii=False) + "\n"
+                    for i, (t, v) in enumerate(zip(texts, vectors)))
+    location = f"milvus-lite://{tmp_path}/m.db/texts"
+    built = runner.invoke(app, ["index", "-o", location], input=lines, catch_exceptions=False)
+    assert built.exit_code == 0, built.stderr
+    restored = runner.invoke(app, ["restore-accents", "--lines", "--index", location], input="xe hoi mau do\n",
+                             catch_exceptions=False)
+    assert restored.exit_code == 0, restored.stderr
+    assert restored.stdout == "xe hơi màu đỏ\n"
