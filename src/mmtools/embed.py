@@ -71,7 +71,8 @@ def embed_images(
 ) -> Iterator[Record]:
     """Yield one embedding record per readable image, in input order; report unreadable ones.
 
-    Records carry the file's size, mtime and SHA-256; with a ``cache`` (mmtools.embed_cache), files whose
+    Records carry the file's size, mtime and SHA-256, and ``taken_at`` and ``gps`` where the photo's EXIF
+    holds them (``mmtools.images.photo_fields``); with a ``cache`` (mmtools.embed_cache), files whose
     content was encoded before by the same model are not decoded or encoded again. ``batch_size`` None:
     chosen from free GPU memory on CUDA (``mmtools.gpu``), 32 elsewhere.
     """
@@ -102,8 +103,11 @@ def embed_images(
                         cache.store(source, facts, vector)
                 cache.commit()  # an interrupted run, started again, keeps what this batch did
             for source, (facts, _cached), vector in zip(decoded.sources, decoded.known, vectors):
-                yield {**source.record, "id": source.id, **facts.fields(),
-                       **embedding_fields(vector, encoder, "image", vector_format)}
+                record = {**source.record, "id": source.id, **facts.fields(),
+                          **embedding_fields(vector, encoder, "image", vector_format)}
+                for name, value in facts.photo.items():  # EXIF's taken_at, gps; a record's own win
+                    record.setdefault(name, value)
+                yield record
         if progress:
             progress(len(decoded.sources) + len(decoded.problems))
 

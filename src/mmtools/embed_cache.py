@@ -22,12 +22,12 @@ import logging
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mmtools.filehash import file_sha256
-from mmtools.images import ImageDecodeError, ImageSource, stat_image_file
+from mmtools.images import ImageDecodeError, ImageSource, photo_fields, stat_image_file
 from mmtools.models.encoder import Encoder
 
 log = logging.getLogger("mmtools")
@@ -55,17 +55,19 @@ class FileFacts:
     size: int
     mtime_ns: int
     sha256: str
+    photo: dict[str, Any] = field(default_factory=dict)  # taken_at, gps from EXIF (images.photo_fields)
 
     def fields(self) -> dict[str, Any]:
         return {"file_size": self.size, "file_mtime": self.mtime_ns / 1e9, "sha256": self.sha256}
 
 
 def file_facts(path: str) -> FileFacts:
-    """Size, modification time and content hash of an image file (an unchanged file is not read again);
-    ImageDecodeError if it cannot be read."""
+    """Size, modification time and content hash of an image file (an unchanged file is not hashed again),
+    and what its EXIF says of when and where it was taken (its header only); ImageDecodeError if it cannot
+    be read."""
     stat = stat_image_file(path)
     try:
-        return FileFacts(stat.st_size, stat.st_mtime_ns, file_sha256(path))
+        return FileFacts(stat.st_size, stat.st_mtime_ns, file_sha256(path), photo_fields(path))
     except IsADirectoryError:
         raise ImageDecodeError("is a folder, not an image file") from None
     except PermissionError:

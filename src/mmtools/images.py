@@ -188,6 +188,83 @@ def stat_image_file(path: str) -> os.stat_result:
         raise ImageDecodeError(f"cannot read it ({exc.strerror})") from None
 
 
+# --------------------------------------------------------------------------------------------- EXIF
+
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+_DATE_TIME, _DATE_TIME_ORIGINAL, _OFFSET_TIME, _OFFSET_TIME_ORIGINAL = 0x0132, 0x9003, 0x9010, 0x9011
+_GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON = 1, 2, 3, 4
+
+
+def photo_fields(path: str) -> Record:
+    """What a photo's EXIF says about when and where it was taken: ``taken_at`` (ISO 8601, from
+    DateTimeOriginal, else DateTime; with the UTC offset only when the photo records one, never invented)
+    and ``gps`` (``{"lat", "lon"}`` in decimal degrees, south and west negative). Only the file's header
+    is read; a field the photo lacks, or holds malformed, is left out; anything but an image file gives {}."""
+    from PIL import Image
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS:
+        return {}
+    try:
+        if suffix in HEIF_EXTENSIONS:
+            _register_heif()  # iPhone photos, where pillow-heif is installed
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                exif = image.getexif()
+                details = exif.get_ifd(_EXIF_IFD)
+                gps = exif.get_ifd(_GPS_IFD)
+    except Exception:  # noqa: BLE001 - an unreadable header means no EXIF fields; decoding reports the file
+        return {}
+    fields: Record = {}
+    taken = (_exif_time(details.get(_DATE_TIME_ORIGINAL), details.get(_OFFSET_TIME_ORIGINAL))
+             or _exif_time(exif.get(_DATE_TIME), details.get(_OFFSET_TIME)))
+    if taken:
+        fields["taken_at"] = taken
+    lat, lon = _degrees(gps.get(_GPS_LAT), gps.get(_GPS_LAT_REF), 90), _degrees(gps.get(_GPS_LON),
+                                                                                   gps.get(_GPS_LON_REF), 180)
+    if lat is not None and lon is not None and (lat, lon) != (0.0, 0.0):  # 0, 0: a camera without a fix
+        fields["gps"] = {"lat": lat, "lon": lon}
+    return fields
+
+
+def _exif_time(value: Any, offset: Any) -> str | None:
+    """EXIF's ``2024:05:01 10:20:30`` as ``2024-05-01T10:20:30`` (``+07:00`` added only if recorded)."""
+    import re
+    from datetime import datetime
+
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if not isinstance(value, str):
+        return None
+    try:
+        when = datetime.strptime(value.strip().rstrip("\x00")[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None  # blank ("    :  :  ") or zero ("0000:00:00 00:00:00") dates mean none
+    text = when.isoformat()
+    if isinstance(offset, str) and re.fullmatch(r"[+-]\d{2}:\d{2}", offset.strip().rstrip("\x00")):
+        text += offset.strip().rstrip("\x00")
+    return text
+
+
+def _degrees(value: Any, ref: Any, limit: float) -> float | None:
+    """GPS degrees, minutes, seconds (rationals) and N/S/E/W as signed decimal degrees."""
+    import math
+
+    try:
+        parts = [float(part) for part in value]
+        degrees = parts[0] + (parts[1] / 60 if len(parts) > 1 else 0) + (parts[2] / 3600 if len(parts) > 2 else 0)
+    except (TypeError, ValueError, ZeroDivisionError, IndexError):
+        return None
+    if isinstance(ref, bytes):
+        ref = ref.decode("ascii", "replace")
+    if isinstance(ref, str) and ref.strip().upper()[:1] in ("S", "W"):
+        degrees = -degrees
+    if not math.isfinite(degrees) or abs(degrees) > limit:
+        return None
+    return round(degrees, 7)
+
+
 def load_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | None = None) -> Any:
     """Open ``path`` as an RGB PIL image; raises ImageDecodeError with a user-facing reason."""
     from PIL import Image, ImageOps, UnidentifiedImageError

@@ -9,6 +9,7 @@ import typer
 from mmtools import __version__
 from mmtools.cli.common import Settings
 from mmtools.cli.help import ReadableGroup
+from mmtools.cli.duplicates import duplicates_command
 from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.eval import eval_app
 from mmtools.cli.index import index_command
@@ -69,6 +70,7 @@ eval_app.command("tagging")(eval_tagging_command)
 app.add_typer(models_app, name="models")
 app.command("serve")(serve_command)
 app.command("ocr")(ocr_command)
+app.command("duplicates")(duplicates_command)
 
 
 def main() -> None:

@@ -383,6 +383,8 @@ class IndexReader:
         found = self._records({int(row) for row in rows}, with_vectors=True)
         return np.stack([found[int(row)][2] for row in rows])
 
+    vectors_of = _vectors_of  # public: what `mmtools duplicates` reads the stored vectors with
+
     @property
     def connection(self) -> sqlite3.Connection:
         """The metadata database, read-only (full-text search reads it)."""

@@ -254,21 +254,28 @@ def build_restorer(texts: Iterable[str] = (), *, general: bool = True,
 
 
 def index_texts(index: str | os.PathLike[str]) -> list[str]:
-    """The texts an index holds for full-text search (captions, OCR text, tags...)."""
-    from mmtools.index import IndexReader
-    from mmtools.index.fulltext import stored_texts
+    """The texts an index holds for full-text search (captions, OCR text, tags...). A Milvus collection
+    keeps no full-text tables: the same fields are read from its stored records."""
+    from mmtools.index import fulltext
+    from mmtools.index.backends import open_reader
 
-    with IndexReader(index) as reader:
-        return list(stored_texts(reader.connection))
+    with open_reader(index) as reader:
+        if hasattr(reader, "connection"):
+            return list(fulltext.stored_texts(reader.connection))
+        return [text for record in reader.export() for _field, text in fulltext.texts_of(record)]
 
 
 def load_restorer(index: str | os.PathLike[str] | None = None) -> AccentRestorer:
     """The restorer for an index's collection (or the general one), cached per index write: a warm server
-    calls this for every query and builds the model once (and again only after the index changes)."""
+    calls this for every query and builds the model once (and again only after the index changes; a Milvus
+    collection's texts are read once per process)."""
     if index is None:
         return _cached_restorer(None, None)
+    from mmtools.index.backends import is_milvus_location, resolve_location
     from mmtools.index.store import metadata_path
 
+    if is_milvus_location(index):
+        return _cached_restorer(resolve_location(index), None)
     try:
         stat = metadata_path(index).stat()
         version = (stat.st_ino, stat.st_mtime_ns)
