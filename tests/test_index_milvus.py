@@ -319,3 +319,15 @@ def test_many_processes_write_into_one_collection_of_a_server(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_search_modes_on_a_collection_without_full_text(collection):
+    """A Milvus collection keeps no full text: the default mode is vector, and keyword search says so."""
+    from mmtools.errors import IndexFileError as Refused
+    from mmtools.ranking import channels_for, default_mode
+
+    index_records(records(unit_vectors(5)), collection)
+    with open_reader(collection) as reader:
+        assert default_mode(reader) == "vector"
+        with pytest.raises(Refused, match="keeps no texts for keyword search"):
+            channels_for("keyword", reader, lambda: None)

@@ -94,7 +94,13 @@ def default_mode(reader: Any) -> str:
     """hybrid when the index holds texts to search (beyond file names), else vector."""
     from mmtools.index import fulltext
 
-    return "hybrid" if fulltext.has_texts(reader.connection) else "vector"
+    texts = _text_store(reader)
+    return "hybrid" if texts is not None and fulltext.has_texts(texts) else "vector"
+
+
+def _text_store(reader: Any) -> Any:
+    """The SQLite database holding the index's full text, or None for a backend that keeps none (Milvus)."""
+    return getattr(reader, "connection", None)
 
 
 def channels_for(mode: str, reader: Any, get_encoder: Callable[[], Any], *, min_score: float | None = None,
@@ -104,7 +110,11 @@ def channels_for(mode: str, reader: Any, get_encoder: Callable[[], Any], *, min_
     if mode != "vector":
         from mmtools.index import fulltext
 
-        if not fulltext.has_texts(reader.connection, file_names=True):
+        texts = _text_store(reader)
+        if texts is None:
+            raise IndexFileError(f"index {reader.path} keeps no texts for keyword search (a Milvus collection)",
+                                 hint="search it with --mode vector")
+        if not fulltext.has_texts(texts, file_names=True):
             raise IndexFileError(f"index {reader.path} holds no texts for keyword search",
                                  hint="update it with this mmtools (any `mmtools index -o FILE` run adds "
                                       "them), or search with --mode vector")
