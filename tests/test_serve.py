@@ -82,10 +82,13 @@ def test_a_bad_http_address_is_a_usage_error():
 def test_fast_path_parses_the_simple_forms_and_leaves_the_rest_to_typer():
     options, quiet = parse_search(["-q", "search", "xe hơi", "-k", "5", "--index=a.faiss", "--image", "p.jpg"])
     assert quiet and options["texts"] == ["xe hơi"] and options["k"] == 5 and options["index"] == "a.faiss"
-    assert options["images"] == ["p.jpg"]
+    assert options["images"] == ["p.jpg"] and options["mode"] is None and options["where"] == []
+    options, _ = parse_search(["search", "xe hoi", "--mode", "keyword", "--where", "n>2", "--where=tags~xe",
+                               "--no-restore"])
+    assert options["mode"] == "keyword" and options["where"] == ["n>2", "tags~xe"] and options["no_restore"]
     for argv in (["search", "--help"], ["search", "-k", "zero"], ["search", "-k", "0"], ["index", "x"],
                  ["search", "--device", "cpu", "x"], ["search", "--lines=yes"], ["search", "-k"],
-                 ["search", "--unknown", "x"]):
+                 ["search", "--unknown", "x"], ["search", "--mode", "fuzzy", "x"]):
         assert parse_search(argv) is None, argv
 
 

@@ -24,9 +24,9 @@ OPTIONS: dict[str, tuple[str, type | None]] = {
     "--print0": ("decline", None), "-0": ("decline", None), "--montage": ("decline", str),
     "--html": ("decline", str), "--group-by": ("decline", str), "--fields": ("decline", str),
     "--then": ("decline", str), "--within": ("decline", float),
-    # Not answered by the server yet: keyword and hybrid search, filters, restored accents.
-    "--mode": ("decline", str), "--where": ("decline", str), "--no-restore": ("decline", None),
+    "--mode": ("mode", str), "--where": ("where", str), "--no-restore": ("no_restore", None),
 }
+MODES = ("vector", "keyword", "hybrid")  # as mmtools.ranking.MODES (not imported: start-up time)
 QUIET = ("-q", "--quiet")
 
 
@@ -39,7 +39,8 @@ def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
     if position >= len(argv) or argv[position] != "search":
         return None
     options: dict = {"texts": [], "images": [], "k": 10, "min_score": None, "index": None, "field": "text",
-                     "lines": False, "model": None, "device": None, "runtime": None, "output": None}
+                     "lines": False, "model": None, "device": None, "runtime": None, "output": None,
+               "mode": None, "where": [], "no_restore": False}
     rest = argv[position + 1:]
     i = 0
     while i < len(rest):
@@ -68,8 +69,8 @@ def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
             parsed = kind(value)
         except ValueError:
             return None
-        if destination == "images":
-            options["images"].append(parsed)
+        if destination in ("images", "where"):
+            options[destination].append(parsed)
         elif destination == "index" and options["index"] is not None:
             return None  # several indexes: a fusion, done in-process
         else:
@@ -77,6 +78,8 @@ def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
         i += 1
     if options["output"] in (None, "-") and sys.stdout.isatty():
         return None  # a terminal gets the table view, which the typer command draws
+    if options["mode"] is not None and options["mode"] not in MODES:
+        return None  # typer names the choices
     if options["k"] < 1 or (options["device"] or os.environ.get("MMTOOLS_DEVICE") or "auto") != "auto":
         return None  # a bad -k gets typer's message; an explicit device is honoured in-process
     if not options["texts"] and not options["images"] and not options["lines"] and stdin_holds_sequences():
@@ -115,6 +118,9 @@ def try_search(argv: list[str]) -> int | None:
     options, quiet = parsed
     problems = 0
 
+    def warn(text: str) -> None:
+        sys.stderr.write(f"mmtools search: warning: {' '.join(text.split())}\n")
+
     def on_problem(problem) -> None:
         nonlocal problems
         problems += 1
@@ -125,7 +131,9 @@ def try_search(argv: list[str]) -> int | None:
                                 min_score=options["min_score"],
                                 index=options["index"] or os.environ.get("MMTOOLS_INDEX") or "idx.faiss",
                                 field=options["field"], lines=options["lines"], model=options["model"],
-                                output=options["output"], on_problem=on_problem)
+                                output=options["output"], on_problem=on_problem, mode=options["mode"],
+                                where=options["where"], no_restore=options["no_restore"],
+                                on_warning=(lambda text: None) if quiet else warn)
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()
