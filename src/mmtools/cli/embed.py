@@ -124,7 +124,10 @@ def embed_texts_command(
         if lines:
             items = text_items_from_lines(read_text_lines(sources, report.problem), field)
         else:
-            items = text_items_from_records(read_records(sources, report.problem), field, report.problem)
+            from mmtools.cli.segment import suggest_lines
+
+            items = text_items_from_records(read_records(sources, suggest_lines(report.problem)), field,
+                                            report.problem)
         from mmtools.shard import parse_shard, take_shard
 
         items = take_shard(items, parse_shard(shard) if shard else None, key=lambda item: item.id)
