@@ -123,6 +123,7 @@ def train_tagger_command(
     --image-model microsoft/resnet-34 --fusion attention -o rooms-tagger
     """
     with command_session("train tagger") as report:
+        from mmtools.cli.ranks import is_main_rank
         from mmtools.errors import UsageError
         from mmtools.models.device import choose_device
         from mmtools.tag.training import (TaggerOptions, TaggerTask, train_tagger, training_summary,
@@ -177,8 +178,8 @@ def train_tagger_command(
         try:
             result = train_tagger(task, config, output, resume=resume, overwrite=overwrite, on_metrics=write,
                                   progress=report.progress, run_info=run_info)
-            summary = training_summary(result, len(train), len(held), source)
-            write(summary)
+            if is_main_rank():  # under torchrun, rank 0 alone has the figures
+                write(training_summary(result, len(train), len(held), source))
         finally:
             if metrics:
                 sink.close()
