@@ -78,8 +78,9 @@ def test_each_bad_image_is_one_line_and_the_rest_is_embedded(corpus, siglip_dir,
     assert result.exit_code == 1
     records = [line for line in result.stdout.splitlines() if line]
     assert len(records) == len(good)
-    lines = result.stderr.strip().splitlines()
+    *lines, summary = result.stderr.strip().splitlines()
     assert len(lines) == len(bad), result.stderr
+    assert summary.startswith(f"mmtools embed-images: {len(good)} embedded, {len(bad)} skipped, ")
     for name in bad:
         assert sum(name in line for line in lines) == 1, (name, result.stderr)
     messages = "\n".join(lines)

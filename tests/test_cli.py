@@ -33,8 +33,8 @@ def test_embed_images_writes_only_jsonl_and_names_each_bad_input(photos, broken_
     assert result.exit_code == 1
     records = json_lines(result.stdout)
     assert len(records) == 8
-    errors = result.stderr.strip().splitlines()
-    assert len(errors) == 4
+    *errors, summary = result.stderr.strip().splitlines()
+    assert len(errors) == 4 and summary.startswith("mmtools embed-images: 8 embedded, 4 skipped, ")
     assert all(line.startswith("mmtools embed-images: ") for line in errors)
     for path in [*broken_files.values(), tmp_path / "gone.jpg"]:
         assert any(str(path) in line for line in errors)

@@ -51,7 +51,8 @@ def test_bad_inputs_in_a_pipeline_are_named_and_the_rest_goes_through(tmp_path, 
                    "| mmtools index -o idx.faiss", work, MMTOOLS_MODEL=siglip_dir)
     assert result.returncode == 1  # pipefail: embed-images skipped two inputs
     lines = result.stderr.strip().splitlines()
-    assert sum("mmtools embed-images: " in line for line in lines) == 2
+    assert sum("mmtools embed-images: " in line for line in lines) == 3  # the two, and the closing line
+    assert "mmtools embed-images: 8 embedded, 2 skipped, " in result.stderr
     assert "idx.faiss: 8 records" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -103,3 +103,13 @@ def test_records_without_ids_are_numbered_across_the_whole_stream():
                                 on_problem=problems.append))
     assert [r.get("text") for r in out] == ["A", "B", "C", None]
     assert [p.source for p in problems] == ["record 4"]
+
+
+def test_plain_text_without_lines_suggests_lines_once():
+    result, records = segment([], "Một chiếc xe hơi\nCon mèo đen\n")
+    assert result.exit_code == 1 and records == []
+    messages = result.stderr.splitlines()
+    assert len(messages) == 2 and all("<stdin>:" in m and "not valid JSON" in m for m in messages)
+    assert "--lines" in messages[0] and "--lines" not in messages[1]
+    fixed, (first, second) = segment(["--lines"], "Một chiếc xe hơi\nCon mèo đen\n")
+    assert fixed.exit_code == 0 and first["text"] == "Một chiếc xe_hơi"

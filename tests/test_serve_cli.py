@@ -158,3 +158,27 @@ def test_lifecycle_stale_socket_replaced_second_server_refused_sigterm_clean(lib
         _out, err = stop(first)
     assert first.returncode == 0, err
     assert not sock.exists()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.5])
+def test_a_server_that_cannot_start_exits_naming_the_file_and_its_clients_do_not_hang(library, tmp_path, delay):
+    sock = tmp_path / "broken.sock"
+    started = time.monotonic()
+    server = subprocess.Popen([str(BIN / "mmtools"), "serve", "--socket", str(sock), "-i", "nowhere.faiss"],
+                              cwd=library, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)  # the client comes while the server is still starting (or has just failed)
+    client = subprocess.Popen([str(BIN / "mmtools"), "search", "xe", "-k", "2", "--index", "idx.faiss"],
+                              cwd=library, env=env(MMTOOLS_SERVER=str(sock)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        found, said = client.communicate(timeout=30)
+        _out, err = server.communicate(timeout=30)
+    finally:
+        for process in (client, server):
+            if process.poll() is None:
+                process.kill()
+    assert time.monotonic() - started < 30
+    assert server.returncode != 0 and "nowhere.faiss" in err and "Traceback" not in err and "_Stop" not in err
+    # The client worked alone (the server never answered it), or failed with a message: never a hang.
+    assert client.returncode == 0 and len(found.splitlines()) == 2, said
+    assert not sock.exists()

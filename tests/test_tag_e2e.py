@@ -81,13 +81,22 @@ def test_train_tag_and_evaluate_through_the_cli(tagging_data, tmp_path):
               f"--image-model {tagging_data['image_tower']} --fusion-dim 32 --hidden-dim 32 --workers 0 "
               "--epochs 1 --finetune-epochs 2 --lr 1e-2 --text-lr 3e-3 --image-lr 3e-3 --finetune-lr-scale 1 "
               "--text-pooling mean -b 16")
-    late = shell(f"mmtools train tagger {common} --modality both --fusion late -o {tmp_path / 'late'}", tmp_path,
-                 OMP_NUM_THREADS="1")
+    # The metrics come out as JSONL on stdout, through a pipe, as `train retrieval` writes them; messages on stderr.
+    late = shell(f"mmtools train tagger {common} --modality both --fusion late -o {tmp_path / 'late'} | cat",
+                 tmp_path, OMP_NUM_THREADS="1")
     assert late.returncode == 0, late.stderr
-    assert late.stdout == ""
-    assert "epoch 3/3" in late.stderr and "mmtools tag --model" in late.stderr
+    *epochs, summary = lines(late.stdout)
     metrics = lines((tmp_path / "late" / "metrics.jsonl").read_text())
-    assert len(metrics) == 3 and {"micro_f1", "val_loss", "train_loss"} <= set(metrics[0])
+    assert epochs == metrics and [m["epoch"] for m in epochs] == [1, 2, 3]
+    assert {"micro_f1", "macro_f1", "crossfit_micro_f1", "crossfit_macro_f1", "val_loss", "train_loss"} <= set(epochs[0])
+    assert summary["summary"] == "train tagger" and summary["epochs_run"] == 3 and summary["val_examples"] == 48
+    assert summary["thresholds_tuned_on"] == {"data": "validation", "examples": 48,
+                                              "path": str(tagging_data["val"].resolve())}
+    best = epochs[summary["best_epoch"] - 1]
+    assert summary["validation_at_0.5"] == {"micro_f1": best["micro_f1"], "macro_f1": best["macro_f1"]}
+    assert summary["validation_crossfit"]["micro_f1"] == best["crossfit_micro_f1"]
+    assert "other half" in summary["validation_crossfit"]["how"]
+    assert "{" not in late.stderr and "mmtools tag --model" in late.stderr and "cross-fitted" in late.stderr
     untrained_text_tagger(tagging_data, tmp_path / "text")  # a text-only tagger, made in-process (faster)
     manifest = json.loads((tmp_path / "late" / "model" / "mmtools.json").read_text())
     assert manifest["family"] == "mmtools-tagger" and set(manifest["thresholds"]) == {"wifi", "mát", "đỏ", "xanh"}
@@ -133,6 +142,17 @@ def test_train_tag_and_evaluate_through_the_cli(tagging_data, tmp_path):
         assert report["per_label"]["gần trường"]["f1"] == 0.0
         assert 0 <= report["micro"]["f1"] <= 1 and set(report["macro"]) == {"precision", "recall", "f1"}
     assert evaluated.stderr.count("not in its vocabulary") == 2
+    assert reports[1]["thresholds"] == "the model's per-label thresholds" and not reports[1]["tuned_on_this_data"]
+    assert reports[1]["tuned_on"]["path"] == str(tagging_data["val"].resolve())
+    assert "flatter" not in evaluated.stderr
+    # On the very data its thresholds were tuned on, the evaluation says so.
+    own = shell(f"mmtools eval tagging --data {tagging_data['val']} -m {tmp_path / 'late'}", tmp_path)
+    assert own.returncode == 0, own.stderr
+    assert lines(own.stdout)[0]["tuned_on_this_data"] is True
+    assert "were tuned on" in own.stderr and "flatter" in own.stderr
+    fixed = shell(f"mmtools eval tagging --data {tagging_data['val']} -m {tmp_path / 'late'} --threshold 0.5",
+                  tmp_path)
+    assert lines(fixed.stdout)[0]["thresholds"] == "0.5 for every label" and "flatter" not in fixed.stderr
     assert (tmp_path / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -13,9 +13,11 @@ import types
 
 
 def main() -> None:
-    from mmtools.cli.fast import try_search
+    from mmtools.cli.fast import try_search, try_tag
 
     code = try_search(sys.argv[1:])
+    if code is None:
+        code = try_tag(sys.argv[1:])
     if code is not None:
         sys.exit(code)
     from mmtools.cli.app import main as typer_main

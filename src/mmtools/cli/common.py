@@ -40,6 +40,9 @@ class Reporter:
         self.problems = 0
 
     def _write(self, text: str) -> None:
+        if ProgressBar.active is not None:  # above the bar, which is drawn again below
+            ProgressBar.active.write(f"{PROG} {self.command}: {text}")
+            return
         sys.stderr.write(f"{PROG} {self.command}: {text}\n")
         sys.stderr.flush()
 
@@ -76,23 +79,55 @@ class _ReporterLogHandler(logging.Handler):
 
 
 class ProgressBar:
-    """A tqdm bar on stderr, only on a terminal (never in pipes, logs or cron mail)."""
+    """A tqdm bar on stderr, only on a terminal (never in pipes, logs or cron mail). It is drawn from the first
+    item (or a known total) on; while it is drawn, the reporter's messages print above it."""
+
+    active: "ProgressBar | None" = None
 
     def __init__(self, description: str, total: int | None, enabled: bool):
         self._bar = None
-        if enabled:
+        self._description, self._total, self._enabled = description, total, enabled
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def _drawn(self):
+        if self._bar is None and self._enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, desc=description, unit="item", file=sys.stderr, dynamic_ncols=True,
-                             leave=False)
+            self._bar = tqdm(total=self._total, desc=self._description, unit="item", file=sys.stderr,
+                             dynamic_ncols=True, leave=False)
+            ProgressBar.active = self
+        return self._bar
+
+    def set_total(self, total: int | None) -> None:
+        """The number of items, once known: the bar then shows a percentage and an ETA."""
+        if total is None or not self._enabled:
+            return
+        self._total = total
+        if self._bar is not None:
+            self._bar.total = total
+            self._bar.refresh()
+        else:
+            self._drawn()
+
+    def write(self, line: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=sys.stderr)
 
     def __call__(self, count: int) -> None:
-        if self._bar is not None:
-            self._bar.update(count)
+        bar = self._drawn()
+        if bar is not None:
+            bar.update(count)
 
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
+        if ProgressBar.active is self:
+            ProgressBar.active = None
 
 
 @contextmanager

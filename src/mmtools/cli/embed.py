@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import time
+from typing import Annotated, Any, Iterable, Iterator, Optional
 
 import typer
 
@@ -17,6 +18,23 @@ BatchOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, envvar="M
 ImageBatchOption = Annotated[Optional[int], typer.Option(
     "--batch-size", "-b", min=1, envvar="MMTOOLS_BATCH_SIZE", show_envvar=True,
     help="Images per forward pass [default: from free GPU memory on CUDA, else 32].")]
+
+
+class Counted:
+    """Passes records through, counting them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, records: Iterable[Any]) -> Iterator[Any]:
+        for record in records:
+            self.count += 1
+            yield record
+
+
+def summary(report: Any, embedded: int, started: float) -> None:
+    """The closing line on stderr, terminal or not: how many were embedded and skipped, and how long it took."""
+    report.info(f"{embedded} embedded, {report.problems} skipped, {time.monotonic() - started:.1f} s")
 
 
 def embed_images_command(
@@ -66,12 +84,20 @@ def embed_images_command(
         from mmtools.shard import parse_shard, take_shard
 
         from mmtools.images import IMAGE_EXTENSIONS
-        from mmtools.video import VIDEO_EXTENSIONS
-        from mmtools.video.sources import with_video_frames
+        from mmtools.video import VIDEO_EXTENSIONS, frame_time
+        from mmtools.video.sources import is_video_path, with_video_frames
 
-        sources = discover_images(require_input(inputs or [], "images"), root=root, hidden=hidden,
+        started = time.monotonic()
+        named = require_input(inputs or [], "images")
+        sources = discover_images(named, root=root, hidden=hidden,
                                   on_problem=report.problem, extensions=IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
         sources = take_shard(sources, parse_shard(shard) if shard else None, key=lambda source: source.id)
+        bar = report.progress("embedding images")
+        total = None
+        if bar.enabled and "-" not in named:  # on a terminal: list the files first, for a total and an ETA
+            sources = list(sources)
+            if not any(is_video_path(s.path) and frame_time(s.record) is None for s in sources):
+                total = len(sources)  # a video without times has as many items as keyframes, known later
         sources = with_video_frames(sources, on_problem=report.problem)
         def load(name: str | None, where: str | None):
             return load_encoder(name, where, runtime.value, int8_images=int8)
@@ -82,15 +108,17 @@ def embed_images_command(
             from mmtools.embed_cache import cached_image_encoder
 
             encoder, cache = cached_image_encoder(model, device, load=load, variant="int8" if int8 else "")
-        bar = report.progress("embedding images")
+        bar.set_total(total)
+        embedded = Counted()
         try:
             with open_output(output) as stream:
                 writer = RecordWriter(stream, flush_each=output is None)
-                writer.write_all(embed_images(sources, encoder, batch_size=batch_size, workers=workers,
-                                              max_pixels=max_pixels, vector_format=embedding_format.value,
-                                              cache=cache, on_problem=report.problem, progress=bar))
+                writer.write_all(embedded(embed_images(sources, encoder, batch_size=batch_size, workers=workers,
+                                                       max_pixels=max_pixels, vector_format=embedding_format.value,
+                                                       cache=cache, on_problem=report.problem, progress=bar)))
         finally:
             bar.close()
+        summary(report, embedded.count, started)
 
 
 def embed_texts_command(
@@ -117,6 +145,7 @@ def embed_texts_command(
     Example: mmtools embed-texts --field caption captions.jsonl > caption-vectors.jsonl
     """
     with command_session("embed-texts") as report:
+        started = time.monotonic()
         from mmtools.embed import embed_texts, text_items_from_lines, text_items_from_records
         from mmtools.records import RecordWriter, open_output, read_records, read_text_lines
 
@@ -124,7 +153,10 @@ def embed_texts_command(
         if lines:
             items = text_items_from_lines(read_text_lines(sources, report.problem), field)
         else:
-            items = text_items_from_records(read_records(sources, report.problem), field, report.problem)
+            from mmtools.cli.segment import suggest_lines
+
+            items = text_items_from_records(read_records(sources, suggest_lines(report.problem)), field,
+                                            report.problem)
         from mmtools.shard import parse_shard, take_shard
 
         items = take_shard(items, parse_shard(shard) if shard else None, key=lambda item: item.id)
@@ -138,11 +170,13 @@ def embed_texts_command(
 
         encoder = load_encoder(model, device, runtime.value)
         bar = report.progress("embedding texts")
+        embedded = Counted()
         try:
             with open_output(output) as stream:
                 writer = RecordWriter(stream, flush_each=output is None)
-                writer.write_all(embed_texts(items, encoder, batch_size=batch_size,
-                                             vector_format=embedding_format.value, on_problem=report.problem,
-                                             progress=bar))
+                writer.write_all(embedded(embed_texts(items, encoder, batch_size=batch_size,
+                                                      vector_format=embedding_format.value,
+                                                      on_problem=report.problem, progress=bar)))
         finally:
             bar.close()
+        summary(report, embedded.count, started)

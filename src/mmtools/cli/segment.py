@@ -79,11 +79,27 @@ def segment_command(
             records = ({"id": item.id, "text": item.text}
                        for item in text_items_from_lines(read_text_lines(sources, report.problem)))
         else:
-            records = read_records(sources, report.problem)
+            records = read_records(sources, suggest_lines(report.problem))
         with open_output(output) as stream:
             writer = RecordWriter(stream, flush_each=False)
             writer.write_all(transform_fields(records, transform, fields, into=target, max_chars=max_chars,
                                               on_problem=report.problem))
+
+
+def suggest_lines(on_problem):
+    """``on_problem`` for reading JSONL where --lines reads plain text: the first line that is not JSON says
+    so (plain text given without --lines reads as one bad line after another)."""
+    from mmtools.errors import Problem
+
+    told = [False]
+
+    def handle(problem: Problem) -> None:
+        if not told[0] and problem.reason.startswith("not valid JSON"):
+            told[0] = True
+            problem = Problem(problem.source, f"{problem.reason}; plain text, one text per line? give --lines")
+        on_problem(problem)
+
+    return handle
 
 
 def _make_transform(backend: str, vncorenlp_dir: str | None, dictionary_path: str | None,

@@ -10,8 +10,6 @@ from mmtools.cli.common import (DeviceOption, ModelOption, OutputOption, Runtime
                                 command_session, require_input)
 from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, Print0Option, emit_records, path_or_id
 
-TAGGER_FAMILY = "mmtools-tagger"  # mmtools.tag.towers.FAMILY, named here so that no torch loads before a served run
-
 # What a tagged record shows in a table: where it came from, and its tags.
 TAG_COLUMNS = [
     Column("record", path_or_id, wrap=True),
@@ -68,32 +66,14 @@ def tag_command(
     mmtools tag --model rooms-tagger listings.jsonl
     """
     with command_session("tag") as report:
-        from mmtools.errors import UsageError
-        from mmtools.models.registry import resolve_model
+        from mmtools.cli.fast import tag_request
         from mmtools.tag.inputs import records_from_inputs
-        from mmtools.tag.labels import Thresholds, read_labels, read_thresholds
+        from mmtools.tag.labels import Thresholds, read_thresholds
 
         sources = require_input(inputs or [], "inputs")
         fields = field or ["text"]
         # Light checks first (no torch): a warm server may do the work.
-        tagger_ref = resolve_model(model) if model is not None else None
-        trained = tagger_ref is not None and tagger_ref.is_local and tagger_ref.family == TAGGER_FAMILY
-        if trained:
-            if labels is not None or template:
-                raise UsageError(f"{model} is a trained tagger with its own labels; --labels and --template "
-                                 "are for zero-shot tagging with a retrieval model")
-            known = list((tagger_ref.manifest.get("tagger") or {}).get("labels") or []) or None
-            per_label = read_thresholds(thresholds, known) if thresholds else None
-            label_list = None
-        else:
-            if labels is None:
-                raise UsageError("zero-shot tagging needs a label list",
-                                 hint="pass --labels labels.txt (one label per line), or --model TAGGER_DIR "
-                                      "trained with `mmtools train tagger`")
-            label_list = read_labels(labels)
-            per_label = read_thresholds(thresholds, label_list) if thresholds else None
-            if len(fields) > 1:
-                raise UsageError("zero-shot tagging reads one text field", hint="give --field once")
+        trained, label_list, per_label = tag_request(model, labels, template, thresholds, fields)
         if device == "auto" and _jsonl_out(output_format, output, print0):
             from mmtools.serve import client
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import Enum
 from typing import Annotated, Any, Optional
@@ -108,16 +109,25 @@ def train_tagger_command(
                                                           "skipping it.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Go on from OUTPUT's last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty OUTPUT.")] = False,
+    metrics: Annotated[Optional[str], typer.Option("--metrics", help="Write the per-epoch metrics and the "
+                                                   "summary (JSONL) here instead of standard output.")] = None,
 ) -> None:
     """Train a multi-label tagger on text, images or both; per-label thresholds are tuned on validation data.
+
+    One JSON line per epoch goes to standard output (or --metrics FILE), then a summary line; messages go to
+    standard error. micro_f1 and macro_f1 are on the validation data at threshold 0.5; crossfit_micro_f1 and
+    crossfit_macro_f1 are at tuned thresholds, each half of the validation images scored at thresholds tuned
+    on the other half (never on the rows they were tuned on).
 
     Example: mmtools train tagger --data rooms.csv --text-model vinai/phobert-base
     --image-model microsoft/resnet-34 --fusion attention -o rooms-tagger
     """
     with command_session("train tagger") as report:
+        from mmtools.cli.ranks import is_main_rank
         from mmtools.errors import UsageError
         from mmtools.models.device import choose_device
-        from mmtools.tag.training import TaggerOptions, TaggerTask, train_tagger, usable_examples
+        from mmtools.tag.training import (TaggerOptions, TaggerTask, train_tagger, training_summary,
+                                          usable_examples)
         from mmtools.train.data import check_images, require_examples, split_examples
         from mmtools.train.engine import TrainConfig
 
@@ -132,10 +142,13 @@ def train_tagger_command(
         columns = (text_column, image_column, tags_column, tags_separator, report)
         needs_image = modality != Modality.text
         train = usable_examples(_read(data, *columns), options.modality, "training", report.problem)
+        source = None
         if val:
             held = usable_examples(_read(val, *columns), options.modality, "validation", report.problem)
+            source = {"path": _resolved(val)}
         elif val_fraction > 0 and len(train) >= 10:
             train, held = split_examples(train, val_fraction, seed)
+            source = {"held_out_of": _resolved(data), "fraction": val_fraction, "seed": seed}
         else:
             held = []
         if needs_image:
@@ -145,7 +158,7 @@ def train_tagger_command(
         if not held:
             report.warning("no validation data: thresholds stay at 0.5 and there is no early stopping "
                            "(give --val, or --val-fraction)")
-        task = TaggerTask(options, train, held, batch_size=batch_size, seed=seed)
+        task = TaggerTask(options, train, held, batch_size=batch_size, seed=seed, val_source=source)
         report.info(f"{len(train)} training and {len(held)} validation examples, {len(task.labels)} labels, "
                     f"reading {options.modality}" + (f" ({options.fusion} fusion)" if modality == Modality.both
                                                      else ""))
@@ -153,24 +166,37 @@ def train_tagger_command(
                              precision=precision.value, patience=patience if held else None,
                              monitor="micro_f1" if held else "loss", seed=seed, workers=workers,
                              device=choose_device(device))
-        total = epochs + finetune_epochs
+        sink = open(metrics, "a" if resume else "w", encoding="utf-8") if metrics else sys.stdout
 
-        def on_metrics(metrics: dict[str, Any]) -> None:
-            shown = ", ".join(f"{k} {metrics[k]:.4g}" for k in ("train_loss", "val_loss", "micro_f1", "macro_f1")
-                              if k in metrics)
-            report.info(f"epoch {metrics['epoch']}/{total} (stage {metrics['stage']}): {shown}"
-                        + (" (best so far)" if metrics.get("best") else ""))
+        def write(values: dict[str, Any]) -> None:
+            sink.write(json.dumps(values, ensure_ascii=False) + "\n")
+            sink.flush()
 
         # What a resumed run must share with the first (epoch counts may change: a run can be extended).
         kept = {k: v for k, v in vars(options).items() if k not in ("frozen_epochs", "finetune_epochs")}
         run_info = {"data": str(data), "val": str(val), "options": kept, "labels": task.labels}
-        result = train_tagger(task, config, output, resume=resume, overwrite=overwrite, on_metrics=on_metrics,
-                              progress=report.progress, run_info=run_info)
+        try:
+            result = train_tagger(task, config, output, resume=resume, overwrite=overwrite, on_metrics=write,
+                                  progress=report.progress, run_info=run_info)
+            if is_main_rank():  # under torchrun, rank 0 alone has the figures
+                write(training_summary(result, len(train), len(held), source))
+        finally:
+            if metrics:
+                sink.close()
         best = result.best_metrics
-        score = f", validation micro-F1 {best['micro_f1']:.4f}" if "micro_f1" in best else ""
-        report.info(f"{output}: best epoch {result.best_epoch}{score}"
+        score = (f"; validation micro-F1 {best['micro_f1']:.4f} at threshold 0.5" if "micro_f1" in best else "")
+        if "crossfit_micro_f1" in best:
+            score += (f", {best['crossfit_micro_f1']:.4f} at tuned thresholds (cross-fitted: each half of the "
+                      "validation images scored at thresholds tuned on the other half)")
+        report.info(f"{output}: best epoch {result.best_epoch} of {result.epochs_run}{score}"
                     + (" (stopped early)" if result.stopped_early else "")
                     + f"; use it with: mmtools tag --model {output}")
+
+
+def _resolved(path: str) -> str:
+    import os
+
+    return os.path.realpath(path)
 
 
 def eval_tagging_command(
@@ -208,7 +234,7 @@ def eval_tagging_command(
         for name in model:
             tagger = TrainedTagger(name, device)
             result = evaluate_tagger(tagger, examples, threshold=threshold, batch_size=batch_size,
-                                     on_problem=report.problem)
+                                     on_problem=report.problem, data_path=data)
             result = {"model": name, "model_path": result.pop("model"), **result}
             results.append(result)
         if plot:

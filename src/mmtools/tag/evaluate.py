@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Iterator, Sequence
 
 from mmtools.errors import Problem, ProblemHandler, raise_problem
@@ -29,14 +30,38 @@ def _pairs(tagger: TrainedTagger, examples: Sequence[Example], on_problem: Probl
                               image=given.image if spec.uses_image else None)
 
 
+def thresholds_used(tagger: TrainedTagger, threshold: float | None, data_path: str | None = None
+                    ) -> dict[str, Any]:
+    """What the thresholds of an evaluation are and where they were tuned. Nothing is tuned on the data
+    being evaluated; ``tuned_on_this_data`` says when the model's thresholds were tuned on (part of) it, as
+    when a tagger is evaluated on its own validation file, which flatters it."""
+    if threshold is not None:
+        return {"thresholds": f"{threshold} for every label", "tuned_on": None, "tuned_on_this_data": False}
+    tuned = tagger.training.get("thresholds_tuned_on")
+    if not isinstance(tuned, dict):  # no validation data in training (or a tagger older than this record)
+        tuned_any = any(abs(t - 0.5) > 1e-9 for t in tagger.thresholds.values())
+        return {"thresholds": "the model's per-label thresholds" if tuned_any else "0.5 for every label",
+                "tuned_on": tuned if isinstance(tuned, str) else None, "tuned_on_this_data": False}
+    here = os.path.realpath(data_path) if data_path else None
+    same = here is not None and here in (tuned.get("path"), tuned.get("held_out_of"))
+    return {"thresholds": "the model's per-label thresholds", "tuned_on": tuned, "tuned_on_this_data": same}
+
+
 def evaluate_tagger(tagger: TrainedTagger, examples: Sequence[Example], *, threshold: float | None = None,
-                    batch_size: int = 32, on_problem: ProblemHandler = raise_problem) -> dict[str, Any]:
+                    batch_size: int = 32, on_problem: ProblemHandler = raise_problem,
+                    data_path: str | None = None) -> dict[str, Any]:
     """The tagger's report on ``examples`` (whose tags are normalised): micro, macro and per-label P/R/F1.
 
     Gold labels the model does not know are kept (they can only be missed, which is the truth of it) and
     listed under ``unknown_labels``; examples the model cannot read (wrong modality) are left out and
-    counted under ``skipped``.
+    counted under ``skipped``. The thresholds are the model's (tuned in training) or ``threshold``; nothing is
+    tuned on ``examples``, and the report says which thresholds it used (``thresholds_used``), warning when
+    the model's were tuned on ``data_path`` itself.
     """
+    used = thresholds_used(tagger, threshold, data_path)
+    if used["tuned_on_this_data"]:
+        log.warning("%s: its thresholds were tuned on %s (its validation data in training), so these figures "
+                    "flatter it; evaluate on data it has not seen, or give --threshold", tagger.name, data_path)
     thresholds = tagger.effective_thresholds(threshold)
     if tagger.spec.modality == "image":  # one picture on several rows (one per caption) is one example
         examples = group_by_image(examples)
@@ -55,4 +80,4 @@ def evaluate_tagger(tagger: TrainedTagger, examples: Sequence[Example], *, thres
                     tagger.name, len(unknown), ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
     report = tagging_report(gold, predicted)
     return {"model": tagger.name, "reads": describe_modalities(tagger.spec), **report,
-            "skipped": skipped[0], "unknown_labels": unknown}
+            "skipped": skipped[0], "unknown_labels": unknown, **used}

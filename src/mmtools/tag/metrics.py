@@ -104,3 +104,37 @@ def tune_thresholds(targets: Any, probabilities: Any, default: float = 0.5,
                 best = candidate
         chosen.append(best[2])
     return chosen
+
+
+def halves(groups: Sequence[str], seed: int = 0) -> Any:
+    """A deterministic split of rows into two halves by group (the image a row shows): a boolean array,
+    True for the first half. Rows of one group are always on the same side."""
+    import random
+
+    import numpy as np
+
+    keys = list(dict.fromkeys(groups))
+    random.Random(seed).shuffle(keys)
+    first = set(keys[:len(keys) // 2])
+    return np.array([g in first for g in groups], dtype=bool)
+
+
+def cross_fitted_thresholds(targets: Any, probabilities: Any, groups: Sequence[str], *, seed: int = 0,
+                            default: float = 0.5, min_positives: int = MIN_POSITIVES_TO_TUNE) -> Any | None:
+    """Per-row, per-label thresholds (n, labels) such that no row is judged at a threshold tuned on itself.
+
+    The rows are split in two halves by group (see ``halves``); each half gets the thresholds tuned on the
+    other. Metrics at these thresholds estimate what tuned thresholds give on new data, where tuning and
+    scoring on the same rows flatters (on scores with no signal at all it reads well above chance). None
+    when there are fewer than two groups.
+    """
+    import numpy as np
+
+    truth, probs = np.asarray(targets), np.asarray(probabilities)
+    first = halves(groups, seed)
+    if first.all() or not first.any():
+        return None
+    chosen = np.empty(probs.shape, dtype=float)
+    for side in (first, ~first):
+        chosen[side] = tune_thresholds(truth[~side], probs[~side], default, min_positives)
+    return chosen

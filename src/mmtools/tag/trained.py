@@ -51,6 +51,7 @@ class TrainedTagger:
         directory, manifest = found
         self.name = ref.name
         self.model, towers, self.thresholds = load_tagger_parts(directory, manifest)
+        self.training: dict[str, Any] = manifest.get("training") or {}  # what `train tagger` recorded
         self.spec = self.model.spec
         self.labels: list[str] = list(self.spec.labels)
         self.batches = BatchMaker(towers)
