@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import sys
 
-# option -> (destination, type); None type: a flag. Must match search_command's options (tests/test_serve.py).
-OPTIONS: dict[str, tuple[str, type | None]] = {
-    "--image": ("images", str), "-k": ("k", int), "--top-k": ("k", int), "--min-score": ("min_score", float),
-    "--index": ("index", str), "-i": ("index", str), "--field": ("field", str), "-f": ("field", str),
+# option -> (destination, type); None: a flag; "many": repeatable. Must match search_command's options
+# (tests/test_serve.py).
+OPTIONS: dict[str, tuple[str, type | str | None]] = {
+    "--image": ("images", "many"), "-k": ("k", int), "--top-k": ("k", int), "--min-score": ("min_score", float),
+    "--index": ("index", "many"), "-i": ("index", "many"), "--field": ("field", str), "-f": ("field", str),
     "--lines": ("lines", None), "--model": ("model", str), "-m": ("model", str), "--device": ("device", str),
     "--runtime": ("runtime", str),
     "--output": ("output", str), "-o": ("output", str),
@@ -25,35 +26,35 @@ OPTIONS: dict[str, tuple[str, type | None]] = {
     "--print0": ("decline", None), "-0": ("decline", None), "--montage": ("decline", str),
     "--html": ("decline", str), "--group-by": ("decline", str), "--fields": ("decline", str),
     "--then": ("decline", str), "--within": ("decline", float),
-    "--mode": ("mode", str), "--where": ("where", str), "--no-restore": ("no_restore", None),
+    "--mode": ("mode", str), "--where": ("where", "many"), "--no-restore": ("no_restore", None),
 }
 MODES = ("vector", "keyword", "hybrid")  # as mmtools.ranking.MODES (not imported: start-up time)
 QUIET = ("-q", "--quiet")
 
 
-def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
-    """``(options, quiet)`` for ``[-q] search ARGS...``, or None when the fast path should not be tried."""
+def parse_command(argv: list[str], command: str, table: dict[str, tuple[str, type | str | None]],
+                  options: dict, positional: str) -> tuple[dict, bool] | None:
+    """``(options, quiet)`` for ``[-q] COMMAND ARGS...`` read by ``table`` into ``options`` (its defaults;
+    words that are not options go to ``options[positional]``), or None where typer should decide: another
+    command, --help, an option not in the table or declined, a value that does not parse."""
     quiet = False
     position = 0
     while position < len(argv) and argv[position] in QUIET:
         quiet, position = True, position + 1
-    if position >= len(argv) or argv[position] != "search":
+    if position >= len(argv) or argv[position] != command:
         return None
-    options: dict = {"texts": [], "images": [], "k": 10, "min_score": None, "index": None, "field": "text",
-                     "lines": False, "model": None, "device": None, "runtime": None, "output": None,
-               "mode": None, "where": [], "no_restore": False}
     rest = argv[position + 1:]
     i = 0
     while i < len(rest):
         word = rest[i]
         if not word.startswith("-") or word == "-":
-            options["texts"].append(word)
+            options[positional].append(word)
             i += 1
             continue
         name, has_value, value = word.partition("=")
-        if name not in OPTIONS:
+        if name not in table:
             return None  # --help, --, combined short options...: typer decides
-        destination, kind = OPTIONS[name]
+        destination, kind = table[name]
         if destination == "decline":
             return None
         if kind is None:
@@ -66,17 +67,29 @@ def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
             if i + 1 >= len(rest):
                 return None
             value, i = rest[i + 1], i + 1
-        try:
-            parsed = kind(value)
-        except ValueError:
-            return None
-        if destination in ("images", "where"):
-            options[destination].append(parsed)
-        elif destination == "index" and options["index"] is not None:
-            return None  # several indexes: a fusion, done in-process
+        if kind == "many":
+            options[destination].append(value)
         else:
-            options[destination] = parsed
+            try:
+                options[destination] = kind(value)
+            except ValueError:
+                return None
         i += 1
+    return options, quiet
+
+
+def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
+    """``(options, quiet)`` for ``[-q] search ARGS...``, or None when the fast path should not be tried."""
+    defaults: dict = {"texts": [], "images": [], "k": 10, "min_score": None, "index": [], "field": "text",
+                      "lines": False, "model": None, "device": None, "runtime": None, "output": None,
+                      "mode": None, "where": [], "no_restore": False}
+    parsed = parse_command(argv, "search", OPTIONS, defaults, "texts")
+    if parsed is None:
+        return None
+    options, quiet = parsed
+    if len(options["index"]) > 1:
+        return None  # several indexes: a fusion, done in-process
+    options["index"] = options["index"][0] if options["index"] else None
     if options["output"] in (None, "-") and sys.stdout.isatty():
         return None  # a terminal gets the table view, which the typer command draws
     if options["mode"] is not None and options["mode"] not in MODES:
@@ -175,53 +188,19 @@ TAG_OPTIONS: dict[str, tuple[str, type | str | None]] = {
 def parse_tag(argv: list[str]) -> tuple[dict, bool] | None:
     """``(options, quiet)`` for ``[-q] tag ARGS...`` when plain JSONL goes out through the default device, or
     None: then typer parses (help, a bad value, a table for a terminal...)."""
-    quiet = False
-    position = 0
-    while position < len(argv) and argv[position] in QUIET:
-        quiet, position = True, position + 1
-    if position >= len(argv) or argv[position] != "tag":
-        return None
     try:
         batch_size = int(os.environ.get("MMTOOLS_BATCH_SIZE") or 32)
     except ValueError:
         return None
-    options: dict = {"inputs": [], "labels": None, "model": os.environ.get("MMTOOLS_MODEL") or None,
-                     "templates": [], "top_k": None, "threshold": None, "thresholds": None, "fields": [],
-                     "root": None, "device": os.environ.get("MMTOOLS_DEVICE") or "auto",
-                     "runtime": os.environ.get("MMTOOLS_RUNTIME") or "auto", "output": None, "format": "auto",
-                     "batch_size": batch_size, "no_cache": False}
-    rest = argv[position + 1:]
-    i = 0
-    while i < len(rest):
-        word = rest[i]
-        if not word.startswith("-") or word == "-":
-            options["inputs"].append(word)
-            i += 1
-            continue
-        name, has_value, value = word.partition("=")
-        if name not in TAG_OPTIONS:
-            return None
-        destination, kind = TAG_OPTIONS[name]
-        if destination == "decline":
-            return None
-        if kind is None:
-            if has_value:
-                return None
-            options[destination] = True
-            i += 1
-            continue
-        if not has_value:
-            if i + 1 >= len(rest):
-                return None
-            value, i = rest[i + 1], i + 1
-        if kind == "many":
-            options[destination].append(value)
-        else:
-            try:
-                options[destination] = kind(value)
-            except ValueError:
-                return None
-        i += 1
+    defaults: dict = {"inputs": [], "labels": None, "model": os.environ.get("MMTOOLS_MODEL") or None,
+                      "templates": [], "top_k": None, "threshold": None, "thresholds": None, "fields": [],
+                      "root": None, "device": os.environ.get("MMTOOLS_DEVICE") or "auto",
+                      "runtime": os.environ.get("MMTOOLS_RUNTIME") or "auto", "output": None, "format": "auto",
+                      "batch_size": batch_size, "no_cache": False}
+    parsed = parse_command(argv, "tag", TAG_OPTIONS, defaults, "inputs")
+    if parsed is None:
+        return None
+    options, quiet = parsed
     if (options["top_k"] is not None and options["top_k"] < 1) or options["batch_size"] < 1 or (
             options["threshold"] is not None and not 0 <= options["threshold"] <= 1):
         return None  # typer's messages
