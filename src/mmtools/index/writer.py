@@ -317,6 +317,8 @@ class IndexWriter:
 
         if not self._pending_rows:
             return
+        if kinds.needs_training(self.info.kind) and not self.info.quantizer and self._stats():
+            self._quantizer_from_segment()
         if kinds.needs_training(self.info.kind) and not self.info.quantizer:
             if not final and len(self._pending_rows) < kinds.training_size(self.info.params):
                 return
@@ -348,6 +350,15 @@ class IndexWriter:
         self._written.append(name)
         self.info.quantizer = name
         self._trained_now = True
+
+    def _quantizer_from_segment(self) -> None:
+        """An index upgraded from format 2 has its training only inside its one file: keep it, emptied, as
+        the trained index new segments copy (read once, on the first write after the upgrade)."""
+        first = self._stats()[0]
+        index = segments.read_segment(self.folder, first.name, mmap=False)
+        index.reset()
+        self.info.quantizer, _size = segments.write_index_file(index, self.folder, prefix="trained-")
+        self._written.append(self.info.quantizer)
 
     def _empty_segment(self) -> Any:
         import faiss
@@ -452,8 +463,8 @@ class IndexWriter:
             if self._meta_tmp is not None and not self._stats():
                 raise IndexFileError(f"no embeddings to index; {self.path} was not written")
             info.count = self._db.execute("SELECT COUNT(*) FROM items").fetchone()[0]
-            total = self._db.execute("SELECT COALESCE(SUM(vectors), 0) FROM segments").fetchone()[0]
-            if not (self._changed or (self._compact and total > info.count)
+            total, pieces = self._db.execute("SELECT COALESCE(SUM(vectors), 0), COUNT(*) FROM segments").fetchone()
+            if not (self._changed or (self._compact and (total > info.count or pieces > 1))
                     or kinds.should_retrain(info.kind, info.params, info.trained, info.count)):
                 self.abort()  # nothing changed: the index stays as it was, byte for byte
                 return info
