@@ -129,7 +129,7 @@ def test_a_writer_killed_during_a_merge_leaves_the_index_wholly_old_or_wholly_ne
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat"])
 def test_a_writer_killed_while_upgrading_a_format_2_index_leaves_it_wholly_old_or_wholly_new(tmp_path, kind):
     import store_v2
 
