@@ -53,7 +53,7 @@ def test_sync_keeps_the_index_equal_to_the_folder(tmp_path, photos, siglip_dir):
     # The index moves with its folder: ids are relative to --root.
     moved = tmp_path / "elsewhere"
     shutil.move(str(work / "photos"), moved)
-    for name in ("idx.faiss", "idx.faiss.meta.sqlite"):
+    for name in ("idx.faiss", "idx.faiss.meta.sqlite", "idx.faiss.segments"):
         shutil.move(str(work / name), moved / name)
     after_move = shell("mmtools embed-images --root . . | mmtools index -o idx.faiss --sync --root .", moved,
                        MMTOOLS_MODEL=siglip_dir)

@@ -55,22 +55,18 @@ def index_files(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", KINDS_TO_TEST)
-def test_a_writer_killed_after_any_rename_or_write_leaves_the_index_wholly_old_or_wholly_new(tmp_path, kind):
-    base = tmp_path / "base"
-    base.mkdir()
-    index_records(generation_records("old"), base / "idx.faiss", kind=kind,
-                  params={"nprobe": 64} if kind.startswith("ivf") else None)
+def kill_after_every_step(tmp_path, base, kind, *flags):
+    """Run the update of crash_writer.py stopped after its 1st, 2nd... effect on disk, each on a copy of
+    ``base``; after each, the index must be wholly old or new, and the next write must repair it."""
     expected_files = index_files(base)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
     seen = []
-    for step in range(1, 40):
+    for step in range(1, 80):
         work = tmp_path / f"step{step}"
         shutil.copytree(base, work)
         mode = ["kill"] if step % 2 else []
         run = subprocess.run([sys.executable, str(HELPERS / "crash_writer.py"), str(work / "idx.faiss"), kind,
-                              str(step), *mode], env=env, capture_output=True, text=True, timeout=60)
+                              str(step), *mode, *flags], env=env, capture_output=True, text=True, timeout=60)
         if run.returncode == 0:
             assert generation_of(work / "idx.faiss") == "new"
             assert index_files(work) == expected_files
@@ -81,9 +77,77 @@ def test_a_writer_killed_after_any_rename_or_write_leaves_the_index_wholly_old_o
         index_records(generation_records("new"), work / "idx.faiss")
         assert generation_of(work / "idx.faiss") == "new"
         assert index_files(work) == expected_files, "stale temporary files were left behind"
+        assert segment_files(work) == segment_files_named(work), "segment files no manifest names were left"
+        shutil.rmtree(work)
     else:
         pytest.fail("the update never finished")
-    assert "old" in seen and "new" in seen or seen == ["old"] * len(seen)
+    assert "old" in seen and "new" in seen
+    return work
+
+
+def segment_files(folder):
+    return sorted(p.name for p in (folder / "idx.faiss.segments").iterdir())
+
+
+def segment_files_named(folder):
+    import sqlite3
+
+    with IndexReader(folder / "idx.faiss") as reader:
+        quantizer = [reader.info.quantizer] if reader.info.quantizer else []
+    db = sqlite3.connect(metadata_path(folder / "idx.faiss"))
+    try:
+        return sorted([name for (name,) in db.execute("SELECT name FROM segments")] + quantizer)
+    finally:
+        db.close()
+
+
+def old_index(folder, kind, build=index_records):
+    folder.mkdir()
+    build(generation_records("old"), folder / "idx.faiss", kind=kind,
+          params={"nprobe": 64} if kind.startswith("ivf") else None)
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", KINDS_TO_TEST)
+def test_a_writer_killed_after_any_rename_or_write_leaves_the_index_wholly_old_or_wholly_new(tmp_path, kind):
+    kill_after_every_step(tmp_path, old_index(tmp_path / "base", kind), kind)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["flat", "ivfpq"])
+def test_a_writer_killed_during_a_merge_leaves_the_index_wholly_old_or_wholly_new(tmp_path, kind, monkeypatch):
+    from mmtools.index import merging
+
+    monkeypatch.setattr(merging, "segment_limit", lambda dim: 50)  # the old state in 6 segments
+    base = old_index(tmp_path / "base", kind)
+    with IndexReader(base / "idx.faiss") as reader:
+        assert reader.segment_count == 6
+    finished = kill_after_every_step(tmp_path, base, kind, "merge")
+    with IndexReader(finished / "idx.faiss") as reader:
+        assert reader.segment_count == 1  # the write merged the six segments it wrote
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["flat"])
+def test_a_writer_killed_while_upgrading_a_format_2_index_leaves_it_wholly_old_or_wholly_new(tmp_path, kind):
+    import store_v2
+
+    def build(records, path, **options):
+        store_v2.build(path, records, **options)
+
+    base = old_index(tmp_path / "base", kind, build)
+    with IndexReader(base / "idx.faiss") as reader:
+        assert reader.info.format_version == 2
+    expected = {"idx.faiss", "idx.faiss.lock", "idx.faiss.meta.sqlite"}
+    assert set(index_files(base)) == expected
+    upgraded = tmp_path / "upgraded"
+    shutil.copytree(base, upgraded)
+    index_records(generation_records("new"), upgraded / "idx.faiss")
+    assert set(index_files(upgraded)) == expected | {"idx.faiss.segments"}
+    # After an upgrade the folder holds the segments folder: compare with that, not the format-2 listing.
+    (base / "idx.faiss.segments").mkdir()
+    kill_after_every_step(tmp_path, base, kind)
 
 
 def test_a_second_writer_waits_for_the_first_then_goes_on(tmp_path):
@@ -230,24 +294,29 @@ def test_merge_joins_parts_and_refuses_other_models(tmp_path):
 
 
 @pytest.mark.parametrize("kind", KINDS_TO_TEST)
-def test_a_reader_opening_between_the_two_renames_gets_the_old_index_whole(tmp_path, kind, monkeypatch):
-    import mmtools.index.store as store
+def test_a_reader_during_a_write_sees_the_old_index_whole_and_keeps_it_after_the_commit(tmp_path, kind,
+                                                                                        monkeypatch):
+    import mmtools.index.writer as writer
 
     path = tmp_path / "idx.faiss"
     index_records(generation_records("old"), path, kind=kind,
                   params={"nprobe": 64} if kind.startswith("ivf") else None)
-    seen = []
-    real_replace = store.replace_atomically
+    seen, kept = [], []
+    real_commit = writer.commit_transaction
 
-    def replace_and_look(tmp, target):
-        real_replace(tmp, target)
-        if Path(target) == path:  # the new FAISS file is in place, its metadata not yet
-            seen.append(generation_of(path))
+    def look_then_commit(db):
+        seen.append(generation_of(path))  # the new segment and rows are written, not committed
+        kept.append(IndexReader(path))
+        real_commit(db)
 
-    monkeypatch.setattr(store, "replace_atomically", replace_and_look)
+    monkeypatch.setattr(writer, "commit_transaction", look_then_commit)
     index_records(generation_records("new"), path)
     assert seen == ["old"]
     assert generation_of(path) == "new"
+    with kept[0] as reader:  # opened before the commit: still the old state, records, texts and vectors
+        assert {reader.get(i)["generation"] for i in reader.ids()} == {"old"}
+        hits = reader.search(generation_vectors("old")[:20], k=1)
+        assert sum(h[0].id == f"r{i}" for i, h in enumerate(hits)) >= 19
 
 
 def test_the_next_write_sweeps_what_a_killed_writer_left_and_nothing_else(tmp_path):
@@ -311,17 +380,19 @@ def test_an_index_written_by_format_1_is_read_and_upgraded(tmp_path):
     with IndexReader(path) as reader:
         assert reader.search(vectors[2:3], k=1)[0][0].id == "r2"
     summary = index_records(records(vectors), path)
-    assert summary.info.format_version == 2 and summary.info.count == 4
+    assert summary.info.format_version == 3 and summary.info.count == 4
+    with IndexReader(path) as reader:
+        assert reader.search(vectors[2:3], k=1)[0][0].id == "r2"
 
 
 def test_a_run_that_changes_nothing_writes_nothing_and_reads_no_vectors(tmp_path, monkeypatch):
-    import mmtools.index.store as store
+    import faiss
 
     path = tmp_path / "idx.faiss"
     batch = records(unit_vectors(20))
     index_records(batch, path)
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
-    monkeypatch.setattr(store, "_read_faiss", lambda *a, **k: pytest.fail("the FAISS file was read"))
+    monkeypatch.setattr(faiss, "read_index", lambda *a, **k: pytest.fail("a FAISS file was read"))
     summary = index_records(batch, path)
     assert summary.unchanged == 20
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
@@ -342,7 +413,7 @@ def test_ivfpq_is_filled_part_by_part_searched_memory_mapped_and_reranked_exactl
     summary = index_records(merge_parts(parts), merged, kind="ivfpq", params={"pq_m": 8, "nprobe": 64})
     assert summary.info.count == 1200 and summary.info.trained["pq_m"] == 8
     with IndexReader(merged) as reader:
-        lists = faiss.downcast_InvertedLists(reader._faiss.invlists)
+        lists = faiss.downcast_InvertedLists(reader._segments[0].index.invlists)
         assert type(lists).__name__ == "OnDiskInvertedLists"  # memory-mapped, not loaded
         hits = reader.search(vectors[:50], k=1)
     assert sum(h[0].id == f"p0-{i}" for i, h in enumerate(hits)) >= 48

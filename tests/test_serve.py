@@ -306,6 +306,7 @@ def test_an_updated_index_is_opened_again(served, monkeypatch, tmp_path):
     copy = served["root"] / "copy.faiss"
     shutil.copy(served["root"] / "idx.faiss", copy)
     shutil.copy(metadata_path(served["root"] / "idx.faiss"), metadata_path(copy))
+    shutil.copytree(f'{served["root"] / "idx.faiss"}.segments', f"{copy}.segments")  # the vectors
     from mmtools.models import load_encoder
 
     _, before, _ = _remote_search(served, monkeypatch, texts=["xe"], index=str(copy), k=100)
@@ -326,6 +327,7 @@ def test_opening_a_big_index_holds_up_no_other_index(served, monkeypatch):
     slow = served["root"] / "slow.faiss"
     shutil.copy(served["root"] / "idx.faiss", slow)
     shutil.copy(metadata_path(served["root"] / "idx.faiss"), metadata_path(slow))
+    shutil.copytree(f'{served["root"] / "idx.faiss"}.segments', f"{slow}.segments")  # the vectors
     engine = Engine(device="cpu", indexes=[str(served["root"] / "idx.faiss")])
     engine.warm_up()
     opening, release = threading.Event(), threading.Event()

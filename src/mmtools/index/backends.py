@@ -91,13 +91,15 @@ def signature(location: str | os.PathLike[str], reader: Any = None) -> tuple | N
     None without one."""
     if is_milvus_location(location):
         return reader.signature() if reader is not None else None
-    from mmtools.index.store import metadata_path
+    from mmtools.index.store import current_generation, metadata_path
 
-    result = []
+    result: list = []
     for file in (location, metadata_path(location)):
         try:
             info = os.stat(file)
             result.append((info.st_ino, info.st_mtime_ns, info.st_size))
         except FileNotFoundError:
             result.append(None)
+    # A segmented index commits inside SQLite's WAL (the files' stat may not change): its generation does.
+    result.append(current_generation(location))
     return tuple(result)

@@ -81,7 +81,9 @@ class FullTextWriter:
                  stored: Callable[[], Iterable[tuple[str, dict[str, Any]]]]):
         self._db = db
         new = not _has_tables(db)
-        db.executescript(SCHEMA)
+        for statement in SCHEMA.split(";"):  # not executescript: it would commit the writer's transaction
+            if statement.strip():
+                db.execute(statement)
         known = [name for (name,) in db.execute("SELECT name FROM fulltext_fields ORDER BY name")]
         added = [name for name in dict.fromkeys(extra_fields) if name not in known]
         db.executemany("INSERT INTO fulltext_fields (name) VALUES (?)", [(name,) for name in added])

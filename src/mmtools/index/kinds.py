@@ -1,7 +1,7 @@
 """The FAISS index kinds mmtools builds, how each is tuned at search time, and how its vectors come back out.
 
 All kinds use inner product on unit vectors (cosine similarity), and FAISS ids are the metadata row ids, so
-plain ``faiss.read_index`` opens every file.
+plain ``faiss.read_index`` opens every segment file.
 
 * flat:  exact search. The default; right up to a few million vectors. Wrapped in IndexIDMap2.
 * hnsw:  graph search, fast on large collections; approximate; deletions become tombstones. IndexIDMap2.
