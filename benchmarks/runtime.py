@@ -1,0 +1,397 @@
+"""PyTorch against ONNX Runtime on a CPU, with real-size models: the query path, search, embed-images.
+
+    python benchmarks/runtime.py [--cache DIR] [--records 10000] [--runs 15] [--images 32]
+                                 [--only text,warm,cold,images,agreement]
+
+Random copies of SigLIP 2 base/16 (224 px, 64-token text) and of a ViT-S/16 (CLIP layout) are written once
+into ``--cache`` (default ``~/.cache/mmtools-bench``) as the model directories mmtools loads (``--model
+DIR``); their ONNX exports live in that folder's ``mmtools/`` (MMTOOLS_CACHE_DIR for every process here), so
+a second run measures, it does not export. Weights are random: speed is the real models', vectors mean nothing.
+In one run:
+
+* **text tower**, one query of 64 tokens, same process: bare PyTorch eager ``get_text_features`` (the
+  baseline), ONNX Runtime fp32 and int8 sessions on the same token ids, and mmtools' encoders end to end
+  (text rules, cached tokenisation, the tower);
+* **warm search**: ``mmtools serve`` (runtime auto, and again with ``--runtime torch``) on a 10k-record index;
+  ``mmtools search`` through it, median of N CLI processes (a new query each time), and the same request from
+  an in-process socket client (new queries, then a repeated one: the query-vector cache);
+* **cold search** (``MMTOOLS_SERVER=off``): default runtime against ``--runtime torch``, and the import cost
+  (``python -X importtime``) of the default path, which should not import torch;
+* **embed-images**, images/s through ``mmtools.embed.embed_images`` (what the command runs) on the shared
+  photos, torch against auto (ONNX Runtime fp32 here), for vit-s16 and siglip2-base, every vector compared;
+  and once through the CLI for vit-s16 (``--runtime torch`` against the default, start-up included);
+* **agreement**: cosine (min, mean) of ONNX fp32 and int8 query vectors to PyTorch's, and the top-10 overlap
+  of int8 with fp32 over a sample of the index's vectors; search hits of the two servers compared.
+
+Done when (issue 16): warm search through the server below the bare PyTorch text-tower forward (goal ≤ 0.6 of
+it, < 100 ms); embed-images auto ≥ 1.25× torch on vit-s16 with every vector within cosine 0.999.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from common import REPO, Row, machine, median, print_table, shared_data, timed
+
+CLI = Path(sys.executable).parent / "mmtools"
+QUERIES = ["xe hơi màu đỏ", "con mèo nằm trên ghế", "bãi biển lúc hoàng hôn", "phố cổ Hà Nội", "đĩa phở bò",
+           "trẻ em chơi bóng", "chợ nổi miền Tây", "núi và ruộng bậc thang", "cà phê sữa đá", "người bán hoa"]
+ARCHITECTURES = ("siglip2-base", "vit-s16")
+PARTS = ("text", "warm", "cold", "images", "agreement")
+COLD_BEFORE = 4.4  # s: a cold `mmtools search` with SigLIP 2 base on PyTorch, as issue 16 found it
+
+
+def env(cache: Path, **extra: str) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1",
+            "MMTOOLS_CACHE_DIR": str(cache / "mmtools"), **extra}
+
+
+def wall(command: list[str], cache: Path, **extra: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, env=env(cache, **extra), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=True)
+    return time.perf_counter() - start
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.2f}/{five:.2f}"
+
+
+# ----------------------------------------------------------------------------------------------- set-up
+
+
+def prepare(cache: Path, records: int) -> dict[str, Path]:
+    """The model directories and the index, made once into ``cache``; the ONNX exports made once too."""
+    import numpy as np
+
+    from mmtools.models import ModelCache
+    from mmtools.models.synthetic import build_random_model
+
+    made: dict[str, Path] = {}
+    for architecture in ARCHITECTURES:
+        directory = cache / "models" / architecture
+        if not (directory / ".complete").exists():
+            print(f"building a random {architecture} into {directory}...", file=sys.stderr, flush=True)
+            build_random_model(directory, architecture)
+            (directory / ".complete").write_text("")
+        made[architecture] = directory
+        started = time.perf_counter()
+        ModelCache().get(str(directory), "cpu", "onnx")  # exports on first use, else finds the export
+        if time.perf_counter() - started > 5:
+            print(f"  {architecture}: exported in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    index = cache / f"siglip2-base-{records}.faiss"
+    if not index.exists():
+        from mmtools.index import IndexWriter
+
+        model = str(made["siglip2-base"].resolve())
+        dim = ModelCache().get(model, "cpu", "onnx").dim
+        vectors = np.random.default_rng(0).standard_normal((records, dim), dtype=np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        with IndexWriter(index, model=model) as writer:
+            for i, vector in enumerate(vectors):
+                writer.add(f"photos/{i:06d}.jpg", vector, {"path": f"photos/{i:06d}.jpg"}, model=model)
+    made["index"] = index
+    return made
+
+
+# -------------------------------------------------------------------------------------------- text tower
+
+
+def text_tower(made: dict[str, Path], runs: int) -> tuple[list[Row], dict[str, float]]:
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from mmtools.models import ModelCache
+    from mmtools.models.onnx_export import find_export, session
+
+    directory = made["siglip2-base"]
+    model = AutoModel.from_pretrained(directory).eval()
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    ids = tokenizer([QUERIES[0]], padding="max_length", max_length=64, truncation=True,
+                    return_tensors="pt")["input_ids"]
+
+    def eager() -> None:
+        with torch.inference_mode():
+            model.get_text_features(input_ids=ids)
+
+    export = find_export(str(directory.resolve()), "hf-dual-encoder", {})
+    fp32, int8 = session(export.path("text")), session(int8_text(export, made))
+    feed = {"input_ids": ids.numpy()}
+    figures = {"torch": median(timed(eager, runs, 2)),
+               "ort fp32": median(timed(lambda: fp32.run(None, feed), runs, 2)),
+               "ort int8": median(timed(lambda: int8.run(None, feed), runs, 2))}
+    cache = ModelCache()
+    encoders = {"torch": cache.get(str(directory), "cpu", "torch"),
+                "onnx-fp32": cache.get(str(directory), "cpu", "onnx-fp32"),
+                "auto (what search runs)": cache.get(str(directory), "cpu", "onnx")}
+    counter = iter(range(10**6))
+    for name, encoder in encoders.items():  # a new query each call: no cache helps, tokenisation included
+        figures[f"mmtools {name}"] = median(timed(lambda e=encoder: e.encode_texts(
+            [f"{QUERIES[next(counter) % 10]} {next(counter)}"]), runs, 2))
+    base = figures["torch"] * 1000
+    rows = [Row("text tower", f"siglip2-base, 1 query, 64 tokens: {name} vs torch eager ({load()})",
+                seconds * 1000, base, "ms", False, target="reported")
+            for name, seconds in figures.items() if name != "torch"]
+    rows.insert(0, Row("text tower", "siglip2-base, 1 query, 64 tokens: torch eager (baseline)", base, None, "ms",
+                       False))
+    del model
+    return rows, figures
+
+
+def int8_text(export, made: dict[str, Path]) -> Path:
+    """The export's int8 text tower, or (where the export refused it: random weights quantise badly) one made
+    here for timing only, never used by mmtools."""
+    from mmtools.models.onnx_export import quantise_dynamic
+
+    if export.has("text", int8=True):
+        return export.path("text", int8=True)
+    path = made["index"].parent / "siglip2-base-text.int8.onnx"
+    if not path.exists():
+        quantise_dynamic(export.path("text"), path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------- warm search
+
+
+def start_server(made: dict[str, Path], cache: Path, sock: Path, runtime: str) -> subprocess.Popen:
+    server = subprocess.Popen([str(CLI), "serve", "--socket", str(sock), "-i", str(made["index"]),
+                               "--runtime", runtime], env=env(cache), stderr=subprocess.PIPE, text=True)
+    line = server.stderr.readline()
+    if "listening" not in line:
+        server.kill()
+        raise RuntimeError(f"server did not start: {line}{server.stderr.read()}")
+    threading.Thread(target=server.stderr.read, daemon=True).start()
+    return server
+
+
+def client_search(sock: Path, index: Path, text: str) -> bytes:
+    from mmtools.serve import client
+
+    out = io.BytesIO()
+    header = {"index": str(index), "k": 10, "min_score": None, "model": None, "field": "text", "lines": False,
+              "texts": [text], "images": [], "cwd": os.getcwd(), "stdin": False}
+    if not client.call("search", header, None, out, lambda problem: None, path=str(sock)):
+        raise RuntimeError("the server did not take the request")
+    return out.getvalue()
+
+
+def warm_search(made: dict[str, Path], cache: Path, runs: int, tower: dict[str, float] | None) -> tuple[list[Row], dict]:
+    rows: list[Row] = []
+    hits: dict[str, list[list[str]]] = {}
+    figures: dict[str, float] = {}
+    search = [str(CLI), "search", "-i", str(made["index"]), "-k", "10"]
+    for runtime in ("auto", "torch"):
+        sock = cache / f"bench-{runtime}.sock"
+        server = start_server(made, cache, sock, runtime)
+        try:
+            wall(search + ["khởi động"], cache, MMTOOLS_SERVER=str(sock))
+            cli = [wall(search + [f"{QUERIES[i % 10]} {runtime} {i}"], cache, MMTOOLS_SERVER=str(sock))
+                   for i in range(runs)]
+            client_search(sock, made["index"], "khởi động lại")
+            inproc = []
+            for i in range(runs):
+                start = time.perf_counter()
+                client_search(sock, made["index"], f"{QUERIES[i % 10]} client {runtime} {i}")
+                inproc.append(time.perf_counter() - start)
+            repeated = timed(lambda: client_search(sock, made["index"], QUERIES[3]), runs, 1)
+            hits[runtime] = [[json.loads(line)["id"] for line in client_search(sock, made["index"], q).splitlines()]
+                             for q in QUERIES]
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+        figures[runtime] = median(cli)
+        base = tower["torch"] * 1000 if tower else None
+        goal = " (goal ≤ 0.6× and < 100 ms)" if runtime == "auto" else ""
+        rows.append(Row("search", f"warm `mmtools search` via server, runtime {runtime}, median of {runs} CLI runs"
+                        f" vs bare torch text tower ({load()})", median(cli) * 1000, base, "ms", False,
+                        target="< text tower" + goal,
+                        ok=(base is not None and median(cli) * 1000 < base) if runtime == "auto" else None))
+        rows.append(Row("search", f"warm search, in-process socket client, runtime {runtime}, median",
+                        median(inproc) * 1000, base, "ms", False, target="reported"))
+        rows.append(Row("search", f"warm search, repeated query (query-vector cache), runtime {runtime}, median",
+                        median(repeated) * 1000, median(inproc) * 1000, "ms", False, target="reported"))
+    overlap = sum(len(set(a) & set(b)) / max(1, len(a)) for a, b in zip(hits["auto"], hits["torch"])) / len(QUERIES)
+    rows.append(Row("agreement", f"warm search hits, auto vs torch: top-10 overlap, {len(QUERIES)} "
+                    "queries", overlap, None, "share", target="≥ 0.95", ok=overlap >= 0.95))
+    return rows, figures
+
+
+# ------------------------------------------------------------------------------------------- cold search
+
+
+def cold_search(made: dict[str, Path], cache: Path) -> list[Row]:
+    search = [str(CLI), "search", "-i", str(made["index"]), "-k", "10"]
+    default = [wall(search + [f"{QUERIES[i]} lạnh"], cache, MMTOOLS_SERVER="off") for i in range(3)]
+    torch_runs = [wall(search + [f"{QUERIES[i]} lạnh", "--runtime", "torch"], cache, MMTOOLS_SERVER="off")
+                  for i in range(2)]
+    rows = [Row("search", f"cold `mmtools search` (no server), default runtime vs --runtime torch, median ({load()})",
+                median(default), median(torch_runs), "s", False, target=f"reported (issue: {COLD_BEFORE} s before)"),
+            Row("search", "cold `mmtools search`, default runtime vs the issue's 4.4 s", median(default), COLD_BEFORE,
+                "s", False, target="< 4.4 s", ok=median(default) < COLD_BEFORE)]
+    probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "mmtools", "search", "-i", str(made["index"]),
+                            "-k", "10", "phố cổ lạnh"], env=env(cache, MMTOOLS_SERVER="off"),
+                           capture_output=True, text=True, check=True)
+    total, torch_loaded, top = 0, False, []
+    for line in probe.stderr.splitlines():
+        match = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
+        if match:
+            if match.group(3) == " ":  # top-level imports: their cumulative times add up to the whole
+                total += int(match.group(2))
+                top.append((int(match.group(2)), match.group(4)))
+            torch_loaded |= match.group(4) == "torch"
+    heaviest = ", ".join(f"{name} {us / 1000:.0f}" for us, name in sorted(top, reverse=True)[:4])
+    rows.append(Row("start-up", f"cold search imports (-X importtime; torch imported: {torch_loaded}; "
+                    f"heaviest ms: {heaviest})", total / 1000, None, "ms", False, target="no torch",
+                    ok=not torch_loaded))
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ embed-images
+
+
+def embed_images_rows(made: dict[str, Path], cache: Path, count: int) -> list[Row]:
+    import numpy as np
+
+    from mmtools.embed import embed_images
+    from mmtools.images import discover_images
+    from mmtools.models import ModelCache
+    from mmtools.records import decode_vector
+
+    photos = shared_data("vi-photos", "images")
+    files = sorted(str(p) for p in photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:count]
+    rows: list[Row] = []
+    for architecture in ("vit-s16", "siglip2-base"):
+        take = files if architecture == "vit-s16" else files[:max(8, count // 2)]
+        rates, vectors = {}, {}
+        for runtime in ("torch", "auto"):
+            encoder = ModelCache().get(str(made[architecture]), "cpu", runtime)
+            list(embed_images(discover_images(take[:4]), encoder, batch_size=4))  # warm-up, untimed
+            start = time.perf_counter()
+            out = list(embed_images(discover_images(take), encoder, batch_size=16))
+            rates[runtime] = len(out) / (time.perf_counter() - start)
+            vectors[runtime] = np.stack([decode_vector(r["embedding"]) for r in out])
+        a, b = vectors["auto"], vectors["torch"]
+        cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        rows.append(Row("embed-images", f"{architecture}, {len(take)} photos, auto (ONNX Runtime) vs torch, in-process"
+                        f" ({load()})", rates["auto"], rates["torch"], "images/s",
+                        target="≥ 1.25×" if architecture == "vit-s16" else "reported",
+                        ok=rates["auto"] >= 1.25 * rates["torch"] if architecture == "vit-s16" else None))
+        rows.append(Row("agreement", f"{architecture} image vectors, auto vs torch: min cosine (mean "
+                        f"{cosine.mean():.6f})", float(cosine.min()), None, "cosine", target="≥ 0.999 each",
+                        ok=bool(cosine.min() >= 0.999)))
+    # The command itself, start-up and model loading included.
+    folder = cache / f"photos-{count}"
+    folder.mkdir(exist_ok=True)
+    for path in files:
+        if not (folder / Path(path).name).exists():
+            os.symlink(path, folder / Path(path).name)
+    command = [str(CLI), "embed-images", "--no-cache", "-m", str(made["vit-s16"]), str(folder)]
+    times, outputs = {}, {}
+    for runtime in ("torch", "auto"):
+        start = time.perf_counter()
+        done = subprocess.run(command + ["--runtime", runtime], env=env(cache), capture_output=True, check=True)
+        times[runtime] = time.perf_counter() - start
+        outputs[runtime] = np.stack([decode_vector(json.loads(line)["embedding"])
+                                     for line in done.stdout.splitlines()])
+    a, b = outputs["auto"], outputs["torch"]
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    rows.append(Row("embed-images", f"vit-s16, `mmtools embed-images` {len(files)} photos, default vs --runtime "
+                    f"torch, end to end ({load()})", len(files) / times["auto"], len(files) / times["torch"],
+                    "images/s", target="≥ 1.25×", ok=times["torch"] >= 1.25 * times["auto"]))
+    rows.append(Row("agreement", f"vit-s16 CLI vectors, default vs torch: min cosine ({len(a)} vectors)",
+                    float(cosine.min()), None, "cosine", target="≥ 0.999 each", ok=bool(cosine.min() >= 0.999)))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- agreement
+
+
+def agreement_rows(made: dict[str, Path]) -> list[Row]:
+    import numpy as np
+
+    from mmtools.index import IndexReader
+    from mmtools.models import ModelCache
+    from mmtools.models.agreement import index_sample
+    from mmtools.models.onnx_export import PROBE_TEXTS
+
+    directory = str(made["siglip2-base"])
+    cache = ModelCache()
+    torch_encoder, onnx = cache.get(directory, "cpu", "torch"), cache.get(directory, "cpu", "onnx")
+    texts = PROBE_TEXTS + [f"{q} {i}" for i, q in enumerate(QUERIES)]
+    reference = torch_encoder.encode_texts(texts)
+    rows = []
+    from mmtools.models.onnx_export import find_export, session
+
+    export = find_export(str(made["siglip2-base"].resolve()), "hf-dual-encoder", {})
+    int8_session = session(int8_text(export, made))
+    ids = onnx._tokenize(onnx._prepare_text(list(texts)))[0]["input_ids"]
+    int8 = np.concatenate([int8_session.run(None, {"input_ids": ids[i:i + 1]})[0] for i in range(len(ids))])
+    fp32 = onnx.variant(text_int8=False).encode_texts(texts)
+    for name, got in (("fp32", fp32), ("int8", int8)):
+        cosine = (got * reference).sum(1) / (np.linalg.norm(got, axis=1) * np.linalg.norm(reference, axis=1))
+        threshold = 0.9999 if name == "fp32" else 0.995
+        rows.append(Row("agreement", f"siglip2-base text, ONNX {name} vs torch: min cosine over {len(texts)} texts "
+                        f"(mean {cosine.mean():.6f})", float(cosine.min()), None, "cosine",
+                        target=f"≥ {threshold}", ok=bool(cosine.min() >= threshold) if name == "fp32" else None))
+    with IndexReader(made["index"]) as reader:
+        sample = np.asarray(index_sample(reader), np.float32)
+    from mmtools.models.onnx_export import top_k_overlap
+
+    overlap = top_k_overlap(fp32, int8, sample)
+    used = export.int8_text_ok
+    rows.append(Row("agreement", f"siglip2-base int8 vs fp32 queries: top-10 overlap over {len(sample)} index "
+                    f"vectors, {len(texts)} texts (int8 {'used' if used else 'refused at export: queries use fp32'})",
+                    overlap, None, "share", target="int8 used only if ≥ 0.95 and cosine ≥ 0.995",
+                    ok=used == (overlap >= 0.95 and bool(((int8 * fp32).sum(1)).min() >= 0.995))))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                        / "mmtools-bench", help="where the random models, their exports and the index are kept")
+    parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=15, help="timed runs per latency figure (median)")
+    parser.add_argument("--images", type=int, default=32, help="photos for embed-images (siglip2-base: half)")
+    parser.add_argument("--only", default=",".join(PARTS), help=f"parts to run [{','.join(PARTS)}]")
+    args = parser.parse_args()
+    parts = [p for p in args.only.split(",") if p]
+    for part in parts:
+        if part not in PARTS:
+            parser.error(f"unknown part {part!r}")
+    cache = args.cache.expanduser().resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    os.environ["MMTOOLS_CACHE_DIR"] = str(cache / "mmtools")  # the exports, for this process too
+    print(f"# PyTorch and ONNX Runtime\n\n{machine()}\n")
+    made = prepare(cache, args.records)
+    rows: list[Row] = []
+    tower = None
+    if "text" in parts:
+        tower_rows, tower = text_tower(made, args.runs)
+        rows += tower_rows
+    if "warm" in parts:
+        rows += warm_search(made, cache, args.runs, tower)[0]
+    if "cold" in parts:
+        rows += cold_search(made, cache)
+    if "agreement" in parts:
+        rows += agreement_rows(made)
+    if "images" in parts:
+        rows += embed_images_rows(made, cache, args.images)
+    print(f"\n{machine()}")
+    print_table(rows, "PyTorch and ONNX Runtime")
+    return 0 if all(row.ok is not False for row in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
