@@ -3,10 +3,12 @@
 Photos are not pages: a sign sits on grass, water or a wall, and Tesseract's global (Otsu) binarisation
 sometimes merges the board with its background, while its local (Sauvola) binarisation loses other signs,
 and small print is only found once enlarged. So each image is read in sparse-text mode (which finds text
-scattered over a photo where page layout analysis often finds none) in a few ways (``PASSES``), and the
-reading with the most confidently read characters is kept. Texture read as letters comes out as
-low-confidence words or bare symbols and is dropped. Measured on photos with drawn Vietnamese signs
-(benchmarks/ocr_signs.py): this roughly thirds the character error rate of a single reading.
+scattered over a photo where page layout analysis often finds none) in a few ways (``PASSES``); the passes
+miss different words, so their words are pooled (the more confident kept where two overlap) and grouped into
+lines, and each line is read once more on its own in single-line mode, at the letter height Tesseract reads
+best, which recovers the words the sparse reading dropped. Texture read as letters comes out as
+low-confidence words, bare symbols or lone one- or two-character lines, and is dropped. Measured on photos
+with drawn Vietnamese signs (benchmarks/ocr_signs.py).
 """
 
 from __future__ import annotations
