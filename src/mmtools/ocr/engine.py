@@ -3,10 +3,12 @@
 Photos are not pages: a sign sits on grass, water or a wall, and Tesseract's global (Otsu) binarisation
 sometimes merges the board with its background, while its local (Sauvola) binarisation loses other signs,
 and small print is only found once enlarged. So each image is read in sparse-text mode (which finds text
-scattered over a photo where page layout analysis often finds none) in a few ways (``PASSES``), and the
-reading with the most confidently read characters is kept. Texture read as letters comes out as
-low-confidence words or bare symbols and is dropped. Measured on photos with drawn Vietnamese signs
-(benchmarks/ocr_signs.py): this roughly thirds the character error rate of a single reading.
+scattered over a photo where page layout analysis often finds none) in a few ways (``PASSES``); the passes
+miss different words, so their words are pooled (the more confident kept where two overlap) and grouped into
+lines, and each line is read once more on its own in single-line mode, at the letter height Tesseract reads
+best, which recovers the words the sparse reading dropped. Texture read as letters comes out as
+low-confidence words, bare symbols or lone one- or two-character lines, and is dropped. Measured on photos
+with drawn Vietnamese signs (benchmarks/ocr_signs.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ INSTALL_TESSERACT = ("install Tesseract and its Vietnamese data: apt-get install
 # (Tesseract's thresholding_method: 0 global Otsu, 2 local Sauvola; enlargement)
 PASSES = ((0, 1.0), (2, 1.0), (0, 1.6))
 SHORT_WORD_CONFIDENCE = 92.0
+LINE_HEIGHT = 48  # pixels: a re-read line is scaled to this height (letters about 30-40 px)
+LINE_WIDEN = 1.5  # line heights added on each side of a re-read line
+LINE_CONFIDENCE = 70.0
+MIN_LINE_CHARACTERS = 3  # a lone line of one or two characters is texture far more often than text
 
 
 @dataclass
@@ -84,8 +90,52 @@ class TesseractEngine:
                 page, lang=self.languages, config=f"--psm 11 -c thresholding_method={method}",
                 output_type=self.pytesseract.Output.DICT)
             readings.append(_confident_words(data, self.min_confidence, enlarge))
-        words = max(readings, key=lambda found: sum(len(word.text) * word.confidence for word in found))
-        return OcrResult([_line(group, scale) for group in _lay_out(words)])
+        words = _combine(readings)
+        lines = [self._reread(image, group) for group in _lay_out(words)]
+        return OcrResult([_line(line, scale) for line in lines
+                          if sum(c.isalnum() for w in line for c in w.text) >= MIN_LINE_CHARACTERS])
+
+    def _reread(self, image: Any, words: list[_Word]) -> list[_Word]:
+        """The line read again on its own (single-line mode), widened to catch the words the sparse reading
+        dropped and scaled so its letters are the height Tesseract reads best; kept if more confidently read."""
+        left, top = min(w.left for w in words), min(w.top for w in words)
+        right, bottom = max(w.right for w in words), max(w.bottom for w in words)
+        height = bottom - top
+        if height < 4:
+            return words
+        box = (max(0, left - round(LINE_WIDEN * height)), max(0, top - height // 3),
+               min(image.width, right + round(LINE_WIDEN * height)), min(image.height, bottom + height // 3))
+        enlarge = LINE_HEIGHT / height
+        crop = image.crop(box)
+        crop = crop.resize((max(1, round(crop.width * enlarge)), max(1, round(crop.height * enlarge))), 3)
+        data = self.pytesseract.image_to_data(crop, lang=self.languages, config="--psm 7",
+                                              output_type=self.pytesseract.Output.DICT)
+        found = [_Word(w.text, w.confidence, w.left + box[0], w.top + box[1], w.right + box[0], w.bottom + box[1])
+                 for w in _confident_words(data, LINE_CONFIDENCE, enlarge)]
+        return found if found and _score(found) > _score(words) else words
+
+
+def _combine(readings: list[list[_Word]]) -> list[_Word]:
+    """Every pass's words, where two passes read the same place the more confident (longer) reading kept:
+    the passes miss different words of one line."""
+    kept: list[_Word] = []
+    for word in sorted((w for found in readings for w in found), key=lambda w: -len(w.text) * w.confidence):
+        if not any(_overlap(word, other) > 0.3 for other in kept):
+            kept.append(word)
+    return kept
+
+
+def _overlap(a: _Word, b: _Word) -> float:
+    width = min(a.right, b.right) - max(a.left, b.left)
+    height = min(a.bottom, b.bottom) - max(a.top, b.top)
+    if width <= 0 or height <= 0:
+        return 0.0
+    smaller = min((a.right - a.left) * (a.bottom - a.top), (b.right - b.left) * (b.bottom - b.top))
+    return width * height / max(1, smaller)
+
+
+def _score(words: list[_Word]) -> float:
+    return sum(len(word.text) * word.confidence for word in words)
 
 
 def _confident_words(data: dict[str, list[Any]], min_confidence: float, enlarge: float = 1.0) -> list[_Word]:
@@ -107,10 +157,11 @@ def _lay_out(words: list[_Word]) -> list[list[_Word]]:
     """Words into lines (left to right, following a slight tilt), lines top to bottom."""
     lines: list[list[_Word]] = []
     for word in sorted(words, key=lambda w: w.left):
-        for line in lines:
-            last = line[-1]
-            shared = min(last.bottom, word.bottom) - max(last.top, word.top)
-            if shared > 0.5 * min(last.bottom - last.top, word.bottom - word.top) and word.left >= last.left:
+        for line in lines:  # Tesseract's word boxes wobble: compared with the line's whole extent
+            top, bottom = min(w.top for w in line), max(w.bottom for w in line)
+            shared = min(bottom, word.bottom) - max(top, word.top)
+            if shared > 0.5 * min(line[-1].bottom - line[-1].top, word.bottom - word.top) \
+                    and word.left >= line[-1].left:
                 line.append(word)
                 break
         else:

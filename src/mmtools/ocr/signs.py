@@ -21,6 +21,11 @@ FONTS = ["/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf", "/usr/share/fon
 
 def draw_sign(photo: Any, text: str, rng: random.Random) -> Any:
     """The photo with a sign (a light board, dark letters, slightly tilted) holding ``text``."""
+    return place_sign(photo, text, rng)[0]
+
+
+def place_sign(photo: Any, text: str, rng: random.Random) -> tuple[Any, list[int]]:
+    """As ``draw_sign``, and where the board went: ``[left, top, width, height]``."""
     from PIL import Image, ImageDraw, ImageFont
 
     photo = photo.convert("RGB")
@@ -39,7 +44,16 @@ def draw_sign(photo: Any, text: str, rng: random.Random) -> Any:
     x = rng.randint(0, max(0, width - board.width))
     y = rng.randint(0, max(0, height - board.height))
     photo.paste(board, (x, y), board)
-    return photo
+    return photo, [x, y, board.width, board.height]
+
+
+def on_sign(lines: list[dict[str, Any]], box: list[int]) -> str:
+    """The text of the read lines (``ocr_lines`` records) whose centre lies on the board at ``box``: the photo's
+    own text (a shop front, a shirt) is read too, and no truth is known for it."""
+    x, y, width, height = box
+    return "\n".join(line["text"] for line in lines
+                     if x <= line["box"][0] + line["box"][2] / 2 <= x + width
+                     and y <= line["box"][1] + line["box"][3] / 2 <= y + height)
 
 
 def character_error_rate(reference: str, hypothesis: str) -> float:
