@@ -145,10 +145,14 @@ def test_search_uses_int8_queries_where_they_agree_and_records_it(siglip_dir, ph
         assert result.exit_code == 0, result.stderr
         hits[runtime] = [orjson.loads(line) for line in result.stdout.splitlines()]
     ids = {runtime: [(h["query_id"], h["id"]) for h in found] for runtime, found in hits.items()}
-    assert ids["auto"] == ids["torch"] == ids["onnx-fp32"]  # the same results whatever runs the model
+    assert ids["torch"] == ids["onnx-fp32"]  # the same results whatever runs the fp32 model
     fp32_scores = [h["score"] for h in hits["onnx-fp32"]]
     assert np.allclose(fp32_scores, [h["score"] for h in hits["torch"]], atol=1e-5)
-    assert np.allclose(fp32_scores, [h["score"] for h in hits["auto"]], atol=0.02)  # int8 queries
+    # int8 queries (used: they agreed at export) may swap near-tied hits, never more
+    fp32 = {(h["query_id"], h["id"]): h["score"] for h in hits["onnx-fp32"]}
+    int8 = {(h["query_id"], h["id"]): h["score"] for h in hits["auto"]}
+    assert len(fp32.keys() & int8.keys()) >= 0.8 * len(fp32)
+    assert all(abs(fp32[key] - int8[key]) < 0.02 for key in fp32.keys() & int8.keys())
     info = json.loads(runner.invoke(app, ["models", "info", siglip_dir, "--json"]).stdout)["onnx"]
     checked = [value for key, value in info.items() if key.startswith("int8 queries on")]
     assert checked and "used" in checked[0] and "top-10 overlap" in checked[0]

@@ -395,7 +395,7 @@ def quantise_dynamic(source: Path, target: Path) -> None:
     level = quiet.level
     quiet.setLevel(logging_module.ERROR)
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, reduce_range=True)
     finally:
         quiet.setLevel(level)
 
