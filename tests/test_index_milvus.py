@@ -331,3 +331,22 @@ def test_search_modes_on_a_collection_without_full_text(collection):
         assert default_mode(reader) == "vector"
         with pytest.raises(Refused, match="keeps no texts for keyword search"):
             channels_for("keyword", reader, lambda: None)
+
+
+def test_where_filters_select_as_on_faiss(collection, tmp_path):
+    """--where's conditions (filters.select: scan, then search among the rows) give what they give on FAISS."""
+    from mmtools.ranking import plan
+
+    vectors = unit_vectors(300, dim=16)
+    tagged = [{**r, "tags": ["biển"] if i % 60 == 0 else ["phố"]} for i, r in enumerate(records(vectors))]
+    index_records(tagged, collection)
+    index_records(tagged, tmp_path / "idx.faiss")
+    found = {}
+    for name, location in (("milvus", collection), ("faiss", tmp_path / "idx.faiss")):
+        with open_reader(location) as reader:
+            mode, selection = plan(reader, "vector", ["tags=biển", "n>=60"])
+            assert mode == "vector" and len(selection) == 4
+            found[name] = [[h.id for h in hits] for hits in
+                           reader.search(vectors[:3], k=5, among=selection.rows.keys())]
+    assert found["milvus"] == found["faiss"] and all(sorted(hits) == ["r120", "r180", "r240", "r60"]
+                                                     for hits in map(sorted, found["milvus"]))

@@ -56,6 +56,7 @@ METRIC = "IP"  # on unit vectors: the FAISS index's inner product, scores and or
 MAX_ID_BYTES = 65_535  # Milvus's longest VARCHAR
 MAX_RECORD_BYTES = 65_536  # Milvus's default limit for one JSON value
 MAX_TOP_K = 16_384  # Milvus's limit for one search
+AMONG_CHUNK = 5_000  # ids named in one filtered search (--where's selection)
 BATCH = 256  # rows per upsert, ids per lookup
 CONNECT_TIMEOUT_S = 10.0
 READER_WAIT_S = 30.0  # a reader waits this long for a Milvus Lite file another process holds
@@ -336,6 +337,7 @@ class MilvusReader:
         self.location = parse_location(location)
         self.path = location
         self._client = None
+        self._scanned: dict[int, str] = {}  # scan's rows -> ids, for search(among=...)
         if self.location.lite and not os.path.isdir(self.location.uri):  # connecting would create it
             raise IndexFileError(f"no index at {location} (there is no Milvus Lite file {self.location.uri})",
                                  hint=f"build one with `mmtools embed-images DIR | mmtools index -o {location}`")
@@ -369,21 +371,41 @@ class MilvusReader:
         return (described[0], described[1].generation) if described else ()
 
     def search(self, vectors: Any, k: int = 10, min_score: float | None = None, *,
-               where: Any = None) -> list[list[Hit]]:
+               where: Any = None, among: Iterable[int] | None = None) -> list[list[Hit]]:
         """The ``k`` best records for each query vector (unit vectors; scores are cosine similarities).
-        ``where``: a Milvus boolean expression over ``record[...]`` (or an object with ``to_milvus()``)."""
+        ``where``: a Milvus boolean expression over ``record[...]`` (or an object with ``to_milvus()``);
+        ``among``: only these rows of ``scan`` (what --where's filters select, as for a FAISS index)."""
         import numpy as np
 
         queries = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.info.dim)
         if k <= 0 or len(queries) == 0:
             return [[] for _ in range(len(queries))]
         expression = where.to_milvus() if hasattr(where, "to_milvus") else (where or "")
+        if among is None:
+            return self._search(queries, k, min_score, expression)
+        ids = [self._scanned[row] for row in among if row in self._scanned]
+        merged: list[list[Hit]] = [[] for _ in range(len(queries))]
+        for start in range(0, len(ids), AMONG_CHUNK):  # an id list per search stays a modest expression
+            chunk = _ids_expression(ids[start:start + AMONG_CHUNK])
+            found = self._search(queries, k, min_score, f"({expression}) and {chunk}" if expression else chunk)
+            merged = [sorted(a + b, key=lambda hit: -hit.score)[:k] for a, b in zip(merged, found)]
+        return merged
+
+    def _search(self, queries: Any, k: int, min_score: float | None, expression: str) -> list[list[Hit]]:
         with _talking_to(self.location, "search"):
             results = self._client.search(self.collection, data=queries.tolist(), anns_field="vector",
                                           limit=min(k, MAX_TOP_K), filter=expression, output_fields=["record"],
                                           search_params=_search_params(self.info, k))
         return [[Hit(hit["id"], float(hit["distance"]), hit["entity"]["record"]) for hit in hits
                  if min_score is None or hit["distance"] >= min_score] for hits in results]
+
+    def scan(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
+        """``(row, id, record)`` of every record (what --where's filters look at); rows number this reader's
+        scan, and ``search(among=...)`` takes them back."""
+        self._scanned = {}
+        for row, found in enumerate(_iterate(self._client, self.location, self.collection, ["id", "record"])):
+            self._scanned[row] = found["id"]
+            yield row, found["id"], found["record"]
 
     def ids(self) -> Iterator[str]:
         for row in _iterate(self._client, self.location, self.collection, ["id"]):
