@@ -338,6 +338,8 @@ class MilvusReader:
         self.path = location
         self._client = None
         self._scanned: dict[int, str] = {}  # scan's rows -> ids, for search(among=...)
+        self._rows: dict[str, int] = {}
+        self._numbering = threading.Lock()
         if self.location.lite and not os.path.isdir(self.location.uri):  # connecting would create it
             raise IndexFileError(f"no index at {location} (there is no Milvus Lite file {self.location.uri})",
                                  hint=f"build one with `mmtools embed-images DIR | mmtools index -o {location}`")
@@ -400,12 +402,20 @@ class MilvusReader:
                  if min_score is None or hit["distance"] >= min_score] for hits in results]
 
     def scan(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
-        """``(row, id, record)`` of every record (what --where's filters look at); rows number this reader's
-        scan, and ``search(among=...)`` takes them back."""
-        self._scanned = {}
-        for row, found in enumerate(_iterate(self._client, self.location, self.collection, ["id", "record"])):
-            self._scanned[row] = found["id"]
-            yield row, found["id"], found["record"]
+        """``(row, id, record)`` of every record (what --where's filters look at); rows are this reader's
+        numbers for the ids, and ``search(among=...)`` takes them back."""
+        for found in _iterate(self._client, self.location, self.collection, ["id", "record"]):
+            yield self._row_of(found["id"]), found["id"], found["record"]
+
+    def _row_of(self, item_id: str) -> int:
+        """The id's row number, kept for the reader's life, so that scans running at once in a warm server
+        never renumber the rows another request searches among."""
+        row = self._rows.get(item_id)
+        if row is None:
+            with self._numbering:
+                row = self._rows.setdefault(item_id, len(self._rows))
+                self._scanned[row] = item_id
+        return row
 
     def ids(self) -> Iterator[str]:
         for row in _iterate(self._client, self.location, self.collection, ["id"]):
