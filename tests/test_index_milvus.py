@@ -321,16 +321,37 @@ def test_many_processes_write_into_one_collection_of_a_server(tmp_path):
         server.wait(timeout=30)
 
 
-def test_search_modes_on_a_collection_without_full_text(collection):
-    """A Milvus collection keeps no full text: the default mode is vector, and keyword search says so."""
+def test_a_collection_from_before_keyword_search_gains_its_texts_on_the_next_write(collection, monkeypatch):
+    """A collection made without the text columns searches by vector and says keyword search needs a write;
+    the next write copies it into a collection with texts (same records and vectors), switched to whole."""
     from mmtools.errors import IndexFileError as Refused
+    from mmtools.index import milvus_fulltext
     from mmtools.ranking import channels_for, default_mode
 
-    index_records(records(unit_vectors(5)), collection)
+    vectors = unit_vectors(6)
+    captioned = [{**r, "caption": f"con mèo số {r['n']}"} for r in records(vectors)]
+    monkeypatch.setattr(milvus_fulltext, "add_to_schema", lambda schema, index: None)  # the old schema
+    monkeypatch.setattr(milvus_fulltext, "columns", lambda record, fields: {})
+    index_records(captioned, collection)
+    monkeypatch.undo()
     with open_reader(collection) as reader:
-        assert default_mode(reader) == "vector"
-        with pytest.raises(Refused, match="keeps no texts for keyword search"):
+        assert not reader.keeps_texts and default_mode(reader) == "vector"
+        assert reader.keyword_search("con meo", 10) == []
+        with pytest.raises(Refused, match="holds no texts for keyword search"):
             channels_for("keyword", reader, lambda: None)
+        before = reader.collection
+    summary = index_records(captioned[:2] + [{**captioned[2], "caption": "con chó"}], collection,
+                            remove_ids=["r5"])
+    assert (summary.added, summary.replaced, summary.unchanged, summary.removed) == (0, 1, 4, 1)
+    assert any("copied into a new collection" in note for note in summary.notes)
+    with open_reader(collection) as reader:
+        assert reader.keeps_texts and reader.collection != before and default_mode(reader) == "hybrid"
+        assert sorted(h.id for h in reader.keyword_search("con meo", 10)) == ["r0", "r1", "r3", "r4"]
+        assert [h.id for h in reader.keyword_search("chó", 10)] == ["r2"]
+        exported = {r["id"]: decode_vector(r["embedding"]) for r in reader.export()}
+    assert sorted(exported) == ["r0", "r1", "r2", "r3", "r4"]
+    assert all(np.allclose(exported[f"r{i}"], vectors[i]) for i in range(5))
+    assert index_records(captioned[:1], collection).notes == []  # copied once
 
 
 def test_where_filters_select_as_on_faiss(collection, tmp_path):

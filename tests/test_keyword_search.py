@@ -1,4 +1,6 @@
-"""Keyword search (FTS5 in the index's metadata), hybrid ranking, and --where filters applied before ranking."""
+"""Keyword search (FTS5 in a FAISS index's metadata, BM25 in a Milvus collection), hybrid ranking, and
+--where filters applied before ranking. The keyword tests run on both backends: the same queries must find
+the same records."""
 
 import json
 import unicodedata
@@ -11,6 +13,7 @@ from typer.testing import CliRunner
 from mmtools.cli import app
 from mmtools.index import IndexReader, index_records
 from mmtools.index import filters, fulltext
+from mmtools.index.backends import open_reader
 from mmtools.records import encode_vector
 from mmtools.text.accents import fold, syllables
 
@@ -18,6 +21,7 @@ from conftest import SHARED_PHOTOS
 
 runner = CliRunner()
 KINDS = ["flat", "hnsw", "ivf", "ivfpq"]
+BACKENDS = ["faiss", "milvus"]
 
 
 def run(args, input=None):
@@ -39,8 +43,22 @@ def with_vectors(records, seed=0):
 
 
 def keyword_ids(index, query, k=1000, among=None):
-    with IndexReader(index) as reader:
-        return [hit.id for hit in fulltext.search(reader.connection, query, k, among)]
+    with open_reader(index) as reader:
+        return [hit.id for hit in reader.keyword_search(query, k, among)]
+
+
+def new_index(folder, backend, name="photos"):
+    """Where a test's index goes: a FAISS file, or a collection in a Milvus Lite file."""
+    if backend == "milvus":
+        pytest.importorskip("pymilvus")
+        pytest.importorskip("milvus_lite")
+        return f"milvus-lite://{folder}/kw.db/{name}"
+    return folder / f"{name}.faiss"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +69,9 @@ def photo_captions():
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.fixture(scope="module")
-def caption_index(tmp_path_factory, photo_captions):
-    index = tmp_path_factory.mktemp("captions") / "idx.faiss"
+@pytest.fixture(scope="module", params=BACKENDS)
+def caption_index(tmp_path_factory, photo_captions, request):
+    index = new_index(tmp_path_factory.mktemp("captions"), request.param)
     index_records(with_vectors(photo_captions), index)
     return index
 
@@ -79,8 +97,8 @@ def test_accented_and_unaccented_queries_find_exactly_the_photos_whose_captions_
     assert set(accented[:len(exact)]) == exact  # exact matches first
 
 
-def test_an_exact_accented_match_ranks_above_a_folded_one_and_d_folds(tmp_path):
-    index = tmp_path / "idx.faiss"
+def test_an_exact_accented_match_ranks_above_a_folded_one_and_d_folds(tmp_path, backend):
+    index = new_index(tmp_path, backend)
     texts = ["xe hội màu đỏ", "xe hơi màu đỏ", "xe hoi mau do", "một con mèo"] + [f"ảnh số {i}" for i in range(20)]
     index_records(with_vectors([{"id": f"r{i}", "caption": t} for i, t in enumerate(texts)]), index)
     assert keyword_ids(index, "xe hơi màu đỏ")[0] == "r1"
@@ -90,8 +108,8 @@ def test_an_exact_accented_match_ranks_above_a_folded_one_and_d_folds(tmp_path):
     assert set(keyword_ids(index, "do")) == {"r0", "r1", "r2"}
 
 
-def test_quoted_words_match_as_a_phrase_and_never_across_two_captions(tmp_path):
-    index = tmp_path / "idx.faiss"
+def test_quoted_words_match_as_a_phrase_and_never_across_two_captions(tmp_path, backend):
+    index = new_index(tmp_path, backend)
     records = [{"id": "apart", "caption": "hơi nước bốc lên từ chiếc xe"},
                {"id": "phrase", "caption": "chiếc xe hơi cũ"},
                {"id": "split", "captions": ["một chiếc xe", "hơi nước"]},
@@ -99,10 +117,11 @@ def test_quoted_words_match_as_a_phrase_and_never_across_two_captions(tmp_path):
     index_records(with_vectors(records), index)
     assert set(keyword_ids(index, "xe hoi")) == {"apart", "phrase", "segmented"}
     assert set(keyword_ids(index, '"xe hoi"')) == {"phrase", "segmented"}
+    assert keyword_ids(index, '"hoi xe"') == [] and keyword_ids(index, "mot hoi") == []  # order; one caption
 
 
-def test_texts_follow_updates_removals_and_the_fields_named_at_index_time(tmp_path):
-    index = tmp_path / "idx.faiss"
+def test_texts_follow_updates_removals_and_the_fields_named_at_index_time(tmp_path, backend):
+    index = new_index(tmp_path, backend)
     records = [{"id": "a", "caption": "bãi biển", "path": "photos/quan_ca_phe.jpg",
                 "tags": [{"label": "hoàng hôn", "score": 0.9}], "note": "ghi chú riêng"},
                {"id": "b", "ocr_text": "Cà phê sữa đá 25.000đ", "note": "khác"}]
@@ -209,8 +228,8 @@ def test_where_picks_the_best_among_the_matching_records(tmp_path):
 # ------------------------------------------------------------------------------------------------ the CLI
 
 
-@pytest.fixture
-def sign_index(tmp_path, photos, siglip_dir):
+@pytest.fixture(params=BACKENDS)
+def sign_index(tmp_path, photos, siglip_dir, request):
     """Eight photos embedded with a random tiny model (it knows nothing); one has a sign's text on it."""
     embedded = run(["embed-images", str(photos), "--model", siglip_dir])
     assert embedded.exit_code == 0, embedded.stderr
@@ -219,7 +238,7 @@ def sign_index(tmp_path, photos, siglip_dir):
     sign["ocr_text"] = "Cà phê sữa đá\n25.000đ"
     for i, record in enumerate(records):
         record["year"] = 2000 + i
-    index = tmp_path / "idx.faiss"
+    index = new_index(tmp_path, request.param)
     built = run(["index", "-o", str(index)], input="".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     assert built.exit_code == 0, built.stderr
     return index, sign["id"]
@@ -270,8 +289,8 @@ def test_where_and_weights_on_the_command_line(sign_index):
     assert wrong.exit_code == 2
 
 
-def test_keyword_search_of_an_index_without_texts_says_what_to_do(tmp_path):
-    index = tmp_path / "idx.faiss"
+def test_keyword_search_of_an_index_without_texts_says_what_to_do(tmp_path, backend):
+    index = new_index(tmp_path, backend)
     index_records(with_vectors([{"id": "a"}]), index)
     result = run(["search", "-i", str(index), "--mode", "keyword", "xe"])
     assert result.exit_code == 3 and "holds no texts" in result.stderr

@@ -67,7 +67,8 @@ class VectorChannel:
 
 
 class KeywordChannel:
-    """Text queries against the index's full-text tables (mmtools.index.fulltext); needs no model."""
+    """Text queries against the index's full text (the reader's ``keyword_search``: FTS5 in a FAISS index's
+    metadata, BM25 in a Milvus collection); needs no model."""
 
     name = "keyword"
 
@@ -75,8 +76,6 @@ class KeywordChannel:
         self.reader = reader
 
     def rank(self, queries: Sequence[Any], k: int, among: Selection | None) -> list[list[Ranked] | None]:
-        from mmtools.index import fulltext
-
         ids = None if among is None else among.ids
         results: list[list[Ranked] | None] = []
         for query in queries:
@@ -84,23 +83,16 @@ class KeywordChannel:
             if query.vector is not None or text is None:
                 results.append(None)
                 continue
-            found = fulltext.search(self.reader.connection, text, k, ids)
-            results.append([Ranked(hit.id, hit.score, self.reader.get(hit.id) or {}, hit.snippet)
-                            for hit in found])
+            found = self.reader.keyword_search(text, k, ids)
+            results.append([Ranked(hit.id, hit.score,
+                                   hit.record if hit.record is not None else self.reader.get(hit.id) or {},
+                                   hit.snippet) for hit in found])
         return results
 
 
 def default_mode(reader: Any) -> str:
     """hybrid when the index holds texts to search (beyond file names), else vector."""
-    from mmtools.index import fulltext
-
-    texts = _text_store(reader)
-    return "hybrid" if texts is not None and fulltext.has_texts(texts) else "vector"
-
-
-def _text_store(reader: Any) -> Any:
-    """The SQLite database holding the index's full text, or None for a backend that keeps none (Milvus)."""
-    return getattr(reader, "connection", None)
+    return "hybrid" if reader.has_texts() else "vector"
 
 
 def channels_for(mode: str, reader: Any, get_encoder: Callable[[], Any], *, min_score: float | None = None,
@@ -108,13 +100,7 @@ def channels_for(mode: str, reader: Any, get_encoder: Callable[[], Any], *, min_
     if mode not in MODES:
         raise UsageError(f"unknown search mode {mode!r}", hint=f"use one of {', '.join(MODES)}")
     if mode != "vector":
-        from mmtools.index import fulltext
-
-        texts = _text_store(reader)
-        if texts is None:
-            raise IndexFileError(f"index {reader.path} keeps no texts for keyword search (a Milvus collection)",
-                                 hint="search it with --mode vector")
-        if not fulltext.has_texts(texts, file_names=True):
+        if not reader.has_texts(file_names=True):
             raise IndexFileError(f"index {reader.path} holds no texts for keyword search",
                                  hint="update it with this mmtools (any `mmtools index -o FILE` run adds "
                                       "them), or search with --mode vector")

@@ -4,7 +4,8 @@
 * ``milvus://HOST:PORT/COLLECTION``: a collection on a Milvus server or cluster (``mmtools.index.milvus``);
 * ``milvus-lite://PATH.db/COLLECTION``: a collection in a Milvus Lite file (embedded, the same API).
 
-Both implementations have the same reader (``info``, ``search``, ``get``, ``ids``, ``export``, ``close``) and
+Both implementations have the same reader (``info``, ``search``, ``scan``, ``get``, ``ids``, ``export``,
+``close``, and for the keyword channel ``has_texts``, ``keyword_search``, ``stored_texts``) and
 writer (``add``, ``remove``, ``has``, ``stored``, ``check``, ``commit``, ``abort``, ``info``, ``summary``)
 and are context managers. Commands open indexes only through the functions here.
 """

@@ -48,6 +48,7 @@ class KeywordHit:
     field: str  # the field whose text matched
     snippet: str  # that text with the matched words in [brackets]
     exact: bool  # every term matched as typed, accents included
+    record: dict[str, Any] | None = None  # the stored record, when the search read it anyway
 
 
 # ------------------------------------------------------------------------------------------------ texts
@@ -154,6 +155,31 @@ class KeywordQuery:
     def match(self, column: str) -> str:
         terms = self.exact if column == "exact" else self.folded
         return " AND ".join(f'{column} : "{" ".join(term)}"' for term in terms)
+
+
+def matching_text(texts: Iterable[tuple[str, str]], query: KeywordQuery, exact: bool) -> tuple[str, str] | None:
+    """The first ``(field, text)`` that holds every term of ``query`` (a phrase's words in order), as typed
+    (accents and all, any case) or folded: what an FTS5 match on one text means, for a backend that can
+    only narrow the candidates (Milvus)."""
+    terms = query.exact if exact else query.folded
+    for field, text in texts:
+        words = tuple(exact_words(text) if exact else folded_words(text))
+        if all(_holds(words, term) for term in terms):
+            return field, text
+    return None
+
+
+def exact_words(text: str) -> list[str]:
+    """The syllables of ``text`` as an exact match compares them: NFC, one tone-mark placement, lower case."""
+    return SYLLABLE.findall(normalize_text(text, lowercase=True))
+
+
+def folded_words(text: str) -> list[str]:
+    return SYLLABLE.findall(fold(text))
+
+
+def _holds(words: tuple[str, ...], term: tuple[str, ...]) -> bool:
+    return any(words[start:start + len(term)] == term for start in range(len(words) - len(term) + 1))
 
 
 def search(db: sqlite3.Connection, query: str, k: int, among: Collection[str] | None = None) -> list[KeywordHit]:

@@ -58,6 +58,7 @@ class IndexInfo:
     next_segment: int = 1  # the manifest's number for the next segment
     index_id: str = ""  # written into the index file too, so that files of two indexes are never paired
     upgraded_from: str = ""  # the format-2 generation this index was upgraded from (its old file may remain)
+    text_fields: list[str] = field(default_factory=list)  # indexed for keyword search besides the usual ones
     root: str = ""  # of a rooted index (--root), absolute; relative record paths are inside it
     root_from_index: str = ""  # ... and as seen from the index's folder, so the two can move together
     format_version: int = FORMAT_VERSION

@@ -5,7 +5,8 @@ Locations: ``milvus://HOST:PORT/COLLECTION`` (a Milvus server or cluster; creden
 Lite: embedded, a local folder, the same API).
 
 A collection holds one row a record: ``id`` (the primary key), ``vector`` (the unit vector), ``record`` (the
-stored fields, JSON) and ``digest`` (of both, so that a re-run leaves unchanged records alone). What the FAISS
+stored fields, JSON), ``digest`` (of both, so that a re-run leaves unchanged records alone) and the record's
+texts for the keyword channel (``mmtools.index.milvus_fulltext``: analysed text, BM25 sparse vectors). What the FAISS
 index keeps in its metadata (model name and fingerprint, dimension, kind, parameters...) is the collection's
 ``mmtools_info`` property. The name users give is an *alias*: the collection behind it is ``NAME__xxxxxxxx``,
 so that ``--rebuild`` fills a new collection and switches the alias once it is complete (the old one stays
@@ -36,15 +37,16 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import orjson
 
 from mmtools.errors import IndexFileError, MissingDependencyError
-from mmtools.index import kinds
+from mmtools.index import fulltext, kinds, milvus_fulltext
 from mmtools.index.store import (FORMAT_VERSION, Hit, IndexInfo, RecordRejected, WriteSummary, canonical_item_id,
                                  model_mismatch, models_match)
 from mmtools.records import EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, encode_vector
+from mmtools.text.normalize import normalize_text
 
 SERVER_SCHEME = "milvus://"
 LITE_SCHEME = "milvus-lite://"
@@ -254,7 +256,13 @@ def _disconnect(where: MilvusLocation, client: Any) -> None:
 # ------------------------------------------------------------------------------------------------ collections
 
 
-def _describe(client: Any, where: MilvusLocation) -> tuple[str, IndexInfo] | None:
+class Described(NamedTuple):
+    physical: str  # the collection behind the alias
+    info: IndexInfo
+    keeps_texts: bool  # has the full-text columns (collections from before the keyword channel do not)
+
+
+def _describe(client: Any, where: MilvusLocation) -> Described | None:
     """The collection behind the alias and its mmtools info, or None when there is none."""
     with _talking_to(where, "looking up the collection"):
         if not client.has_collection(where.collection):
@@ -275,7 +283,8 @@ def _describe(client: Any, where: MilvusLocation) -> tuple[str, IndexInfo] | Non
         raise IndexFileError(f"Milvus collection {where.text} was written by a newer mmtools (format {version}; "
                              f"this mmtools reads up to {FORMAT_VERSION})", hint="upgrade mmtools")
     info = IndexInfo(**{k: v for k, v in values.items() if k in IndexInfo.__dataclass_fields__})
-    return physical, info
+    fields = [field.get("name") for field in described.get("fields") or []]
+    return Described(physical, info, milvus_fulltext.keeps_texts(fields))
 
 
 def _info_property(info: IndexInfo) -> dict[str, str]:
@@ -349,7 +358,7 @@ class MilvusReader:
             if described is None:
                 raise IndexFileError(f"no index at {location} (the Milvus collection does not exist)",
                                      hint=f"build one with `mmtools embed-images DIR | mmtools index -o {location}`")
-            self.collection, self.info = described
+            self.collection, self.info, self.keeps_texts = described
             _load(self._client, self.location, self.collection)
             self.info.count = self.info.ntotal = _count(self._client, self.location, self.collection)
         except BaseException:
@@ -370,7 +379,7 @@ class MilvusReader:
     def signature(self) -> tuple:
         """What changes when a write changed the info or a rebuild replaced the collection."""
         described = _describe(self._client, self.location)
-        return (described[0], described[1].generation) if described else ()
+        return (described.physical, described.info.generation) if described else ()
 
     def search(self, vectors: Any, k: int = 10, min_score: float | None = None, *,
                where: Any = None, among: Iterable[int] | None = None) -> list[list[Hit]]:
@@ -400,6 +409,71 @@ class MilvusReader:
                                           search_params=_search_params(self.info, k))
         return [[Hit(hit["id"], float(hit["distance"]), hit["entity"]["record"]) for hit in hits
                  if min_score is None or hit["distance"] >= min_score] for hits in results]
+
+    # -- full text (the keyword channel; see mmtools.index.milvus_fulltext)
+    def has_texts(self, file_names: bool = False) -> bool:
+        """Whether the collection holds texts for keyword search (file names count only with ``file_names``)."""
+        if not self.keeps_texts:
+            return False
+        with _talking_to(self.location, "looking for texts"):
+            return bool(self._client.query(self.collection, filter=milvus_fulltext.has_texts_condition(file_names),
+                                           output_fields=["id"], limit=1))
+
+    def keyword_search(self, query: str, k: int, among: Iterable[str] | None = None) -> list[fulltext.KeywordHit]:
+        """The ``k`` best records for ``query`` (only ids in ``among``, when given): those holding every
+        term as typed first, then the folded matches, each group in BM25 order (as ``fulltext.search``)."""
+        parsed = fulltext.KeywordQuery.parse(query)
+        if not parsed or k <= 0 or not self.keeps_texts:
+            return []
+        chunks: list[str | None] = [None]
+        if among is not None:
+            ids = sorted(set(among))
+            chunks = [_ids_expression(ids[start:start + AMONG_CHUNK]) for start in range(0, len(ids), AMONG_CHUNK)]
+        hits: dict[str, fulltext.KeywordHit] = {}
+        for exact in (True, False):
+            found: list[fulltext.KeywordHit] = []
+            for chunk in chunks:
+                found.extend(self._matching(parsed, exact, k, chunk, skip=hits))
+            for hit in sorted(found, key=lambda hit: -hit.score)[:k - len(hits)]:
+                hits[hit.id] = hit
+            if len(hits) >= k:
+                break
+        return list(hits.values())
+
+    def _matching(self, parsed: fulltext.KeywordQuery, exact: bool, k: int, ids: str | None,
+                  skip: dict[str, Any]) -> list[fulltext.KeywordHit]:
+        """Up to ``k`` records (not in ``skip``) matching in the exact or folded column, best first. Milvus
+        narrows and ranks; each candidate is checked against its texts, and more are asked for while the
+        check turns too many away."""
+        column = milvus_fulltext.column_for(exact)
+        expression = milvus_fulltext.condition(parsed, exact) + (f" and {ids}" if ids else "")
+        limit = min(MAX_TOP_K, k + len(skip))
+        while True:
+            with _talking_to(self.location, "keyword search"):
+                results = self._client.search(self.collection, data=[milvus_fulltext.query_text(parsed, exact)],
+                                              anns_field=milvus_fulltext.SPARSE[column], limit=limit,
+                                              filter=expression, output_fields=["record"],
+                                              search_params={"metric_type": "BM25"})[0]
+            kept = []
+            for hit in results:
+                record = hit["entity"]["record"]
+                if hit["id"] in skip:
+                    continue
+                matched = fulltext.matching_text(fulltext.texts_of(record, self.info.text_fields), parsed, exact)
+                if matched is not None:
+                    # Milvus Lite reports BM25 negated (best first either way); the score is the BM25 value.
+                    snippet = fulltext.snippet(normalize_text(matched[1]), parsed)
+                    kept.append(fulltext.KeywordHit(hit["id"], abs(float(hit["distance"])), matched[0], snippet,
+                                                    exact, record))
+            if len(kept) >= k or len(results) < limit or limit >= MAX_TOP_K:
+                return kept[:k]
+            limit = min(MAX_TOP_K, limit * 4)
+
+    def stored_texts(self) -> Iterator[str]:
+        """Every indexed text, as written (e.g. to learn a collection's words)."""
+        for row in _iterate(self._client, self.location, self.collection, ["record"]):
+            for _field, text in fulltext.texts_of(row["record"], self.info.text_fields):
+                yield normalize_text(text)
 
     def scan(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
         """``(row, id, record)`` of every record (what --where's filters look at); rows are this reader's
@@ -443,7 +517,8 @@ class MilvusReader:
 # ------------------------------------------------------------------------------------------------ writing
 
 SPOOL = """
-CREATE TABLE pending (id TEXT PRIMARY KEY, vector BLOB NOT NULL, record BLOB NOT NULL, digest TEXT NOT NULL);
+CREATE TABLE pending (id TEXT PRIMARY KEY, vector BLOB NOT NULL, record BLOB NOT NULL, digest TEXT NOT NULL,
+                      copied INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE removed (id TEXT PRIMARY KEY);
 """
 
@@ -454,6 +529,11 @@ class MilvusWriter:
 
     ``lock_timeout`` and ``on_wait`` apply to a Milvus Lite file held by another process (a Milvus server takes
     many writers at once). ``compact`` asks Milvus to compact the collection after the write.
+
+    ``text_fields`` are indexed for keyword search besides the usual texts, and remembered. A collection from
+    before the keyword channel, or one given a new text field, is copied once into a new collection with
+    every row's texts (the alias switches when the copy is complete, as for ``rebuild``); writes that other
+    processes make to the old collection during that copy are not carried over, so run it alone.
     """
 
     def __init__(self, location: str, *, model: str | None = None, fingerprint: str | None = None,
@@ -462,17 +542,14 @@ class MilvusWriter:
                  on_wait: Callable[[], None] | None = None, text_fields: Any = (), root: Any = None):
         # --root applies to this run (relative paths of --sync); a collection does not record it
         self.root = None if root is None else os.path.abspath(root)
-        if text_fields:
-            from mmtools.errors import UsageError
-
-            raise UsageError("--text-field (the keyword channel) is not kept in Milvus collections yet",
-                             hint="leave it out for a milvus:// index, or index into a FAISS file")
         self.location = parse_location(location)
         self.path = location
         self.summary = WriteSummary()
         self._compact = compact
         self._rebuild = rebuild
         self._info_changed = False  # the collection's mmtools info needs writing (not its records)
+        self._recopy = False  # every stored row goes into a new collection (to gain text columns or fields)
+        text_fields = list(dict.fromkeys(text_fields))
         params = dict(params or {})
         self._check_layout(kind, params)
         self._spool = sqlite3.connect("")  # a private temporary file, deleted when closed
@@ -481,16 +558,20 @@ class MilvusWriter:
         try:
             self._client = _connect(self.location, lock_timeout, on_wait)
             described = _describe(self._client, self.location)
-            self._replaces = described[0] if described and rebuild else None  # switched over on commit
+            self._replaces = described.physical if described and rebuild else None  # switched over on commit
             if described is None or rebuild:
                 kind = kind or "flat"
                 self.collection = None
                 self.info = IndexInfo(model=model or "", fingerprint=fingerprint or "", dim=0, kind=kind,
-                                      params={**kinds.DEFAULT_PARAMS[kind], **params}, created_at=time.time())
+                                      params={**kinds.DEFAULT_PARAMS[kind], **params}, created_at=time.time(),
+                                      text_fields=text_fields)
                 self._info_changed = True
             else:
-                self.collection, self.info = described
+                self.collection, self.info, keeps_texts = described
                 self._check_existing(model, fingerprint, kind, params)
+                added = [name for name in text_fields if name not in self.info.text_fields]
+                self.info.text_fields = [*self.info.text_fields, *added]
+                self._recopy = bool(added) or not keeps_texts
                 _load(self._client, self.location, self.collection)
         except BaseException:
             self.abort()
@@ -569,7 +650,7 @@ class MilvusWriter:
         info.dim = info.dim or len(vector)
         unit = vector / max(float(np.linalg.norm(vector)), 1e-12)
         digest = hashlib.blake2b(unit.tobytes() + blob, digest_size=16).hexdigest()
-        self._spool.execute("INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?)",
+        self._spool.execute("INSERT OR REPLACE INTO pending (id, vector, record, digest) VALUES (?, ?, ?, ?)",
                             (item_id, unit.tobytes(), blob, digest))
         self._spool.execute("DELETE FROM removed WHERE id = ?", (item_id,))
 
@@ -629,6 +710,10 @@ class MilvusWriter:
                 raise IndexFileError(f"no embeddings to index; {self.path} was not written")
             if self.collection is None or self._rebuild:
                 self._fill_new_collection()
+            elif self._recopy:
+                self._copy_stored()
+                self._replaces = self.collection
+                self._fill_new_collection(compare_with=self.collection)
             else:
                 self._write(self.collection, fresh=False)
             if self._info_changed:
@@ -647,7 +732,22 @@ class MilvusWriter:
         self.abort()  # nothing left to discard: closes the spool and the connection
         return self.info
 
-    def _fill_new_collection(self) -> None:
+    def _copy_stored(self) -> None:
+        """Spool every stored record this write leaves alone, to go into the new collection as it is."""
+        import numpy as np
+
+        removed = {item_id for (item_id,) in self._spool.execute("SELECT id FROM removed")}
+        copied = 0
+        for row in _iterate(self._client, self.location, self.collection, ["id", "vector", "record", "digest"]):
+            if row["id"] in removed:
+                continue
+            vector = np.asarray(row["vector"], dtype=np.float32).tobytes()
+            copied += self._spool.execute("INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, 1)",
+                                          (row["id"], vector, orjson.dumps(row["record"]), row["digest"])).rowcount
+        self.summary.notes.append(f"{copied} stored records copied into a new collection that keeps their texts "
+                                  "for keyword search")
+
+    def _fill_new_collection(self, compare_with: str | None = None) -> None:
         """Fill a collection of its own, then point the alias at it: readers see the old collection (or none)
         until the new one is complete. Another writer may have created the collection meanwhile: then this
         write goes into theirs."""
@@ -656,7 +756,7 @@ class MilvusWriter:
         self.info.updated_at = time.time()
         _create(self._client, self.location, physical, self.info)
         try:
-            self._write(physical, fresh=True)
+            self._write(physical, fresh=True, compare_with=compare_with)
             previous = self._replaces
             published = self._publish(physical, replace=previous is not None)
         except BaseException:
@@ -675,7 +775,7 @@ class MilvusWriter:
         if described is None:
             raise IndexFileError(f"Milvus collection {self.path} disappeared while it was written", hint="run again")
         mine = self.info
-        self.collection, self.info = described
+        self.collection, self.info, _ = described
         self._info_changed = False  # theirs stands
         _load(self._client, self.location, self.collection)
         if not models_match(self.info.model, self.info.fingerprint, mine.model, mine.fingerprint) \
@@ -701,25 +801,30 @@ class MilvusWriter:
                     return False
                 raise
 
-    def _write(self, physical: str, fresh: bool) -> None:
-        """Upsert the spooled records that differ from the stored ones, then delete the removed ones."""
+    def _write(self, physical: str, fresh: bool, compare_with: str | None = None) -> None:
+        """Upsert the spooled records that differ from the stored ones, then delete the removed ones. Into a
+        ``fresh`` collection every record goes; ``compare_with`` is the one it replaces (for the counts)."""
         import numpy as np
 
-        cursor = self._spool.execute("SELECT id, vector, record, digest FROM pending ORDER BY id")
+        compared = compare_with or (None if fresh else physical)
+        cursor = self._spool.execute("SELECT id, vector, record, digest, copied FROM pending ORDER BY id")
         while batch := cursor.fetchmany(BATCH):
-            stored = {} if fresh else self._digests(physical, [row[0] for row in batch])
+            stored = {} if compared is None else self._digests(compared, [row[0] for row in batch if not row[4]])
             rows = []
-            for item_id, vector, record, digest in batch:
+            for item_id, vector, record, digest, copied in batch:
                 before = stored.get(item_id)
-                if before == digest:
+                if copied or before == digest:
                     self.summary.unchanged += 1
-                    continue
-                if before is None:
+                    if not fresh:
+                        continue
+                elif before is None:
                     self.summary.added += 1
                 else:
                     self.summary.replaced += 1
+                record = orjson.loads(record)
                 rows.append({"id": item_id, "vector": np.frombuffer(vector, dtype=np.float32).tolist(),
-                             "record": orjson.loads(record), "digest": digest})
+                             "record": record, "digest": digest,
+                             **milvus_fulltext.columns(record, self.info.text_fields)})
             if rows:
                 with _talking_to(self.location, "upsert"):
                     self._client.upsert(physical, rows)
@@ -731,6 +836,8 @@ class MilvusWriter:
                 self._client.delete(physical, filter=_ids_expression(removed[start:start + BATCH]))
 
     def _digests(self, physical: str, item_ids: list[str]) -> dict[str, str]:
+        if not item_ids:
+            return {}
         with _talking_to(self.location, "looking up ids"):
             rows = self._client.query(physical, filter=_ids_expression(item_ids), output_fields=["id", "digest"])
         return {row["id"]: row["digest"] for row in rows}
@@ -765,6 +872,7 @@ def _create(client: Any, where: MilvusLocation, physical: str, info: IndexInfo) 
     index = client.prepare_index_params()
     index.add_index(field_name="vector", index_type=INDEX_TYPES[info.kind], metric_type=METRIC,
                     params=_index_params(info))
+    milvus_fulltext.add_to_schema(schema, index)
     with _talking_to(where, "creating the collection"):
         # Strong consistency: a search right after a write sees it, as with the FAISS index.
         client.create_collection(physical, schema=schema, index_params=index, consistency_level="Strong",

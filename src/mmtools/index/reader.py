@@ -12,12 +12,12 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Collection, Iterable, Iterator
 
 import orjson
 
 from mmtools.errors import IndexFileError
-from mmtools.index import filters, kinds, legacy, segments
+from mmtools.index import filters, fulltext, kinds, legacy, segments
 from mmtools.index.info import (SEGMENTED, Hit, IndexInfo, canonical_item_id, metadata_path, read_info,
                                 segments_folder)
 from mmtools.index.locate import as_opened_from_here, record_location, stored_root
@@ -350,6 +350,19 @@ class IndexReader:
     def connection(self) -> sqlite3.Connection:
         """The metadata database, read-only, at the state this reader opened (full-text search reads it)."""
         return self._db
+
+    # -- full text (the keyword channel; see mmtools.index.fulltext)
+    def has_texts(self, file_names: bool = False) -> bool:
+        """Whether the index holds texts for keyword search (file names count only with ``file_names``)."""
+        return fulltext.has_texts(self._db, file_names)
+
+    def keyword_search(self, query: str, k: int, among: Collection[str] | None = None) -> list[fulltext.KeywordHit]:
+        """The ``k`` best records for ``query`` (only ids in ``among``, when given): exact matches first."""
+        return fulltext.search(self._db, query, k, among)
+
+    def stored_texts(self) -> Iterator[str]:
+        """Every indexed text, as written (e.g. to learn a collection's words)."""
+        return fulltext.stored_texts(self._db)
 
     def scan(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
         """``(row, id, record)`` of every live record (what filters look at)."""

@@ -87,6 +87,7 @@ class IndexWriter:
                 self._open_new(model, fingerprint, kind, params or {})
             self._fulltext = fulltext.FullTextWriter(self._db, list(text_fields), self.stored)  # full text
             self._changed |= self._fulltext.changed  # full text: new tables or fields to fill
+            self.info.text_fields = list(self._fulltext.fields)  # shown by --info (the tables decide)
             if root is not None:
                 self._set_root(root)
         except BaseException:

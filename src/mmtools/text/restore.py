@@ -254,15 +254,11 @@ def build_restorer(texts: Iterable[str] = (), *, general: bool = True,
 
 
 def index_texts(index: str | os.PathLike[str]) -> list[str]:
-    """The texts an index holds for full-text search (captions, OCR text, tags...). A Milvus collection
-    keeps no full-text tables: the same fields are read from its stored records."""
-    from mmtools.index import fulltext
+    """The texts an index holds for full-text search (captions, OCR text, tags...)."""
     from mmtools.index.backends import open_reader
 
     with open_reader(index) as reader:
-        if hasattr(reader, "connection"):
-            return list(fulltext.stored_texts(reader.connection))
-        return [text for record in reader.export() for _field, text in fulltext.texts_of(record)]
+        return list(reader.stored_texts())
 
 
 def load_restorer(index: str | os.PathLike[str] | None = None) -> AccentRestorer:
