@@ -6,8 +6,8 @@
 
 Parts: embed-images (benchmarks/embed_images.py, run as its own process and read back), embed-texts
 (bench_texts.py), index build/search/recall/update (bench_index.py), JSONL (bench_jsonl.py), start-up and the
-warm server (bench_serve.py), and the GPU path (gpu_embed.py: says "no GPU" without one). Each part's own
-script runs alone too, with more options. Figures on a shared, busy machine drift by ±10% or more between
+warm server (bench_serve.py), the keyword channel on Milvus Lite against FTS5 (keyword_milvus.py), and the GPU
+path (gpu_embed.py: says "no GPU" without one). Each part's own script runs alone too, with more options. Figures on a shared, busy machine drift by ±10% or more between
 runs: read the ratios, and the load average printed with the machine.
 """
 
@@ -21,7 +21,7 @@ import time
 
 from common import REPO, Row, machine, print_table, shared_data
 
-PARTS = ("images", "texts", "index", "jsonl", "serve", "gpu")
+PARTS = ("images", "texts", "index", "jsonl", "serve", "keyword", "gpu")
 
 
 def embed_images_rows(large: bool) -> list[Row]:
@@ -99,6 +99,10 @@ def run_part(part: str, large: bool) -> list[Row]:
         from bench_serve import run
 
         rows += run(10_000, ("siglip-tiny", "siglip2-base"), 40 if large else 12)
+    elif part == "keyword":
+        from keyword_milvus import run
+
+        rows += run()
     elif part == "gpu":
         from gpu_embed import run
 
