@@ -275,9 +275,15 @@ def test_side_by_side_table_for_a_terminal():
         return {"model": name, "reads": "text only", "examples": 10, "micro": scores, "macro": scores,
                 "per_label": {"wifi": {**scores, "support": 4}}}
 
-    table = _table([result("text-tagger", 0.5), result("fused", 0.91)], per_label=True).splitlines()
+    tuned = {"thresholds": "the model's per-label thresholds", "tuned_on": "val.jsonl", "tuned_on_this_data": True}
+    plain = {"thresholds": "0.5 for every label", "tuned_on": None, "tuned_on_this_data": False}
+    table = _table([{**result("text-tagger", 0.5), **tuned}, {**result("fused", 0.91), **plain}],
+                   per_label=True).splitlines()
     assert table[0].split()[:2] == ["model", "reads"] and "micro F1" in table[0]
     assert table[1].startswith("text-tagger") and table[1].endswith("0.5000")
     assert table[2].startswith("fused") and "0.9100" in table[2]
-    assert table[4].split() == ["label", "support", "F1", "text-tagger", "F1", "fused"]
-    assert table[5].split() == ["wifi", "4", "0.5000", "0.9100"]
+    assert table[3] == ("text-tagger: the model's per-label thresholds, tuned on val.jsonl (this data: the figures "
+                        "flatter the model)")
+    assert table[4] == "fused: 0.5 for every label"
+    assert table[6].split() == ["label", "support", "F1", "text-tagger", "F1", "fused"]
+    assert table[7].split() == ["wifi", "4", "0.5000", "0.9100"]

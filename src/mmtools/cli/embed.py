@@ -163,9 +163,12 @@ def embed_texts_command(
         from mmtools.serve import client
 
         served = device == "auto" and runtime == RuntimeChoice.auto  # the server has its own runtime
+        written = client.RecordCount()
         if served and client.embed_texts(items, model=model, batch_size=batch_size, output=output,
-                                         embedding_format=embedding_format.value, on_problem=report.problem):
-            return  # a running `mmtools serve` did it, warm
+                                         embedding_format=embedding_format.value, on_problem=report.problem,
+                                         count=written):
+            summary(report, written.records, started)  # a running `mmtools serve` did it, warm
+            return
         from mmtools.models import load_encoder
 
         encoder = load_encoder(model, device, runtime.value)

@@ -256,7 +256,7 @@ def _table(results: list[dict[str, Any]], per_label: bool) -> str:
     rows = [[r["model"], r["reads"], str(r["examples"]),
              *(f"{r[avg][m]:.4f}" for avg in ("micro", "macro") for m in ("precision", "recall", "f1"))]
             for r in results]
-    text = _columns([header, *rows])
+    text = _columns([header, *rows]) + "".join(_thresholds_line(r) for r in results if "thresholds" in r)
     if per_label:
         labels = sorted({label for r in results for label in r["per_label"]})
         head = ["label", "support", *(f"F1 {r['model']}" for r in results)]
@@ -265,6 +265,16 @@ def _table(results: list[dict[str, Any]], per_label: bool) -> str:
                 for label in labels]
         text += "\n" + _columns([head, *body])
     return text
+
+
+def _thresholds_line(result: dict[str, Any]) -> str:
+    """Which thresholds a model's figures come from (the JSON's thresholds, tuned_on, tuned_on_this_data)."""
+    line = f"{result['model']}: {result['thresholds']}"
+    if result.get("tuned_on"):
+        line += f", tuned on {result['tuned_on']}"
+    if result.get("tuned_on_this_data"):
+        line += " (this data: the figures flatter the model)"
+    return line + "\n"
 
 
 def _columns(rows: list[list[str]]) -> str:

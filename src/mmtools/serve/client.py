@@ -267,12 +267,32 @@ def search(*, texts: list[str], images: list[str], k: int, min_score: float | No
     return _call_with_output("search", header, inputs, output, on_problem, on_warning)
 
 
+class RecordCount:
+    """How many records a served command wrote (the server sends each in one line, written in one call)."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+
+class _Counted:
+    def __init__(self, stream: BinaryIO, count: RecordCount):
+        self._stream, self._count = stream, count
+
+    def write(self, data: bytes) -> int:
+        self._count.records += 1
+        return self._stream.write(data)
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
 def embed_texts(items: Iterable[Any], *, model: str | None, batch_size: int, embedding_format: str,
-                output: str | None, on_problem: ProblemHandler) -> bool:
-    """``mmtools embed-texts`` through the server; ``items`` are mmtools.embed.TextItem."""
+                output: str | None, on_problem: ProblemHandler, count: RecordCount | None = None) -> bool:
+    """``mmtools embed-texts`` through the server; ``items`` are mmtools.embed.TextItem; ``count`` learns how
+    many records were written."""
     header = {"model": _absolute_if_local(model), "batch_size": batch_size, "embedding_format": embedding_format}
     inputs = ({"id": item.id, "text": item.text, "record": item.record} for item in items)
-    return _call_with_output("embed-texts", header, inputs, output, on_problem)
+    return _call_with_output("embed-texts", header, inputs, output, on_problem, count=count)
 
 
 def tag(sources: list[str], *, model: str | None, labels: list[str] | None, templates: list[str] | None,
@@ -291,11 +311,15 @@ def tag(sources: list[str], *, model: str | None, labels: list[str] | None, temp
 
 
 def _call_with_output(op: str, header: dict[str, Any], inputs, output: str | None, on_problem,
-                      on_warning: Callable[[str], None] | None = None) -> bool:
+                      on_warning: Callable[[str], None] | None = None, count: RecordCount | None = None) -> bool:
     """Records to stdout, or to ``output`` written atomically (opened on the first record, so that a refused
     request leaves nothing behind; an error midway leaves the old file as it was)."""
+    def counted(stream: BinaryIO) -> BinaryIO:
+        return stream if count is None else _Counted(stream, count)  # type: ignore[return-value]
+
     if output in (None, "-"):
-        return call(op, header, inputs, sys.stdout.buffer, on_problem, flush_each=True, on_warning=on_warning)
+        return call(op, header, inputs, counted(sys.stdout.buffer), on_problem, flush_each=True,
+                    on_warning=on_warning)
     from contextlib import ExitStack
 
     from mmtools.records import open_output
@@ -303,7 +327,7 @@ def _call_with_output(op: str, header: dict[str, Any], inputs, output: str | Non
     opened: list[BinaryIO] = []
     with ExitStack() as stack:
         def open_file() -> BinaryIO:
-            opened.append(stack.enter_context(open_output(output)))
+            opened.append(counted(stack.enter_context(open_output(output))))
             return opened[0]
 
         handled = call(op, header, inputs, open_file, on_problem, on_warning=on_warning)
