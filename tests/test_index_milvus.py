@@ -354,6 +354,40 @@ def test_a_collection_from_before_keyword_search_gains_its_texts_on_the_next_wri
     assert index_records(captioned[:1], collection).notes == []  # copied once
 
 
+def test_a_write_killed_while_copying_into_a_collection_with_texts_leaves_the_old_one(collection, monkeypatch):
+    """kill -9 in the middle of the one-time copy (after the first batch went into the new collection): the
+    alias still names the old collection, whole; the next write does the copy again and completes it."""
+    from mmtools.index import milvus_fulltext
+
+    vectors = unit_vectors(600)
+    captioned = [{**r, "caption": f"con mèo số {r['n']}"} for r in records(vectors)]
+    with monkeypatch.context() as patch:
+        patch.setattr(milvus_fulltext, "add_to_schema", lambda schema, index: None)  # the old schema
+        patch.setattr(milvus_fulltext, "columns", lambda record, fields: {})
+        index_records(captioned, collection)
+    child = ("import os, signal, pymilvus\n"
+             "from mmtools.index import index_records\n"
+             "real, calls = pymilvus.MilvusClient.upsert, []\n"
+             "def upsert(self, *args, **kwargs):\n"
+             "    calls.append(1)\n"
+             "    if len(calls) == 2:\n"
+             "        os.kill(os.getpid(), signal.SIGKILL)\n"
+             "    return real(self, *args, **kwargs)\n"
+             "pymilvus.MilvusClient.upsert = upsert\n"
+             f"index_records([], {collection!r})\n")
+    killed = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    with open_reader(collection) as reader:
+        assert not reader.keeps_texts and reader.info.count == 600
+        assert [h.id for h in reader.search(vectors[7:8], k=1)[0]] == ["r7"]
+    summary = index_records([], collection)
+    assert summary.unchanged == 600 and any("copied" in note for note in summary.notes)
+    with open_reader(collection) as reader:
+        assert reader.keeps_texts and reader.info.count == 600
+        assert len(reader.keyword_search("con meo", 1000)) == 600
+        assert [h.id for h in reader.keyword_search("mèo số 42", 5)] == ["r42"]
+
+
 def test_where_filters_select_as_on_faiss(collection, tmp_path):
     """--where's conditions (filters.select: scan, then search among the rows) give what they give on FAISS."""
     from mmtools.ranking import plan
@@ -372,3 +406,16 @@ def test_where_filters_select_as_on_faiss(collection, tmp_path):
                            reader.search(vectors[:3], k=5, among=selection.rows.keys())]
     assert found["milvus"] == found["faiss"] and all(sorted(hits) == ["r120", "r180", "r240", "r60"]
                                                      for hits in map(sorted, found["milvus"]))
+
+
+def test_texts_longer_than_a_milvus_varchar_are_cut_at_a_word():
+    from mmtools.index import milvus_fulltext
+
+    record = {"caption": "đầu tiên", "ocr_text": " ".join(["chữ"] * 30_000), "path": "/p/ảnh.jpg"}
+    columns = milvus_fulltext.columns(record, [])
+    for column in (milvus_fulltext.EXACT, milvus_fulltext.FOLDED):
+        text = columns[column]
+        assert len(text.encode("utf-8")) <= milvus_fulltext.MAX_TEXT_BYTES
+        assert text.startswith("đầu tiên" if column == milvus_fulltext.EXACT else "dau tien")
+        assert text.split()[-1] in ("chữ", "chu")
+    assert columns[milvus_fulltext.COUNT] == 2  # caption and OCR text; the file name does not count
