@@ -588,3 +588,35 @@ def test_a_socket_folder_others_can_enter_is_refused(tmp_path):
     private = tmp_path / "private"
     paths.ensure_private_dir(str(private))
     assert (private.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_replaced_index_copy_closes_once_its_last_search_is_done(tmp_path):
+    """A write makes the server open the index again; a search still running on the old copy finishes on
+    it, and the old copy is closed when that search is done (a Milvus reader holds a connection)."""
+    import sqlite3
+
+    import numpy as np
+
+    from mmtools.index import index_records
+    from mmtools.records import encode_vector
+    from mmtools.serve.engine import Engine
+
+    vectors = np.eye(8, dtype=np.float32)
+    index = tmp_path / "idx.faiss"
+    index_records([{"id": f"r{i}", "embedding": encode_vector(v), "embedding_model": "m"}
+                   for i, v in enumerate(vectors[:4])], index)
+    engine = Engine(device="cpu", indexes=[str(index)])
+    try:
+        with engine.reader(index) as held:
+            old = held._reader
+            index_records([{"id": "r4", "embedding": encode_vector(vectors[4]), "embedding_model": "m"}], index)
+            with engine.reader(index) as fresh:
+                new = fresh._reader
+                assert new is not old and fresh.info.count == 5
+            assert held.search(vectors[1:2], k=1)[0][0].id == "r1"  # the old copy still answers its search
+        with pytest.raises(sqlite3.ProgrammingError):  # ...and is closed once that search is done
+            old.connection.execute("SELECT 1")
+        with engine.reader(index) as again:
+            assert again._reader is new and again.search(vectors[4:5], k=1)[0][0].id == "r4"
+    finally:
+        engine.close()

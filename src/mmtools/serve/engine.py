@@ -190,6 +190,14 @@ class _OpenIndex:
     signature: tuple
     lock: threading.Lock
     searches: int = 0
+    users: int = 0  # requests using it now
+    retired: bool = False  # a newer copy replaced it: closed once its last user is done
+    closed: bool = False
+
+
+def _close_reader(entry: _OpenIndex) -> None:
+    with entry.lock:
+        entry.reader.close()
 
 
 class Engine:
@@ -325,9 +333,28 @@ class Engine:
     @contextmanager
     def reader(self, path: str | os.PathLike[str]) -> Iterator[_LockedReader]:
         """The open index at ``path``, opened again first if its files changed since it was opened."""
-        entry = self._open_index(resolve_location(path))
-        entry.searches += 1
-        yield _LockedReader(entry.reader, entry.lock)
+        entry = self._take(resolve_location(path))
+        try:
+            yield _LockedReader(entry.reader, entry.lock)
+        finally:
+            self._give_back(entry)
+
+    def _take(self, path: str) -> _OpenIndex:
+        while True:
+            entry = self._open_index(path)
+            with self._lock:
+                if not entry.closed:  # else it was replaced and closed meanwhile: take the new one
+                    entry.users += 1
+                    entry.searches += 1
+                    return entry
+
+    def _give_back(self, entry: _OpenIndex) -> None:
+        with self._lock:
+            entry.users -= 1
+            done = entry.retired and entry.users == 0 and not entry.closed
+            entry.closed |= done
+        if done:
+            _close_reader(entry)
 
     def _open_index(self, path: str) -> _OpenIndex:
         from mmtools.index.backends import open_reader, signature as index_signature
@@ -359,11 +386,17 @@ class Engine:
                 signature = index_signature(path, reader)
             fresh = _OpenIndex(reader, signature, threading.Lock())
             with self._lock:
+                old = self._indexes.get(path)
                 self._indexes[path] = fresh
+                done = old is not None and old.users == 0 and not old.closed
+                if old is not None:
+                    old.retired = True  # searches still using it finish on it; the last one closes it
+                    old.closed |= done
         finally:
             opening.release()
+        if done:
+            _close_reader(old)  # a Milvus reader holds a connection (and a Milvus Lite file): let it go now
         if entry is not None:
-            # The old copy is not closed here: a search may still hold it; it closes when the last one drops it.
             log.info("index %s changed on disk; opened again (%d records)", path, reader.info.count)
         return fresh
 
@@ -651,8 +684,8 @@ class Engine:
     def close(self) -> None:
         with self._lock:
             for entry in self._indexes.values():
-                with entry.lock:
-                    entry.reader.close()
+                entry.closed = True
+                _close_reader(entry)
             self._indexes.clear()
             for served in self._models.values():
                 served.model.close()
