@@ -274,7 +274,12 @@ def test_a_warm_server_follows_a_rebuilt_collection(collection):
     assert top(vectors[2]) == ["r2"]
     index_records(records(vectors[::-1].copy(), prefix="s"), collection, rebuild=True)
     assert top(vectors[2]) == ["s2"]
-    engine._indexes.clear()  # the readers close with the engine; let the file go for later tests
+    from mmtools.index import milvus
+
+    folder = parse_location(collection).uri
+    assert milvus._lite_users[folder] == 1  # the replaced reader was closed: no connection left behind
+    engine.close()
+    assert folder not in milvus._lite_users  # and the file is free for other processes
 
 
 # ------------------------------------------------------------------------------------------------ many writers
@@ -419,3 +424,31 @@ def test_texts_longer_than_a_milvus_varchar_are_cut_at_a_word():
         assert text.startswith("đầu tiên" if column == milvus_fulltext.EXACT else "dau tien")
         assert text.split()[-1] in ("chữ", "chu")
     assert columns[milvus_fulltext.COUNT] == 2  # caption and OCR text; the file name does not count
+
+
+def test_a_milvus_before_2_5_gets_collections_searched_by_vector_and_says_why(collection, monkeypatch):
+    """Milvus 2.4 has no BM25 functions: collections are made without texts (not refused), keyword search says
+    why, writes do not try to copy; once the server is upgraded, the next write adds the texts."""
+    import pymilvus
+
+    from mmtools.errors import IndexFileError as Refused
+    from mmtools.ranking import channels_for, default_mode
+
+    vectors = unit_vectors(5)
+    captioned = [{**r, "caption": f"bãi biển {r['n']}"} for r in records(vectors)]
+    with monkeypatch.context() as patch:
+        patch.setattr(pymilvus.MilvusClient, "get_server_version", lambda self, **kw: "v2.4.9")
+        made = index_records(captioned, collection)
+        assert any("Milvus (v2.4.9) keeps no full text" in note for note in made.notes)
+        with open_reader(collection) as reader:
+            assert not reader.keeps_texts and default_mode(reader) == "vector"
+            with pytest.raises(Refused) as refused:
+                channels_for("keyword", reader, lambda: None)
+            assert "v2.4.9" in refused.value.hint and "2.5 or later" in refused.value.hint
+        again = index_records([{**captioned[0], "caption": "núi"}], collection)
+        assert again.replaced == 1 and again.notes == []  # nothing copied, no nightly warning
+    upgraded = index_records([], collection)
+    assert upgraded.unchanged == 5 and any("copied" in note for note in upgraded.notes)
+    with open_reader(collection) as reader:
+        assert sorted(h.id for h in reader.keyword_search("bai bien", 10)) == ["r1", "r2", "r3", "r4"]
+        assert [h.id for h in reader.keyword_search("núi", 10)] == ["r0"]

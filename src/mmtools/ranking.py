@@ -101,9 +101,7 @@ def channels_for(mode: str, reader: Any, get_encoder: Callable[[], Any], *, min_
         raise UsageError(f"unknown search mode {mode!r}", hint=f"use one of {', '.join(MODES)}")
     if mode != "vector":
         if not reader.has_texts(file_names=True):
-            raise IndexFileError(f"index {reader.path} holds no texts for keyword search",
-                                 hint="update it with this mmtools (any `mmtools index -o FILE` run adds "
-                                      "them), or search with --mode vector")
+            raise IndexFileError(f"index {reader.path} holds no texts for keyword search", hint=reader.texts_hint())
     made = {"vector": lambda: VectorChannel(reader, get_encoder, min_score=min_score, on_problem=on_problem),
             "keyword": lambda: KeywordChannel(reader)}
     return [made[name]() for name in CHANNELS[mode]]

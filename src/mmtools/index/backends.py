@@ -5,9 +5,9 @@
 * ``milvus-lite://PATH.db/COLLECTION``: a collection in a Milvus Lite file (embedded, the same API).
 
 Both implementations have the same reader (``info``, ``search``, ``scan``, ``get``, ``ids``, ``export``,
-``close``, and for the keyword channel ``has_texts``, ``keyword_search``, ``stored_texts``) and
-writer (``add``, ``remove``, ``has``, ``stored``, ``check``, ``commit``, ``abort``, ``info``, ``summary``)
-and are context managers. Commands open indexes only through the functions here.
+``close``, and for the keyword channel ``has_texts``, ``keyword_search``, ``stored_texts``, ``texts_hint``)
+and writer (``add``, ``remove``, ``has``, ``stored``, ``check``, ``commit``, ``abort``, ``info``,
+``summary``) and are context managers. Commands open indexes only through the functions here.
 """
 
 from __future__ import annotations

@@ -59,6 +59,7 @@ MAX_ID_BYTES = 65_535  # Milvus's longest VARCHAR
 MAX_RECORD_BYTES = 65_536  # Milvus's default limit for one JSON value
 MAX_TOP_K = 16_384  # Milvus's limit for one search
 AMONG_CHUNK = 5_000  # ids named in one filtered search (--where's selection)
+FULL_TEXT_SINCE = (2, 5)  # the first Milvus (and Milvus Lite) with BM25 functions and TEXT_MATCH
 BATCH = 256  # rows per upsert, ids per lookup
 CONNECT_TIMEOUT_S = 10.0
 READER_WAIT_S = 30.0  # a reader waits this long for a Milvus Lite file another process holds
@@ -287,6 +288,17 @@ def _describe(client: Any, where: MilvusLocation) -> Described | None:
     return Described(physical, info, milvus_fulltext.keeps_texts(fields))
 
 
+def _full_text_version(client: Any, where: MilvusLocation) -> str | None:
+    """None when the Milvus behind the client can keep full text (BM25 functions and TEXT_MATCH came with
+    Milvus 2.5), else its version, to say why keyword search is off."""
+    with _talking_to(where, "asking the server's version"):
+        version = str(client.get_server_version())
+    found = re.search(r"(\d+)\.(\d+)", version)
+    if found is None or (int(found.group(1)), int(found.group(2))) >= FULL_TEXT_SINCE:
+        return None  # unknown: try
+    return version
+
+
 def _info_property(info: IndexInfo) -> dict[str, str]:
     kept = {k: v for k, v in info.__dict__.items() if k not in ("count", "ntotal", "next_row", "faiss_bytes")}
     return {INFO_PROPERTY: json.dumps(kept)}
@@ -359,6 +371,7 @@ class MilvusReader:
                 raise IndexFileError(f"no index at {location} (the Milvus collection does not exist)",
                                      hint=f"build one with `mmtools embed-images DIR | mmtools index -o {location}`")
             self.collection, self.info, self.keeps_texts = described
+            self._old_server = None if self.keeps_texts else _full_text_version(self._client, self.location)
             _load(self._client, self.location, self.collection)
             self.info.count = self.info.ntotal = _count(self._client, self.location, self.collection)
         except BaseException:
@@ -418,6 +431,14 @@ class MilvusReader:
         with _talking_to(self.location, "looking for texts"):
             return bool(self._client.query(self.collection, filter=milvus_fulltext.has_texts_condition(file_names),
                                            output_fields=["id"], limit=1))
+
+    def texts_hint(self) -> str:
+        """What to do when keyword search finds no texts to search."""
+        if self._old_server is not None:
+            return (f"this Milvus ({self._old_server}) keeps no full text (Milvus 2.5 or later does); search with "
+                    "--mode vector")
+        return (f"update it with this mmtools (any `mmtools index -o {self.path}` run adds them), or search with "
+                "--mode vector")
 
     def keyword_search(self, query: str, k: int, among: Iterable[str] | None = None) -> list[fulltext.KeywordHit]:
         """The ``k`` best records for ``query`` (only ids in ``among``, when given): those holding every
@@ -564,6 +585,7 @@ class MilvusWriter:
         self._rebuild = rebuild
         self._info_changed = False  # the collection's mmtools info needs writing (not its records)
         self._recopy = False  # every stored row goes into a new collection (to gain text columns or fields)
+        self._texts = True  # the collection written keeps texts (not on a Milvus before 2.5)
         text_fields = list(dict.fromkeys(text_fields))
         params = dict(params or {})
         self._check_layout(kind, params)
@@ -572,6 +594,8 @@ class MilvusWriter:
         self._client = None
         try:
             self._client = _connect(self.location, lock_timeout, on_wait)
+            old_server = _full_text_version(self._client, self.location)
+            self._texts = old_server is None
             described = _describe(self._client, self.location)
             self._replaces = described.physical if described and rebuild else None  # switched over on commit
             if described is None or rebuild:
@@ -586,8 +610,13 @@ class MilvusWriter:
                 self._check_existing(model, fingerprint, kind, params)
                 added = [name for name in text_fields if name not in self.info.text_fields]
                 self.info.text_fields = [*self.info.text_fields, *added]
-                self._recopy = bool(added) or not keeps_texts
+                self._recopy = self._texts and (bool(added) or not keeps_texts)
+                self._texts = keeps_texts or self._recopy
+                self._info_changed |= bool(added) and not self._recopy
                 _load(self._client, self.location, self.collection)
+            if old_server is not None and (described is None or rebuild or text_fields):  # once, not nightly
+                self.summary.notes.append(f"this Milvus ({old_server}) keeps no full text (Milvus 2.5 or later "
+                                          "does): the collection is searched by vector only")
         except BaseException:
             self.abort()
             raise
@@ -769,7 +798,7 @@ class MilvusWriter:
         physical = f"{self.location.collection}__{uuid.uuid4().hex[:8]}"
         self.info.generation = uuid.uuid4().hex
         self.info.updated_at = time.time()
-        _create(self._client, self.location, physical, self.info)
+        _create(self._client, self.location, physical, self.info, self._texts)
         try:
             self._write(physical, fresh=True, compare_with=compare_with)
             previous = self._replaces
@@ -790,7 +819,7 @@ class MilvusWriter:
         if described is None:
             raise IndexFileError(f"Milvus collection {self.path} disappeared while it was written", hint="run again")
         mine = self.info
-        self.collection, self.info, _ = described
+        self.collection, self.info, self._texts = described
         self._info_changed = False  # theirs stands
         _load(self._client, self.location, self.collection)
         if not models_match(self.info.model, self.info.fingerprint, mine.model, mine.fingerprint) \
@@ -837,9 +866,9 @@ class MilvusWriter:
                 else:
                     self.summary.replaced += 1
                 record = orjson.loads(record)
+                texts = milvus_fulltext.columns(record, self.info.text_fields) if self._texts else {}
                 rows.append({"id": item_id, "vector": np.frombuffer(vector, dtype=np.float32).tolist(),
-                             "record": record, "digest": digest,
-                             **milvus_fulltext.columns(record, self.info.text_fields)})
+                             "record": record, "digest": digest, **texts})
             if rows:
                 with _talking_to(self.location, "upsert"):
                     self._client.upsert(physical, rows)
@@ -876,7 +905,7 @@ class MilvusWriter:
             self.abort()
 
 
-def _create(client: Any, where: MilvusLocation, physical: str, info: IndexInfo) -> None:
+def _create(client: Any, where: MilvusLocation, physical: str, info: IndexInfo, texts: bool) -> None:
     from pymilvus import DataType
 
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -887,7 +916,8 @@ def _create(client: Any, where: MilvusLocation, physical: str, info: IndexInfo) 
     index = client.prepare_index_params()
     index.add_index(field_name="vector", index_type=INDEX_TYPES[info.kind], metric_type=METRIC,
                     params=_index_params(info))
-    milvus_fulltext.add_to_schema(schema, index)
+    if texts:
+        milvus_fulltext.add_to_schema(schema, index)
     with _talking_to(where, "creating the collection"):
         # Strong consistency: a search right after a write sees it, as with the FAISS index.
         client.create_collection(physical, schema=schema, index_params=index, consistency_level="Strong",

@@ -356,6 +356,11 @@ class IndexReader:
         """Whether the index holds texts for keyword search (file names count only with ``file_names``)."""
         return fulltext.has_texts(self._db, file_names)
 
+    def texts_hint(self) -> str:
+        """What to do when keyword search finds no texts to search."""
+        return (f"update it with this mmtools (any `mmtools index -o {self.path}` run adds them), or search with "
+                "--mode vector")
+
     def keyword_search(self, query: str, k: int, among: Collection[str] | None = None) -> list[fulltext.KeywordHit]:
         """The ``k`` best records for ``query`` (only ids in ``among``, when given): exact matches first."""
         return fulltext.search(self._db, query, k, among)
