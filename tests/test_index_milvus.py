@@ -272,6 +272,9 @@ def test_a_warm_server_follows_a_rebuilt_collection(collection):
         return [h["id"] for h in hits]
 
     assert top(vectors[2]) == ["r2"]
+    index_records(records(unit_vectors(1, seed=7), prefix="t"), collection)  # a nightly write: one more
+    with engine.reader(collection) as reader:
+        assert reader.info.count == 6  # opened again: the new generation of the write
     index_records(records(vectors[::-1].copy(), prefix="s"), collection, rebuild=True)
     assert top(vectors[2]) == ["s2"]
     from mmtools.index import milvus

@@ -94,3 +94,25 @@ def test_restore_accents_learns_from_a_milvus_collections_records(tmp_path):
                              catch_exceptions=False)
     assert restored.exit_code == 0, restored.stderr
     assert restored.stdout == "xe hơi màu đỏ\n"
+
+
+def test_the_restorer_follows_a_write_while_a_warm_reader_holds_the_index(tmp_path):
+    """A warm server holds the index open (a read transaction), so a write's commit stays in SQLite's WAL
+    and the metadata file's own stat does not change: the restorer must still see the new texts."""
+    import numpy as np
+
+    from mmtools.index import IndexReader, index_records
+    from mmtools.records import encode_vector
+    from mmtools.text.restore import load_restorer
+
+    def captioned(item_id, caption, seed):
+        vector = np.random.default_rng(seed).standard_normal(8).astype("float32")
+        return {"id": item_id, "caption": caption, "embedding": encode_vector(vector), "embedding_model": "m"}
+
+    index = tmp_path / "idx.faiss"
+    index_records([captioned("a", "con mèo ngủ", 0)], index)
+    assert load_restorer(index).restore("lung cung") == "lưng cứng"  # the general lexicon's
+    with IndexReader(index) as reader:  # what a warm server keeps open
+        index_records([captioned(f"b{i}", "lủng củng", i + 1) for i in range(5)], index)
+        assert load_restorer(index).restore("lung cung") == "lủng củng"
+        assert reader.info.count == 1  # (the reader still reads its own state)

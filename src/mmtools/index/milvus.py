@@ -760,6 +760,10 @@ class MilvusWriter:
                 self._fill_new_collection(compare_with=self.collection)
             else:
                 self._write(self.collection, fresh=False)
+                # A new generation for every write that changed records: warm servers open the collection
+                # again (its count) and rebuild what they learnt from its texts (the accent restorer).
+                summary = self.summary
+                self._info_changed |= bool(summary.added or summary.replaced or summary.removed)
             if self._info_changed:
                 self.info.updated_at = time.time()
                 self.info.generation = uuid.uuid4().hex

@@ -258,8 +258,9 @@ class Engine:
         from mmtools.text.restore import load_restorer
 
         for path in sorted(set(self.index_names.values())):
+            entry = self._indexes.get(path)
             try:
-                load_restorer(path)
+                load_restorer(path, entry.signature if entry is not None else None)
             except Exception as exc:  # noqa: BLE001 - a query will meet the same error, and say it
                 log.debug("accent restorer for %s not built: %s", path, exc)
 
@@ -491,8 +492,9 @@ class Engine:
         def restore(text: str) -> str:
             from mmtools.text.restore import load_restorer
 
+            entry = self._indexes.get(location)
             try:
-                restorer = load_restorer(location)
+                restorer = load_restorer(location, entry.signature if entry is not None else None)
             except Exception as exc:  # noqa: BLE001 - e.g. an index kind without stored texts (Milvus)
                 log.debug("accent restorer for %s not built (%s): the general one is used", location, exc)
                 restorer = load_restorer(None)

@@ -261,23 +261,23 @@ def index_texts(index: str | os.PathLike[str]) -> list[str]:
         return list(reader.stored_texts())
 
 
-def load_restorer(index: str | os.PathLike[str] | None = None) -> AccentRestorer:
+def load_restorer(index: str | os.PathLike[str] | None = None, version: object = None) -> AccentRestorer:
     """The restorer for an index's collection (or the general one), cached per index write: a warm server
-    calls this for every query and builds the model once (and again only after the index changes; a Milvus
-    collection's texts are read once per process)."""
+    calls this for every query and builds the model once (and again only after the index changes).
+    ``version``: what identifies the index's state, when the caller knows it (a warm server's open reader);
+    else the index's signature (a FAISS index's generation; a Milvus collection's texts are then read once
+    per process)."""
     if index is None:
         return _cached_restorer(None, None)
-    from mmtools.index.backends import is_milvus_location, resolve_location
-    from mmtools.index.store import metadata_path
+    from mmtools.index.backends import resolve_location, signature
 
-    if is_milvus_location(index):
-        return _cached_restorer(resolve_location(index), None)
-    try:
-        stat = metadata_path(index).stat()
-        version = (stat.st_ino, stat.st_mtime_ns)
-    except OSError:
-        version = None
-    return _cached_restorer(os.path.abspath(index), version)
+    location = resolve_location(index)
+    if version is None:
+        try:
+            version = signature(location)  # the generation too: a commit in SQLite's WAL may change no stat
+        except Exception:  # noqa: BLE001 - an unreadable index: building the restorer says what is wrong
+            version = None
+    return _cached_restorer(location, version)
 
 
 @lru_cache(maxsize=4)
