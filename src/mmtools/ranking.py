@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 from mmtools.errors import IndexFileError, ProblemHandler, UsageError, raise_problem
-from mmtools.index.filters import Selection
+from mmtools.index.filters import Selection, SelectionCache
 
 MODES = ("vector", "keyword", "hybrid")
 CHANNELS = {"vector": ("vector",), "keyword": ("keyword",), "hybrid": ("vector", "keyword")}
@@ -124,12 +124,18 @@ def fuse(lists: Sequence[list[Ranked] | None], names: Sequence[str], k: int,
     return [(hit.score, by_id[hit.id], [names[m] for m in sorted(hit.members)]) for hit in fused]
 
 
-def plan(reader: Any, mode: str | None, where: Sequence[str] = ()) -> tuple[str, Selection | None]:
+def plan(reader: Any, mode: str | None, where: Sequence[str] = (),
+         selections: SelectionCache | None = None) -> tuple[str, Selection | None]:
     """What one index's search runs, for `mmtools search` and the warm server alike: the mode (the index's
     default when None) and the records the ``where`` conditions let through (None: all; FilterError, a
-    ValueError, for a condition that does not parse)."""
+    ValueError, for a condition that does not parse). ``selections``: what this state of the index selected
+    before (a warm server keeps one per opened index)."""
     from mmtools.index.filters import parse_conditions, select
 
     conditions = parse_conditions(where)
     chosen = mode if mode is not None else default_mode(reader)
-    return chosen, (select(reader, conditions) if conditions else None)
+    if not conditions:
+        return chosen, None
+    if selections is None:
+        return chosen, select(reader, conditions)
+    return chosen, selections.select(reader, tuple(where), conditions)

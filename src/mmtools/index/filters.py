@@ -95,6 +95,34 @@ def select(reader: Any, conditions: Sequence[Condition]) -> Selection:
     return Selection(matching_rows(reader.scan(), conditions))
 
 
+class SelectionCache:
+    """The selections of one opened state of an index, by their conditions, so that a warm server reads the
+    records once for each filter its users ask for rather than once a query. Bounded: the last ``entries``
+    filters, each of at most ``max_rows`` records (a wider one is selected again each time)."""
+
+    def __init__(self, entries: int = 16, max_rows: int = 250_000):
+        import threading
+        from collections import OrderedDict
+
+        self._kept: OrderedDict[tuple[str, ...], Selection] = OrderedDict()
+        self._lock = threading.Lock()
+        self.entries, self.max_rows = entries, max_rows
+
+    def select(self, reader: Any, key: tuple[str, ...], conditions: Sequence[Condition]) -> Selection:
+        with self._lock:
+            known = self._kept.get(key)
+            if known is not None:
+                self._kept.move_to_end(key)
+                return known
+        selection = select(reader, conditions)
+        if len(selection) <= self.max_rows:
+            with self._lock:
+                self._kept[key] = selection
+                while len(self._kept) > self.entries:
+                    self._kept.popitem(last=False)
+        return selection
+
+
 def matching_rows(rows: Iterable[tuple[int, str, dict[str, Any]]], conditions: Sequence[Condition]
                   ) -> dict[int, str]:
     """``{row: id}`` of the ``(row, id, record)`` that meet every condition."""

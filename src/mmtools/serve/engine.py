@@ -193,6 +193,7 @@ class _OpenIndex:
     users: int = 0  # requests using it now
     retired: bool = False  # a newer copy replaced it: closed once its last user is done
     closed: bool = False
+    selections: Any = None  # what --where conditions selected in this copy (filters.SelectionCache)
 
 
 def _close_reader(entry: _OpenIndex) -> None:
@@ -334,9 +335,14 @@ class Engine:
     @contextmanager
     def reader(self, path: str | os.PathLike[str]) -> Iterator[_LockedReader]:
         """The open index at ``path``, opened again first if its files changed since it was opened."""
+        with self._opened(path) as entry:
+            yield _LockedReader(entry.reader, entry.lock)
+
+    @contextmanager
+    def _opened(self, path: str | os.PathLike[str]) -> Iterator[_OpenIndex]:
         entry = self._take(resolve_location(path))
         try:
-            yield _LockedReader(entry.reader, entry.lock)
+            yield entry
         finally:
             self._give_back(entry)
 
@@ -385,7 +391,9 @@ class Engine:
                 reader = open_reader(path)
             if signature is None:  # a Milvus collection: the reader knows what it opened
                 signature = index_signature(path, reader)
-            fresh = _OpenIndex(reader, signature, threading.Lock())
+            from mmtools.index.filters import SelectionCache
+
+            fresh = _OpenIndex(reader, signature, threading.Lock(), selections=SelectionCache())
             with self._lock:
                 old = self._indexes.get(path)
                 self._indexes[path] = fresh
@@ -470,8 +478,9 @@ class Engine:
         from mmtools.ranking import plan
         from mmtools.search import query_encoder, search
 
-        with self.reader(index) as reader:
-            chosen, among = plan(reader, mode, list(where))
+        with self._opened(index) as entry:
+            reader = _LockedReader(entry.reader, entry.lock)
+            chosen, among = plan(reader, mode, list(where), entry.selections)
             if among is not None and not among and on_none_selected is not None:
                 on_none_selected()
             # The same model check as in-process search: by fingerprint, so a moved model directory works,
