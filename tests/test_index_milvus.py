@@ -277,12 +277,12 @@ def test_a_warm_server_follows_a_rebuilt_collection(collection):
         assert reader.info.count == 6  # opened again: the new generation of the write
     index_records(records(vectors[::-1].copy(), prefix="s"), collection, rebuild=True)
     assert top(vectors[2]) == ["s2"]
-    from mmtools.index import milvus
+    from mmtools.index.milvus import connection
 
     folder = parse_location(collection).uri
-    assert milvus._lite_users[folder] == 1  # the replaced reader was closed: no connection left behind
+    assert connection.lite_users[folder] == 1  # the replaced reader was closed: no connection left behind
     engine.close()
-    assert folder not in milvus._lite_users  # and the file is free for other processes
+    assert folder not in connection.lite_users  # and the file is free for other processes
 
 
 # ------------------------------------------------------------------------------------------------ many writers
@@ -333,13 +333,13 @@ def test_a_collection_from_before_keyword_search_gains_its_texts_on_the_next_wri
     """A collection made without the text columns searches by vector and says keyword search needs a write;
     the next write copies it into a collection with texts (same records and vectors), switched to whole."""
     from mmtools.errors import IndexFileError as Refused
-    from mmtools.index import milvus_fulltext
+    from mmtools.index.milvus import texts as milvus_texts
     from mmtools.ranking import channels_for, default_mode
 
     vectors = unit_vectors(6)
     captioned = [{**r, "caption": f"con mèo số {r['n']}"} for r in records(vectors)]
-    monkeypatch.setattr(milvus_fulltext, "add_to_schema", lambda schema, index: None)  # the old schema
-    monkeypatch.setattr(milvus_fulltext, "columns", lambda record, fields: {})
+    monkeypatch.setattr(milvus_texts, "add_to_schema", lambda schema, index: None)  # the old schema
+    monkeypatch.setattr(milvus_texts, "columns", lambda record, fields: {})
     index_records(captioned, collection)
     monkeypatch.undo()
     with open_reader(collection) as reader:
@@ -365,13 +365,13 @@ def test_a_collection_from_before_keyword_search_gains_its_texts_on_the_next_wri
 def test_a_write_killed_while_copying_into_a_collection_with_texts_leaves_the_old_one(collection, monkeypatch):
     """kill -9 in the middle of the one-time copy (after the first batch went into the new collection): the
     alias still names the old collection, whole; the next write does the copy again and completes it."""
-    from mmtools.index import milvus_fulltext
+    from mmtools.index.milvus import texts as milvus_texts
 
     vectors = unit_vectors(600)
     captioned = [{**r, "caption": f"con mèo số {r['n']}"} for r in records(vectors)]
     with monkeypatch.context() as patch:
-        patch.setattr(milvus_fulltext, "add_to_schema", lambda schema, index: None)  # the old schema
-        patch.setattr(milvus_fulltext, "columns", lambda record, fields: {})
+        patch.setattr(milvus_texts, "add_to_schema", lambda schema, index: None)  # the old schema
+        patch.setattr(milvus_texts, "columns", lambda record, fields: {})
         index_records(captioned, collection)
     child = ("import os, signal, pymilvus\n"
              "from mmtools.index import index_records\n"
@@ -417,16 +417,16 @@ def test_where_filters_select_as_on_faiss(collection, tmp_path):
 
 
 def test_texts_longer_than_a_milvus_varchar_are_cut_at_a_word():
-    from mmtools.index import milvus_fulltext
+    from mmtools.index.milvus import texts as milvus_texts
 
     record = {"caption": "đầu tiên", "ocr_text": " ".join(["chữ"] * 30_000), "path": "/p/ảnh.jpg"}
-    columns = milvus_fulltext.columns(record, [])
-    for column in (milvus_fulltext.EXACT, milvus_fulltext.FOLDED):
+    columns = milvus_texts.columns(record, [])
+    for column in (milvus_texts.EXACT, milvus_texts.FOLDED):
         text = columns[column]
-        assert len(text.encode("utf-8")) <= milvus_fulltext.MAX_TEXT_BYTES
-        assert text.startswith("đầu tiên" if column == milvus_fulltext.EXACT else "dau tien")
+        assert len(text.encode("utf-8")) <= milvus_texts.MAX_TEXT_BYTES
+        assert text.startswith("đầu tiên" if column == milvus_texts.EXACT else "dau tien")
         assert text.split()[-1] in ("chữ", "chu")
-    assert columns[milvus_fulltext.COUNT] == 2  # caption and OCR text; the file name does not count
+    assert columns[milvus_texts.COUNT] == 2  # caption and OCR text; the file name does not count
 
 
 def test_a_milvus_before_2_5_gets_collections_searched_by_vector_and_says_why(collection, monkeypatch):

@@ -5,10 +5,11 @@ texts of a record, ``fulltext.texts_of``, and match a query the same way).
 Each row keeps its record's texts twice, as an exact match compares them (NFC, lower case, accents kept)
 and folded (no diacritics, ``đ`` as ``d``), each text as its syllables split by mmtools' own word boundaries
 (``fulltext``'s), so that both backends agree on what a word is. Milvus's analyser indexes those columns for
-``TEXT_MATCH`` and a BM25 function turns each into a sparse vector. A query keeps the rows that hold every
-word of it (one ``TEXT_MATCH`` a word: Milvus Lite has no phrase match) and ranks them by BM25; the reader
-then checks each candidate against its texts as FTS5 matches one text (every term, a quoted phrase's words
-in order, all within one text) and takes the snippet from the text that matched.
+``TEXT_MATCH`` and a BM25 function turns each into a sparse vector. The reader ranks rows by BM25 and checks
+each candidate against its texts as FTS5 matches one text (every term, a quoted phrase's words in order, all
+within one text), taking the snippet from the text that matched; when too few of the plain ranking's first
+rows pass, it narrows to the rows that hold every word (one ``TEXT_MATCH`` a word: Milvus Lite has no phrase
+match) and asks again.
 
 What differs from FAISS: BM25 here scores a record's texts together (FTS5 scores each text on its own), so
 the order within the exact and the folded group can differ; which records match does not.
