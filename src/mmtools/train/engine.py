@@ -136,11 +136,26 @@ def distribution() -> Distribution:
     return Distribution(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world)
 
 
-def _init_distributed(dist_info: Distribution, device: str) -> None:
+def _init_distributed(dist_info: Distribution, device: str) -> bool:
+    """Join the launcher's process group; whether this call made it (and so must destroy it)."""
     import torch.distributed as dist
 
     if dist_info.world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        return True
+    return False
+
+
+def _end_distributed() -> None:
+    """Leave the process group while the interpreter is whole: a group left to exit-time teardown can abort
+    the process ("terminate called without an active exception", SIGABRT) after training has succeeded."""
+    import gc
+
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        gc.collect()  # the DDP wrapper (a reference cycle) holds the group; free it first
+        dist.destroy_process_group()
 
 
 def gather_for_loss(tensor: Any) -> Any:
@@ -308,7 +323,17 @@ class Trainer:
         if self.dist.world_size > 1 and device.startswith("cuda"):
             device = f"cuda:{self.dist.local_rank}"
             torch.cuda.set_device(device)
-        _init_distributed(self.dist, device)
+        owns_group = _init_distributed(self.dist, device)
+        try:
+            return self._fit(device)
+        finally:
+            if owns_group:
+                _end_distributed()
+
+    def _fit(self, device: str) -> TrainResult:
+        import torch
+
+        config = self.config
         self.device = device
         self._seed(config.seed + self.dist.rank)
         # Weights that learn are kept in fp32 whatever the checkpoint was saved in (an fp16 base would go NaN
