@@ -15,6 +15,10 @@ FAISS files) are its own. Steps:
   the same vectors, write it to a new file, and copy the SQLite file;
 * bare FAISS: ``IndexIDMap2(IndexFlatIP)`` of just the new vectors, ``add_with_ids`` and ``write_index``;
 * search: 100 queries, k=10, through ``IndexReader.search`` on the index in 1 segment and in 8.
+
+With ``--kind ivf`` or ``--kind ivfpq`` the baseline is instead the same replacement into a copy of the
+index with each new segment carrying its own coarse centroids (what format-3 mmtools wrote), so the
+figure is what sharing the trained index's centroids saves.
 """
 
 from __future__ import annotations
@@ -70,8 +74,14 @@ def step(name: str, args: argparse.Namespace) -> dict:
     if name == "build":
         if args.segments > 1:  # the same records in N segments (a write seals one past this size)
             merging.segment_limit = lambda dim, n=-(-args.records // args.segments): n
-        index_records(records(args.records, args.dim, seed=0), path)
-    elif name == "replace":
+        index_records(records(args.records, args.dim, seed=0), path, kind=args.kind)
+    elif name in ("replace", "replace_with_centroids"):
+        if name == "replace_with_centroids":  # the baseline: every IVF segment repeats the centroids
+            import contextlib
+
+            from mmtools.index import segments
+
+            segments._centroids_left_out = lambda index: contextlib.nullcontext()
         index_records(records(args.replace, args.dim, seed=1, first=args.first), path)
     elif name == "rewrite":
         import faiss
@@ -113,7 +123,7 @@ def step(name: str, args: argparse.Namespace) -> dict:
             return {"seconds": sorted(times)[2], "segments": reader.segment_count, "found": found}
     result = {"seconds": time.perf_counter() - started, "bytes": written() - before,
               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if name == "replace":
+    if name.startswith("replace"):
         with IndexReader(path) as reader:
             new = vectors(args.first, args.replace, args.dim, seed=1)
             hits = reader.search(new, k=1)
@@ -138,6 +148,32 @@ def index_bytes(index: Path) -> int:
     return total + sum(p.stat().st_size for p in Path(f"{index}.segments").iterdir())
 
 
+def ivf_rows(index: Path, size: int, build: dict, args: argparse.Namespace) -> list[Row]:
+    """IVF kinds: the replacement against the same one into a copy whose segments repeat the centroids."""
+    copy = index.parent / "copy" / index.name
+    copy.parent.mkdir()
+    shutil.copyfile(index, copy)
+    shutil.copyfile(f"{index}.meta.sqlite", f"{copy}.meta.sqlite")
+    shutil.copytree(f"{index}.segments", f"{copy}.segments")
+    replace = run("replace", index, args)
+    repeated = run("replace_with_centroids", copy, args)
+    print(f"replace: {json.dumps(replace)}\nreplace, centroids repeated: {json.dumps(repeated)}")
+    case = f"{args.kind}: replace {args.replace} of {args.records:,}"
+    return [
+        Row("index_segments", f"{case}: bytes written vs centroids repeated", replace["bytes"] / 2**20,
+            repeated["bytes"] / 2**20, "MiB", higher_is_better=False, target="≤ 2% of the index",
+            ok=replace["bytes"] <= 0.02 * size),
+        Row("index_segments", f"{case}: seconds vs centroids repeated", replace["seconds"], repeated["seconds"],
+            "s", higher_is_better=False, target="≤ 0.15× the build",
+            ok=replace["seconds"] <= 0.15 * build["seconds"]),
+        Row("index_segments", f"{case}: records after, new found", replace["count"], replace["found_new"], "",
+            target=f"{args.records:,}, {args.replace}",
+            ok=replace["count"] == args.records and replace["found_new"] == args.replace),
+        Row("index_segments", f"build {args.records:,} ({args.kind})", build["seconds"], None, "s",
+            higher_is_better=False),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=100_000)
@@ -146,6 +182,7 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=5_000, help="first record replaced")
     parser.add_argument("--search-segments", type=int, default=8)
     parser.add_argument("--segments", type=int, default=1)
+    parser.add_argument("--kind", default="flat", choices=("flat", "hnsw", "ivf", "ivfpq"))
     parser.add_argument("--step")
     parser.add_argument("--index")
     args = parser.parse_args()
@@ -153,7 +190,7 @@ def main() -> None:
         print(json.dumps(step(args.step, args)))
         return
     print(machine())
-    print(f"{args.records:,} records of {args.dim} dimensions (flat); replacing {args.replace}")
+    print(f"{args.records:,} records of {args.dim} dimensions ({args.kind}); replacing {args.replace}")
     rows = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP")) as tmp:
         index = Path(tmp) / "idx.faiss"
@@ -161,6 +198,10 @@ def main() -> None:
         size = index_bytes(index)
         print(f"build: {build['seconds']:.1f} s, {build['bytes'] / 2**20:,.0f} MiB written, peak "
               f"{build['peak_mb']:,.0f} MiB; index {size / 2**20:,.0f} MiB")
+        if args.kind in ("ivf", "ivfpq"):
+            rows += ivf_rows(index, size, build, args)
+            print_table(rows, "Segment writes")
+            return
         replace = run("replace", index, args)
         rewrite = run("rewrite", index, args)
         bare = run("bare", index, args)

@@ -16,6 +16,7 @@ import pytest
 
 from mmtools.errors import IndexFileError
 from mmtools.index import IndexReader, IndexWriter, fulltext, index_records, metadata_path
+from mmtools.index.info import FORMAT_VERSION
 from mmtools.records import decode_vector, encode_vector
 
 HELPERS = Path(__file__).parent / "helpers"
@@ -380,7 +381,7 @@ def test_an_index_written_by_format_1_is_read_and_upgraded(tmp_path):
     with IndexReader(path) as reader:
         assert reader.search(vectors[2:3], k=1)[0][0].id == "r2"
     summary = index_records(records(vectors), path)
-    assert summary.info.format_version == 3 and summary.info.count == 4
+    assert summary.info.format_version == FORMAT_VERSION and summary.info.count == 4
     with IndexReader(path) as reader:
         assert reader.search(vectors[2:3], k=1)[0][0].id == "r2"
 

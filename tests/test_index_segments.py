@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mmtools.index import IndexReader, IndexWriter, filters, fulltext, index_records, merging
+from mmtools.index.info import FORMAT_VERSION
 from mmtools.records import decode_vector, encode_vector
 
 sys.path.insert(0, str(Path(__file__).parent / "helpers"))
@@ -119,7 +120,7 @@ def test_a_format_2_index_is_read_then_upgraded_without_copying_its_vectors(tmp_
         assert [h[0].id for h in reader.search(vectors[:20], k=1)] == [f"r{i}" for i in range(20)]
     new = unit_vectors(5, seed=9)
     summary = index_records(records(new, prefix="n"), path)
-    assert summary.info.format_version == 3 and summary.info.count == 305
+    assert summary.info.format_version == FORMAT_VERSION and summary.info.count == 305
     assert inode in {p.stat().st_ino for p in Path(f"{path}.segments").iterdir()}  # a link, not a copy
     with IndexReader(path) as reader:
         assert reader.segment_count == 2
@@ -148,3 +149,80 @@ def test_a_rebuild_replaces_every_segment(tmp_path):
     with IndexReader(path) as reader:
         assert list(reader.ids()) == ["only"] and reader.info.kind == "hnsw" and reader.segment_count == 1
     assert len(segment_files(path)) == 1
+
+
+def centroids_in_file(path):
+    import faiss
+
+    return faiss.extract_index_ivf(faiss.read_index(str(path))).quantizer.ntotal
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+def test_ivf_segments_share_the_trained_centroids_instead_of_repeating_them(tmp_path, kind):
+    path = tmp_path / "idx.faiss"
+    vectors = unit_vectors(2000, dim=32)
+    index_records(records(vectors), path, kind=kind)
+    before = set(segment_files(path))
+    new = unit_vectors(10, dim=32, seed=7)
+    index_records(records(new, prefix="n"), path)
+    folder = Path(f"{path}.segments")
+    added = folder / (set(segment_files(path)) - before).pop()
+    with IndexReader(path) as reader:
+        nlist = reader.info.trained["nlist"]
+        trained = folder / reader.info.quantizer
+        assert [h[0].id for h in reader.search(new, k=1)] == [f"n{i}" for i in range(10)]
+        assert [h[0].id for h in reader.search(vectors[:20], k=1)] == [f"r{i}" for i in range(20)]
+    assert centroids_in_file(trained) == nlist > 1
+    assert centroids_in_file(added) == 0
+    assert added.stat().st_size < nlist * 32 * 4  # less than the centroids alone
+    summary = index_records([], path, compact=True)  # a merge of segments without centroids
+    assert summary.info.segments == 1
+    with IndexReader(path) as reader:
+        assert [h[0].id for h in reader.search(new, k=1)] == [f"n{i}" for i in range(10)]
+        assert [h[0].id for h in reader.search(vectors[:20], k=1)] == [f"r{i}" for i in range(20)]
+
+
+def test_segments_with_their_own_centroids_still_open_merge_and_retrain(tmp_path, monkeypatch):
+    import contextlib
+
+    from mmtools.index import segments
+
+    path = tmp_path / "idx.faiss"
+    vectors = unit_vectors(400, dim=32)
+    monkeypatch.setattr(segments, "_centroids_left_out", lambda index: contextlib.nullcontext())
+    index_records(records(vectors), path, kind="ivf")  # as a format-3 mmtools wrote it
+    monkeypatch.undo()
+    (first,) = set(segment_files(path)) - {n for n in segment_files(path) if n.startswith("trained-")}
+    assert centroids_in_file(Path(f"{path}.segments") / first) > 1
+    new = unit_vectors(10, dim=32, seed=7)
+    index_records(records(new, prefix="n"), path)
+    with IndexReader(path) as reader:
+        assert reader.segment_count == 2
+        assert [h[0].id for h in reader.search(new, k=1)] == [f"n{i}" for i in range(10)]
+        assert [h[0].id for h in reader.search(vectors[:20], k=1)] == [f"r{i}" for i in range(20)]
+        trained_on = reader.info.trained["on"]
+    more = unit_vectors(4 * trained_on, dim=32, seed=8)  # grown 4x past its sample: trained again
+    summary = index_records(records(more, prefix="m"), path)
+    assert summary.info.trained["on"] > trained_on and summary.info.segments == 1
+    with IndexReader(path) as reader:
+        for batch, prefix in ((new, "n"), (vectors[:20], "r"), (more[:20], "m")):
+            assert [h[0].id for h in reader.search(batch, k=1)] == [f"{prefix}{i}" for i in range(len(batch))]
+
+
+def test_a_segment_without_centroids_and_no_trained_index_to_take_them_from_is_refused(tmp_path):
+    from mmtools.errors import IndexFileError
+    from mmtools.index import segments
+
+    path = tmp_path / "idx.faiss"
+    index_records(records(unit_vectors(400, dim=32)), path, kind="ivfpq")
+    index_records(records(unit_vectors(5, dim=32, seed=3), prefix="n"), path)
+    folder = Path(f"{path}.segments")
+    with IndexReader(path) as reader:
+        trained = reader.info.quantizer
+    stripped = [n for n in segment_files(path) if not n.startswith("trained-")
+                and centroids_in_file(folder / n) == 0]
+    assert stripped
+    with pytest.raises(IndexFileError, match="no centroids of its own"):
+        segments.read_segment(folder, stripped[0], mmap=True)
+    assert segments.read_segment(folder, stripped[0], mmap=True,
+                                 trained=segments.read_trained(folder, trained)).ntotal > 0

@@ -15,7 +15,9 @@ from mmtools import __version__
 from mmtools.errors import IndexFileError
 
 FORMAT = "mmtools-index"
-FORMAT_VERSION = 3  # 2: generations, item digests, vectors kept for ivfpq; 3: segments and a manifest
+# 2: generations, item digests, vectors kept for ivfpq; 3: segments and a manifest; 4: IVF segments written
+# without the centroids they share with the trained index (older mmtools would search them with none)
+FORMAT_VERSION = 4
 SEGMENTED = 3  # the first format whose vectors live in segment files
 METADATA_SUFFIX = ".meta.sqlite"
 SEGMENTS_SUFFIX = ".segments"

@@ -142,10 +142,17 @@ class IndexReader:
             raise _different_writes(self.path)
         folder = segments_folder(self.path)
         opened = []
+        trained = None
+        if info.quantizer:  # IVF kinds: the centroids segments share, read once for all of them
+            try:
+                trained = segments.read_trained(folder, info.quantizer)
+            except FileNotFoundError:
+                self._missing = folder / info.quantizer
+                return None
         for number, name, vectors in self._db.execute(
                 "SELECT number, name, vectors FROM segments ORDER BY number").fetchall():
             try:
-                index = segments.read_segment(folder, name, mmap)
+                index = segments.read_segment(folder, name, mmap, trained)
             except FileNotFoundError:
                 self._missing = folder / name
                 return None

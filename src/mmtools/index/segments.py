@@ -7,6 +7,8 @@ Layout, for ``-o idx.faiss``:
   manifest (table ``segments``). One transaction of it is the one commit point of every write.
 * ``idx.faiss.segments/``: immutable FAISS files, written once and never changed (``<uuid>.faiss``; FAISS ids
   are the records' rows), plus, for IVF kinds, the trained empty index all segments copy (``trained-*``).
+  An IVF segment is written without its coarse centroids (an empty stand-in takes their place) and gets the
+  trained index's when opened, so a small write does not repeat nlist x d floats.
 
 A file in the folder that the committed manifest does not name is garbage (a killed write's or a merged
 segment's) and is deleted by the next writer.
@@ -14,6 +16,7 @@ segment's) and is deleted by the next writer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -67,15 +70,17 @@ def new_name(prefix: str = "") -> str:
     return f"{prefix}{uuid.uuid4().hex}.faiss"
 
 
-def write_index_file(index: Any, folder: Path, prefix: str = "") -> tuple[str, int]:
+def write_index_file(index: Any, folder: Path, prefix: str = "", share_centroids: bool = False) -> tuple[str, int]:
     """Write a FAISS index as a new file of the folder, flushed to disk; its name and size. Until a manifest
-    names it, it is garbage, so a write killed half-way leaves nothing that counts."""
+    names it, it is garbage, so a write killed half-way leaves nothing that counts. ``share_centroids``: an
+    IVF segment, written without the coarse centroids it shares with the trained index."""
     import faiss
 
     folder.mkdir(parents=True, exist_ok=True)
     name = new_name(prefix)
     target = folder / name
-    faiss.write_index(index, str(target))
+    with _centroids_left_out(index) if share_centroids else contextlib.nullcontext():
+        faiss.write_index(index, str(target))
     fd = os.open(target, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -84,26 +89,83 @@ def write_index_file(index: Any, folder: Path, prefix: str = "") -> tuple[str, i
     return name, target.stat().st_size
 
 
-def read_segment(folder: Path, name: str, mmap: bool) -> Any:
+def read_segment(folder: Path, name: str, mmap: bool, trained: Any = None) -> Any:
     """A segment file, memory-mapped where the kind allows (flat, ivfpq); FileNotFoundError when it is gone
-    (a merge removed it after this reader's manifest was read: the reader opens again)."""
+    (a merge removed it after this reader's manifest was read: the reader opens again). ``trained``: the IVF
+    kinds' trained index, whose centroids a segment written without them takes."""
     import faiss
 
     target = folder / name
     if not target.exists():
         raise FileNotFoundError(target)
+    index = None
     if mmap:
         try:
-            return faiss.read_index(str(target), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+            index = faiss.read_index(str(target), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         except RuntimeError:
             pass
+    if index is None:
+        try:
+            index = faiss.read_index(str(target))
+        except RuntimeError as exc:
+            if not target.exists():
+                raise FileNotFoundError(target) from None
+            raise IndexFileError(f"segment {target} is not a readable FAISS index ({faiss_reason(exc)})",
+                                 hint="rebuild the index with mmtools index --rebuild") from None
+    _take_centroids(index, trained, target)
+    return index
+
+
+def read_trained(folder: Path, name: str) -> Any:
+    """The IVF kinds' trained, empty index (its centroids and codebooks), read whole."""
+    return read_segment(folder, name, mmap=False)
+
+
+def _ivf_of(index: Any) -> Any:
+    import faiss
+
     try:
-        return faiss.read_index(str(target))
-    except RuntimeError as exc:
-        if not target.exists():
-            raise FileNotFoundError(target) from None
-        raise IndexFileError(f"segment {target} is not a readable FAISS index ({faiss_reason(exc)})",
-                             hint="rebuild the index with mmtools index --rebuild") from None
+        return faiss.extract_index_ivf(index)
+    except RuntimeError:  # not an IVF kind
+        return None
+
+
+@contextlib.contextmanager
+def _centroids_left_out(index: Any):
+    """For the time of a write, an empty stand-in in place of the IVF's coarse quantizer (the index itself
+    keeps its own and owns it as before)."""
+    import faiss
+
+    ivf = _ivf_of(index)
+    if ivf is None:
+        yield
+        return
+    real, owned = ivf.quantizer, ivf.own_fields
+    stand_in = faiss.IndexFlat(ivf.d, ivf.metric_type)
+    ivf.own_fields = False  # the stand-in is Python's: the index must not free it
+    ivf.quantizer = stand_in
+    try:
+        yield
+    finally:
+        ivf.quantizer = real
+        ivf.own_fields = owned
+
+
+def _take_centroids(index: Any, trained: Any, target: Path) -> None:
+    """A segment written without its centroids gets the trained index's (kept alive by the segment)."""
+    ivf = _ivf_of(index)
+    if ivf is None or ivf.quantizer.ntotal == ivf.nlist:
+        return  # not IVF, or a segment that carries its own centroids (written before they were shared)
+    shared = _ivf_of(trained) if trained is not None else None
+    if shared is None or shared.quantizer.ntotal != ivf.nlist or shared.d != ivf.d:
+        raise IndexFileError(f"segment {target} has no centroids of its own and the index's trained file does "
+                             f"not fit it ({ivf.nlist} lists)",
+                             hint="rebuild the index with mmtools index --rebuild")
+    # The segment must not own the shared quantizer (FAISS would free it with the segment); the empty
+    # stand-in read from the file (a few hundred bytes) is not freed, as handing it to Python is unsafe.
+    ivf.own_fields = False
+    ivf.quantizer = shared.quantizer
+    index.referenced_objects = [trained]
 
 
 def sweep(folder: Path, keep: Iterable[str]) -> int:

@@ -64,6 +64,7 @@ class IndexWriter:
         self._meta_tmp: Path | None = None  # a new index's metadata, until it is renamed into place
         self._changed = False
         self._trained_now = False
+        self._trained: tuple[str, Any] | None = None  # (file name, index) of the trained index, once read
         self._pending_rows: list[int] = []
         self._pending_vectors: list[Any] = []
         self._building: Any = None  # the new segment being filled
@@ -361,6 +362,15 @@ class IndexWriter:
         self.info.quantizer, _size = segments.write_index_file(index, self.folder, prefix="trained-")
         self._written.append(self.info.quantizer)
 
+    def _trained_index(self) -> Any:
+        """The trained index as committed or last trained, read once: segments written without their
+        centroids take its (merges read them before a retraining replaces it)."""
+        if not self.info.quantizer:
+            return None
+        if self._trained is None or self._trained[0] != self.info.quantizer:
+            self._trained = (self.info.quantizer, segments.read_trained(self.folder, self.info.quantizer))
+        return self._trained[1]
+
     def _empty_segment(self) -> Any:
         import faiss
 
@@ -378,7 +388,8 @@ class IndexWriter:
         self._building_number = None
 
     def _add_segment(self, number: int, index: Any) -> None:
-        name, size = segments.write_index_file(index, self.folder)
+        name, size = segments.write_index_file(index, self.folder,
+                                               share_centroids=kinds.needs_training(self.info.kind))
         self._written.append(name)
         live = self._db.execute("SELECT COUNT(*) FROM items WHERE segment = ?", (number,)).fetchone()[0]
         self._db.execute("INSERT INTO segments (number, name, vectors, live, bytes) VALUES (?, ?, ?, ?, ?)",
@@ -425,7 +436,7 @@ class IndexWriter:
         if self.info.kind == "ivfpq" and not retrain:  # codes move as they are: nothing is encoded again
             merged = self._empty_segment()
             for stat in group:
-                index = segments.read_segment(self.folder, stat.name, mmap=False)
+                index = segments.read_segment(self.folder, stat.name, mmap=False, trained=self._trained_index())
                 merging.drop_dead_ids(index, np.asarray(rows_of[stat.number], dtype=np.int64))
                 merged.merge_from(index, 0)
             return merged
@@ -443,7 +454,8 @@ class IndexWriter:
             for stat in group:
                 rows = np.asarray(rows_of[stat.number], dtype=np.int64)
                 if len(rows):
-                    index = segments.read_segment(self.folder, stat.name, mmap=self.info.kind == "flat")
+                    index = segments.read_segment(self.folder, stat.name, mmap=self.info.kind == "flat",
+                                                  trained=self._trained_index())
                     parts.append(Segment(stat.number, index).vectors_at(rows))
             vectors = np.vstack(parts) if parts else np.zeros((0, self.info.dim), dtype=np.float32)
         if retrain and len(vectors):
