@@ -351,6 +351,7 @@ class IndexWriter:
         name, _size = segments.write_index_file(empty, self.folder, prefix="trained-")
         self._written.append(name)
         self.info.quantizer = name
+        self._trained = (name, empty)
         self._trained_now = True
 
     def _quantizer_from_segment(self) -> None:
@@ -361,10 +362,11 @@ class IndexWriter:
         index.reset()
         self.info.quantizer, _size = segments.write_index_file(index, self.folder, prefix="trained-")
         self._written.append(self.info.quantizer)
+        self._trained = (self.info.quantizer, index)
 
     def _trained_index(self) -> Any:
-        """The trained index as committed or last trained, read once: segments written without their
-        centroids take its (merges read them before a retraining replaces it)."""
+        """The trained index as committed or last trained, read at most once: new segments copy it, and
+        segments written without their centroids take its (merges read them before a retraining replaces it)."""
         if not self.info.quantizer:
             return None
         if self._trained is None or self._trained[0] != self.info.quantizer:
@@ -375,7 +377,7 @@ class IndexWriter:
         import faiss
 
         if kinds.needs_training(self.info.kind):
-            return faiss.read_index(str(self.folder / self.info.quantizer))
+            return faiss.clone_index(self._trained_index())
         return kinds.build_empty(self.info.kind, self.info.dim, self.info.params)[0]
 
     def _seal(self) -> None:
