@@ -163,6 +163,14 @@ class AccentRestorer:
     def restore_many(self, texts: Iterable[str]) -> list[str]:
         return [self.restore(text) for text in texts]
 
+    def alternatives(self, text: str, n: int = 3) -> list[tuple[str, float]]:
+        """The likeliest restorations of ``text``, best first, each with its weight (the weights sum to 1).
+
+        One entry when the model is sure (or the text has accents already); up to ``n`` when the best
+        restorations are close, so that a search can encode each and fuse their rankings by weight.
+        """
+        return [(self.restore(text), 1.0)]
+
 
 class MostFrequentForm(AccentRestorer):
     """The baseline: every syllable becomes its most frequent accented form, whatever its neighbours."""
