@@ -267,7 +267,7 @@ class TaggerTask:
         # A tagger that can read one modality is also measured on each alone (the other withheld), so that
         # each mode gets thresholds of its own and the cost of a missing photo is known.
         alone = {TEXT_ONLY: ("image", "has_text"), IMAGE_ONLY: ("text", "has_image")} \
-            if unwrap(model).spec.allows_one_modality else {}
+            if self.model.spec.allows_one_modality else {}
         single: dict[str, tuple[list, list]] = {mode: ([], []) for mode in alone}
         with torch.no_grad():
             for batch in loader:
