@@ -17,12 +17,19 @@ def client(tagging_data, tmp_path_factory):
     from mmtools.serve.http import create_app
     from mmtools.tag.towers import save_tagger
 
-    folder = tmp_path_factory.mktemp("served-tagger") / "tagger"
+    root = tmp_path_factory.mktemp("served-tagger")
     model, towers = network(tagging_data, "late")  # late fusion tags from a text alone, or with a photo
-    save_tagger(folder, model, towers, {"wifi": 0.3})
-    engine = Engine(device="cpu", models=[str(folder)])
+    save_tagger(root / "tagger", model, towers, {"wifi": 0.3})
+    # Concat fusion with learned stand-ins for a missing modality (trained with modality dropout), and an
+    # older concat tagger without them, which needs both.
+    fused, towers = network(tagging_data, "concat", modality_dropout=0.3)
+    save_tagger(root / "fused", fused, towers, {}, mode_thresholds={"text-only": {"wifi": 0.0}})
+    old, towers = network(tagging_data, "concat")
+    save_tagger(root / "old", old, towers, {})
+    engine = Engine(device="cpu", models=[str(root / name) for name in ("tagger", "fused", "old")])
     engine.warm_up()
     with TestClient(create_app(engine)) as test_client:
+        test_client.root = root
         yield test_client
 
 
@@ -32,8 +39,9 @@ def photo(tagging_data) -> bytes:
 
 def test_health_names_the_tagger(client):
     body = client.get("/health").json()
-    (served,) = [m for m in body["served_models"] if m["kind"] == "tagger"]
-    assert served["labels"] == LABELS and served["modality"] == "both"
+    served = [m for m in body["served_models"] if m["kind"] == "tagger"]
+    assert len(served) == 3
+    assert all(m["labels"] == LABELS and m["modality"] == "both" for m in served)
 
 
 def test_extract_features_from_a_description_alone_and_with_a_photo(client, tagging_data):
@@ -47,6 +55,22 @@ def test_extract_features_from_a_description_alone_and_with_a_photo(client, tagg
                        files={"image": ("room.png", photo(tagging_data), "image/png")})
     assert both.status_code == 200, both.text
     assert both.json()["mode"] == "multimodal" and both.json()["confidence"] != body["confidence"]
+
+
+def test_a_fused_tagger_answers_a_listing_without_a_photo(client, tagging_data):
+    fused = str(client.root / "fused")
+    text = client.post("/api/extract-features", data={"description": "phòng có wifi", "model": fused})
+    assert text.status_code == 200, text.text
+    assert text.json()["mode"] == "text-only"
+    assert "wifi" in text.json()["features"]  # the text-only mode's own thresholds (wifi at 0 here)
+    both = client.post("/api/extract-features", data={"description": "phòng có wifi", "model": fused,
+                                                      "threshold": "0"},
+                       files={"image": ("room.png", photo(tagging_data), "image/png")})
+    assert both.status_code == 200, both.text
+    assert both.json()["mode"] == "multimodal" and len(both.json()["features"]) == 4
+    # An older fused tagger has no stand-in: it refuses, saying how to get one.
+    old = client.post("/api/extract-features", data={"description": "phòng có wifi", "model": str(client.root / "old")})
+    assert old.status_code == 400 and "--modality-dropout" in old.json()["hint"]
 
 
 def test_a_missing_description_is_a_400_with_a_hint(client):

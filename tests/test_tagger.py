@@ -20,11 +20,11 @@ def records(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def network(tagging_data, fusion="attention", modality="both"):
+def network(tagging_data, fusion="attention", modality="both", modality_dropout=0.0):
     towers = load_towers(modality, text_model=str(tagging_data["text_tower"]),
                          image_model=str(tagging_data["image_tower"]))
     spec = spec_for(towers, TaggerSpec(labels=LABELS, modality=modality, fusion=fusion, fusion_dim=32,
-                                       hidden_dim=32, attention_heads=2))
+                                       hidden_dim=32, attention_heads=2, modality_dropout=modality_dropout))
     return TaggerModel(spec, towers.text_model, towers.image_model).eval(), towers
 
 
@@ -114,8 +114,8 @@ def test_a_damaged_tagger_directory_is_a_clear_error(tagging_data, tmp_path):
         TrainedTagger(str(tagging_data["text_tower"]), "cpu")
 
 
-def spec(modality, fusion="concat"):
-    return TaggerSpec(labels=LABELS, modality=modality, fusion=fusion)
+def spec(modality, fusion="concat", modality_dropout=0.0):
+    return TaggerSpec(labels=LABELS, modality=modality, fusion=fusion, modality_dropout=modality_dropout)
 
 
 @pytest.mark.parametrize("modality,fusion,record,problem", [
@@ -129,11 +129,16 @@ def spec(modality, fusion="concat"):
     ("both", "late", {"text": "x", "path": None}, None),  # ...like this
     ("both", "late", {"text": None, "path": "a.jpg"}, None),
     ("both", "attention", {"text": "x", "path": "a.jpg"}, None),
+    ("both", "concat+", {"text": "x"}, None),  # fused with stand-ins for a missing modality: what there is
+    ("both", "attention+", {"path": "a.jpg"}, None),
+    ("both", "concat+", {"text": None, "path": None}, "no text"),
 ])
 def test_which_records_a_tagger_can_read(modality, fusion, record, problem):
     from mmtools.tag.trained import missing_modality, record_input
 
-    reason = missing_modality(spec(modality, fusion), record_input(record, ["text"]), ["text"])
+    dropout = 0.3 if fusion.endswith("+") else 0.0
+    reason = missing_modality(spec(modality, fusion.rstrip("+"), dropout), record_input(record, ["text"]),
+                              ["text"])
     if problem is None:
         assert reason is None
     else:
@@ -152,6 +157,54 @@ def test_image_files_and_folders_are_tagged_by_taggers_that_read_images_alone(ph
     reasons = [missing_modality(spec(modality, fusion), record_input(r, ["text"]), ["text"]) for r in records]
     assert all((reason is None) == readable for reason in reasons)
     assert missing_modality(spec("both", "late"), record_input(dict(records[0]), ["text"]), ["text"]) is not None
+
+
+def test_a_fused_tagger_without_stand_ins_says_how_to_get_one():
+    from mmtools.tag.trained import missing_modality, record_input
+
+    reason = missing_modality(spec("both", "concat"), record_input({"text": "x"}, ["text"]), ["text"])
+    assert "together" in reason and "--modality-dropout" in reason
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fusion", ["concat", "attention"])
+def test_a_missing_modality_is_stood_in_for_by_a_learned_embedding(tagging_data, fusion):
+    """Rows without an image read the learned stand-in: the same output alone or beside rows with images,
+    the same as the batch with images withheld, and not the output with the image."""
+    import torch
+
+    from mmtools.tag.batches import withheld
+
+    model, towers = network(tagging_data, fusion, modality_dropout=0.3)
+    assert model.spec.learns_missing and model.spec.allows_one_modality
+    with torch.no_grad():  # stand-ins away from zero, as training leaves them
+        model.missing_text.normal_()
+        model.missing_image.normal_()
+    batches = BatchMaker(towers)
+    rows = records(tagging_data["train"])[:4]
+    full = samples(tagging_data, batches, rows)
+    no_image = [Sample(s.id, s.text, None) for s in full]
+    no_text = [Sample(s.id, None, s.image) for s in full]
+    mixed = [full[0], no_image[1], no_text[2], full[3]]
+    with torch.no_grad():
+        with_both = model(batches(full))["logits"]
+        text_alone = model(batches(no_image))["logits"]
+        image_alone = model(batches(no_text))["logits"]
+        together = model(batches(mixed))["logits"]
+        via_withheld = model(withheld(batches(full), "image"))["logits"]
+        one_text_row = model(batches(no_image[1:2]))["logits"]
+    assert torch.allclose(text_alone, via_withheld, atol=1e-5)
+    assert torch.allclose(together[1], text_alone[1], atol=1e-5)
+    assert torch.allclose(together[2], image_alone[2], atol=1e-5)
+    assert torch.allclose(together[0], with_both[0], atol=1e-5)
+    assert torch.allclose(one_text_row[0], text_alone[1], atol=1e-5)
+    assert not torch.allclose(text_alone, with_both, atol=1e-4)
+    # In training a share of the rows is withheld at random: the stand-ins receive gradients.
+    model.train()
+    torch.manual_seed(0)
+    model(batches(full * 4))["logits"].sum().backward()
+    assert model.missing_text.grad is not None and model.missing_text.grad.abs().sum() > 0
+    assert model.missing_image.grad is not None and model.missing_image.grad.abs().sum() > 0
 
 
 def test_metrics_on_known_answers():
@@ -193,7 +246,10 @@ def test_csv_in_the_designs_layout(tmp_path):
 
 @pytest.mark.slow
 def test_the_fused_tagger_beats_each_single_modality_on_held_out_data(tagging_data, tmp_path):
-    """Text decides two tags, images the other two: only a tagger that reads both can get all four."""
+    """Text decides two tags, images the other two: only a tagger that reads both can get all four; and one
+    trained with modality dropout still tags listings without photos as well as a text-only tagger."""
+    import dataclasses
+
     import torch
 
     from mmtools.tag.data import read_tagging_examples
@@ -205,7 +261,7 @@ def test_the_fused_tagger_beats_each_single_modality_on_held_out_data(tagging_da
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny matrices: one thread is faster than two contending ones
     train, val, test = (read_tagging_examples(tagging_data[k]) for k in ("train", "val", "test"))
-    scores = {}
+    scores, modes = {}, {}
     for modality, fusion in (("text", "concat"), ("image", "concat"), ("both", "concat"),
                              ("both", "attention")):
         options = TaggerOptions(modality=modality, fusion=fusion, text_model=str(tagging_data["text_tower"]),
@@ -223,12 +279,23 @@ def test_the_fused_tagger_beats_each_single_modality_on_held_out_data(tagging_da
             assert min(report["per_label"][t]["f1"] for t in ("wifi", "mát")) > 0.9, report
         if modality == "image":
             assert min(report["per_label"][t]["f1"] for t in ("đỏ", "xanh")) > 0.9, report
+        if modality == "both":  # trained with modality dropout: also read without photos, or without text
+            without_photos = [dataclasses.replace(e, image=None) for e in test]
+            scores[(modality, fusion, "no photos")] = evaluate_tagger(TrainedTagger(str(output), "cpu"),
+                                                                      without_photos)["micro"]["f1"]
+            modes[fusion] = report["modes"]
     torch.set_num_threads(threads)
-    print("held-out micro-F1:", scores)
+    print("held-out micro-F1:", scores, modes)
     best_single = max(scores[("text", "concat")], scores[("image", "concat")])
     assert scores[("both", "concat")] > best_single + 0.05, scores
     assert scores[("both", "attention")] > best_single + 0.05, scores
     assert scores[("both", "concat")] > 0.9, scores
+    # A listing without a photo: the fused tagger does as well as a tagger trained on text alone.
+    for fusion in ("concat", "attention"):
+        assert scores[("both", fusion, "no photos")] >= scores[("text", "concat")] - 0.03, scores
+        assert modes[fusion]["text-only"]["micro"]["f1"] == scores[("both", fusion, "no photos")]
+        assert modes[fusion]["multimodal"]["micro"]["f1"] == scores[("both", fusion)]
+        assert modes[fusion]["image-only"]["micro"]["f1"] >= scores[("image", "concat")] - 0.03, modes
 
 
 @pytest.mark.slow
@@ -275,15 +342,25 @@ def test_side_by_side_table_for_a_terminal():
         return {"model": name, "reads": "text only", "examples": 10, "micro": scores, "macro": scores,
                 "per_label": {"wifi": {**scores, "support": 4}}}
 
-    tuned = {"thresholds": "the model's per-label thresholds", "tuned_on": "val.jsonl", "tuned_on_this_data": True}
+    tuned = {"thresholds": "the model's per-label thresholds",
+             "tuned_on": {"data": "validation", "examples": 48, "path": "/data/val.jsonl"}, "tuned_on_this_data": True}
     plain = {"thresholds": "0.5 for every label", "tuned_on": None, "tuned_on_this_data": False}
-    table = _table([{**result("text-tagger", 0.5), **tuned}, {**result("fused", 0.91), **plain}],
-                   per_label=True).splitlines()
+    fused = result("fused", 0.91)
+    fused["per_label"]["rare"] = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    fused["modes"] = {mode: {"examples": 10, "micro": figures, "macro": figures} for mode, figures in
+                      (("multimodal", fused["micro"]), ("text-only", result("x", 0.6)["micro"]),
+                       ("image-only", result("x", 0.4)["micro"]))}
+    table = _table([{**result("text-tagger", 0.5), **tuned}, {**fused, **plain}], per_label=True).splitlines()
     assert table[0].split()[:2] == ["model", "reads"] and "micro F1" in table[0]
     assert table[1].startswith("text-tagger") and table[1].endswith("0.5000")
     assert table[2].startswith("fused") and "0.9100" in table[2]
-    assert table[3] == ("text-tagger: the model's per-label thresholds, tuned on val.jsonl (this data: the figures "
-                        "flatter the model)")
-    assert table[4] == "fused: 0.5 for every label"
-    assert table[6].split() == ["label", "support", "F1", "text-tagger", "F1", "fused"]
-    assert table[7].split() == ["wifi", "4", "0.5000", "0.9100"]
+    # The fused tagger's figures with both modalities and with each alone, side by side.
+    assert table[3].split()[0] == "multimodal" and table[3].endswith("0.9100")
+    assert table[4].split()[0] == "text-only" and table[4].endswith("0.6000")
+    assert table[5].split()[0] == "image-only" and table[5].endswith("0.4000")
+    assert table[6] == ("text-tagger: the model's per-label thresholds, tuned on /data/val.jsonl (48 examples) "
+                        "(this data: the figures flatter the model)")
+    assert table[7] == "fused: 0.5 for every label"
+    assert table[9].split() == ["label", "support", "F1", "text-tagger", "F1", "fused"]
+    assert table[10].split() == ["rare", "0", "-", "no", "examples"]
+    assert table[11].split() == ["wifi", "4", "0.5000", "0.9100"]

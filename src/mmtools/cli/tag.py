@@ -88,7 +88,7 @@ def tag_command(
             tagger = TrainedTagger(model, device)
             per_label = read_thresholds(thresholds, tagger.labels) if thresholds else None
             tagged = tag_records(records_from_inputs(sources, report.problem), tagger,
-                                 thresholds=tagger.effective_thresholds(threshold, per_label), top_k=top_k,
+                                 threshold=threshold, per_label=per_label, top_k=top_k,
                                  text_fields=fields, root=root, batch_size=batch_size, on_problem=report.problem)
         else:
             from mmtools.models import load_encoder

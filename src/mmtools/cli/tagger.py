@@ -96,6 +96,11 @@ def train_tagger_command(
         = 256,
     hidden_dim: Annotated[int, typer.Option("--hidden-dim", min=1, help="Hidden width of the MLP head.")] = 512,
     dropout: Annotated[float, typer.Option("--dropout", min=0.0, max=0.9, help="Dropout in the head.")] = 0.3,
+    modality_dropout: Annotated[float, typer.Option(
+        "--modality-dropout", min=0.0, max=0.9,
+        help="Concat and attention fusion: the share of training examples whose text or image is withheld "
+             "(half each) and stood in for by a learned 'missing' embedding, so that the tagger also tags "
+             "records without a photo or a description (0: a tagger that needs both).")] = 0.3,
     text_pooling: Annotated[str, typer.Option(
         "--text-pooling", help="Sentence vector of a BERT-style text tower: first ([CLS]) or mean.")] = "first",
     min_label_count: Annotated[int, typer.Option(
@@ -135,16 +140,20 @@ def train_tagger_command(
                                 image_model=image_model, fusion_dim=fusion_dim, hidden_dim=hidden_dim,
                                 dropout=dropout, text_pooling=text_pooling, head_lr=lr, text_lr=text_lr,
                                 image_lr=image_lr, frozen_epochs=epochs, finetune_epochs=finetune_epochs,
-                                finetune_lr_scale=finetune_lr_scale, min_label_count=min_label_count)
+                                finetune_lr_scale=finetune_lr_scale, min_label_count=min_label_count,
+                                modality_dropout=modality_dropout)
         if text_pooling not in ("first", "mean"):
             raise UsageError(f"--text-pooling {text_pooling!r}: use first or mean")
         options.check()
         columns = (text_column, image_column, tags_column, tags_separator, report)
         needs_image = modality != Modality.text
-        train = usable_examples(_read(data, *columns), options.modality, "training", report.problem)
+        one = options.learns_missing
+        train = usable_examples(_read(data, *columns), options.modality, "training", report.problem,
+                                one_is_enough=one)
         source = None
         if val:
-            held = usable_examples(_read(val, *columns), options.modality, "validation", report.problem)
+            held = usable_examples(_read(val, *columns), options.modality, "validation", report.problem,
+                                   one_is_enough=one)
             source = {"path": _resolved(val)}
         elif val_fraction > 0 and len(train) >= 10:
             train, held = split_examples(train, val_fraction, seed)
@@ -253,25 +262,52 @@ def eval_tagging_command(
 
 def _table(results: list[dict[str, Any]], per_label: bool) -> str:
     header = ["model", "reads", "examples", "micro P", "micro R", "micro F1", "macro P", "macro R", "macro F1"]
-    rows = [[r["model"], r["reads"], str(r["examples"]),
-             *(f"{r[avg][m]:.4f}" for avg in ("micro", "macro") for m in ("precision", "recall", "f1"))]
-            for r in results]
+
+    def row(name: str, reads: str, figures: dict[str, Any]) -> list[str]:
+        return [name, reads, str(figures["examples"]),
+                *(f"{figures[avg][m]:.4f}" for avg in ("micro", "macro") for m in ("precision", "recall", "f1"))]
+
+    rows = []
+    for r in results:
+        rows.append(row(r["model"], r["reads"], r))
+        # A tagger that can do without a modality: its figures with both, and with each one alone.
+        rows.extend(row(f"  {mode}", "", figures) for mode, figures in r.get("modes", {}).items())
     text = _columns([header, *rows]) + "".join(_thresholds_line(r) for r in results if "thresholds" in r)
     if per_label:
         labels = sorted({label for r in results for label in r["per_label"]})
         head = ["label", "support", *(f"F1 {r['model']}" for r in results)]
         body = [[label, str(max(r["per_label"].get(label, {}).get("support", 0) for r in results)),
-                 *(f"{r['per_label'][label]['f1']:.4f}" if label in r["per_label"] else "-" for r in results)]
+                 *(_label_f1(r["per_label"].get(label)) for r in results)]
                 for label in labels]
         text += "\n" + _columns([head, *body])
     return text
+
+
+def _label_f1(figures: dict[str, Any] | None) -> str:
+    """A label's F1, or why there is none: no test example has it (any prediction of it is then wrong)."""
+    if figures is None:
+        return "-"
+    if not figures.get("support"):
+        return "no examples"
+    return f"{figures['f1']:.4f}"
+
+
+def _tuned_on(tuned: Any) -> str:
+    """Where thresholds were tuned, in words: the validation file, or the share held out of the training data."""
+    if not isinstance(tuned, dict):
+        return str(tuned)
+    where = (tuned["path"] if tuned.get("path") else
+             f"{tuned.get('fraction', 0):.0%} held out of {tuned['held_out_of']}" if tuned.get("held_out_of")
+             else "the validation data")
+    examples = tuned.get("examples")
+    return where + (f" ({examples} examples)" if examples else "")
 
 
 def _thresholds_line(result: dict[str, Any]) -> str:
     """Which thresholds a model's figures come from (the JSON's thresholds, tuned_on, tuned_on_this_data)."""
     line = f"{result['model']}: {result['thresholds']}"
     if result.get("tuned_on"):
-        line += f", tuned on {result['tuned_on']}"
+        line += f", tuned on {_tuned_on(result['tuned_on'])}"
     if result.get("tuned_on_this_data"):
         line += " (this data: the figures flatter the model)"
     return line + "\n"

@@ -589,7 +589,7 @@ class Engine:
         and the mode it read them in: "text-only", "image-only" or "multimodal"."""
         from mmtools.tag.batches import Sample
         from mmtools.tag.labels import select_tags
-        from mmtools.tag.trained import describe_modalities
+        from mmtools.tag.trained import RETRAIN_HINT, describe_modalities, sample_mode
 
         tagger = self.tagger(model)
         spec = tagger.spec
@@ -601,12 +601,12 @@ class Engine:
                              hint="send the text as 'text' (or 'description'), the photo as an 'image' upload")
         if spec.modality == "both" and not (use_text and use_image) and not spec.allows_one_modality:
             raise UsageError(f"{needs}, together: give {'an image' if use_text else 'a text'} too",
-                             hint="only a late-fusion tagger tags from one of the two")
+                             hint=RETRAIN_HINT)
         sample = Sample(id="request", text=tagger.batches.prepare_texts([text])[0] if use_text else None,
                         image=self.picture(image, tagger.batches.image_size) if use_image else None)
         row = tagger.probabilities([sample])[0]
-        mode = "multimodal" if use_text and use_image else "text-only" if use_text else "image-only"
-        return select_tags(tagger.labels, row, tagger.effective_thresholds(threshold), top_k), mode
+        mode = sample_mode(sample)
+        return select_tags(tagger.labels, row, tagger.effective_thresholds(threshold, mode=mode), top_k), mode
 
     def tag_records(self, records: Iterable[Record], *, model: str | None, labels: list[str] | None = None,
                     templates: list[str] | None = None, top_k: int | None = None, threshold: float | None = None,
@@ -622,7 +622,7 @@ class Engine:
             from mmtools.tag.trained import tag_records
 
             tagger = served.model
-            return tag_records(records, tagger, thresholds=tagger.effective_thresholds(threshold, per_label),
+            return tag_records(records, tagger, threshold=threshold, per_label=per_label,
                                top_k=top_k, text_fields=fields, root=root, batch_size=batch_size,
                                on_problem=on_problem)
         if not labels:

@@ -97,3 +97,16 @@ def to_device(batch: dict[str, Any], device: str, dtype: Any = None) -> dict[str
         return value
 
     return {k: move(v) for k, v in batch.items()}
+
+
+def withheld(batch: dict[str, Any], modality: str) -> dict[str, Any]:
+    """``batch`` as if no row had its ``modality`` ("text" or "image"): what a tagger sees of records
+    without it (used to measure, and tune thresholds for, the one-modality modes)."""
+    import torch
+
+    out = dict(batch)
+    key, flag = ("text", "has_text") if modality == "text" else ("pixel_values", "has_image")
+    out.pop(key, None)
+    out[flag] = torch.zeros_like(batch[flag])
+    return out
+

@@ -10,7 +10,9 @@ from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.tag.batches import Sample
 from mmtools.tag.data import example_text
 from mmtools.tag.metrics import tagging_report
-from mmtools.tag.trained import (RecordInput, TrainedTagger, describe_modalities, missing_modality, predict)
+from mmtools.tag.modes import IMAGE_ONLY, MODES, MULTIMODAL, TEXT_ONLY
+from mmtools.tag.trained import (RecordInput, TrainedTagger, describe_modalities, missing_modality, predict,
+                                 sample_mode)
 from mmtools.train.data import Example, group_by_image
 
 log = logging.getLogger("mmtools")
@@ -20,7 +22,8 @@ def _pairs(tagger: TrainedTagger, examples: Sequence[Example], on_problem: Probl
            skipped: list[int]) -> Iterator[tuple[Example, Sample]]:
     spec = tagger.spec
     for example in examples:
-        given = RecordInput(text=example_text(example), image=example.image, no_text=False, no_image=False)
+        text = example_text(example)  # a labelled example without a text or a photo has none: it says so
+        given = RecordInput(text=text, image=example.image, no_text=text is None, no_image=example.image is None)
         reason = missing_modality(spec, given, ("text",), "path")
         if reason is not None:
             skipped[0] += 1
@@ -28,6 +31,29 @@ def _pairs(tagger: TrainedTagger, examples: Sequence[Example], on_problem: Probl
             continue
         yield example, Sample(example.id, text=given.text if spec.uses_text else None,
                               image=given.image if spec.uses_image else None)
+
+
+def _read_as(pairs: Sequence[tuple[Example, Sample]], mode: str) -> list[tuple[Example, Sample]]:
+    """The examples that have what ``mode`` reads, as fresh samples that hold only that (``predict``
+    prepares samples in place, so each reading gets its own)."""
+    text, image = mode in (MULTIMODAL, TEXT_ONLY), mode in (MULTIMODAL, IMAGE_ONLY)
+    return [(example, Sample(sample.id, text=sample.text if text else None, image=sample.image if image else None))
+            for example, sample in pairs
+            if (sample.text is not None or not text) and (sample.image is not None or not image)]
+
+
+def _scored(tagger: TrainedTagger, pairs: Sequence[tuple[Example, Sample]], threshold: float | None,
+            batch_size: int, on_problem: ProblemHandler) -> tuple[list[list[str]], list[list[str]]]:
+    """Gold and predicted tags of each readable pair, at the thresholds of the mode it is read in."""
+    limits = {mode: [tagger.effective_thresholds(threshold, mode=mode).for_label(label) for label in tagger.labels]
+              for mode in MODES}
+    gold: list[list[str]] = []
+    predicted: list[list[str]] = []
+    for example, sample, row in predict(tagger, pairs, batch_size=batch_size, on_problem=on_problem):
+        gold.append(example.tags)
+        predicted.append([label for label, score, limit in zip(tagger.labels, row, limits[sample_mode(sample)])
+                          if score >= limit])
+    return gold, predicted
 
 
 def thresholds_used(tagger: TrainedTagger, threshold: float | None, data_path: str | None = None
@@ -62,17 +88,19 @@ def evaluate_tagger(tagger: TrainedTagger, examples: Sequence[Example], *, thres
     if used["tuned_on_this_data"]:
         log.warning("%s: its thresholds were tuned on %s (its validation data in training), so these figures "
                     "flatter it; evaluate on data it has not seen, or give --threshold", tagger.name, data_path)
-    thresholds = tagger.effective_thresholds(threshold)
     if tagger.spec.modality == "image":  # one picture on several rows (one per caption) is one example
         examples = group_by_image(examples)
     skipped = [0]
-    gold: list[list[str]] = []
-    predicted: list[list[str]] = []
-    limits = [thresholds.for_label(label) for label in tagger.labels]
-    for example, row in predict(tagger, _pairs(tagger, examples, on_problem, skipped), batch_size=batch_size,
-                                on_problem=on_problem):
-        gold.append(example.tags)
-        predicted.append([label for label, score, limit in zip(tagger.labels, row, limits) if score >= limit])
+    pairs = list(_pairs(tagger, examples, on_problem, skipped))
+    # Each example read with what it has; a two-tower tagger that can do without one is also read with each
+    # modality alone, so that the cost of a missing photo (or description) shows beside the full figures.
+    given = [(example, Sample(sample.id, sample.text, sample.image)) for example, sample in pairs]
+    gold, predicted = _scored(tagger, given, threshold, batch_size, on_problem)
+    modes: dict[str, Any] = {}
+    if tagger.spec.modality == "both" and tagger.spec.allows_one_modality:
+        for mode in MODES:
+            report = tagging_report(*_scored(tagger, _read_as(pairs, mode), threshold, batch_size, on_problem))
+            modes[mode] = {"examples": report["examples"], "micro": report["micro"], "macro": report["macro"]}
     known = set(tagger.labels)
     unknown = sorted({tag for tags in gold for tag in tags} - known)
     if unknown:
@@ -80,4 +108,4 @@ def evaluate_tagger(tagger: TrainedTagger, examples: Sequence[Example], *, thres
                     tagger.name, len(unknown), ", ".join(unknown[:10]) + (" ..." if len(unknown) > 10 else ""))
     report = tagging_report(gold, predicted)
     return {"model": tagger.name, "reads": describe_modalities(tagger.spec), **report,
-            "skipped": skipped[0], "unknown_labels": unknown, **used}
+            **({"modes": modes} if modes else {}), "skipped": skipped[0], "unknown_labels": unknown, **used}

@@ -9,6 +9,11 @@ Fusion of the two towers (``fusion``):
   (keys and values never cross the batch), the attended tokens are pooled over the text, and
   [pooled text, attended] goes into the MLP.
 
+A missing modality (a listing without a photo, a photo without a description): ``concat`` and ``attention``
+taggers trained with ``modality_dropout`` have a learned "missing" embedding per tower, which stands in for
+the withheld tower's features (pooled and tokens) in training, for that share of the samples, and at inference
+wherever a record lacks that modality. Older fused taggers, without it, need both.
+
 This module holds only torch code; building towers from files is in ``mmtools.tag.towers``.
 """
 
@@ -42,6 +47,9 @@ class TaggerSpec:
     image_dim: int | None = None
     text_pooling: str = "first"  # "first" token ([CLS]), "mean" of the tokens, or the tower's "pooler" output
     text_uses_mask: bool = True  # SigLIP text towers were trained without an attention mask
+    # Share of training samples with one modality withheld (half text, half image), replaced by a learned
+    # "missing" embedding (concat and attention fusion); 0 makes a tagger that needs both.
+    modality_dropout: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -53,9 +61,14 @@ class TaggerSpec:
         return self.modality in ("image", "both")
 
     @property
+    def learns_missing(self) -> bool:
+        """Fused towers with a learned stand-in for a missing modality."""
+        return self.modality == "both" and self.fusion != "late" and self.modality_dropout > 0
+
+    @property
     def allows_one_modality(self) -> bool:
         """A two-tower model that can still tag a record that has only one of the two."""
-        return self.modality == "both" and self.fusion == "late"
+        return self.modality == "both" and (self.fusion == "late" or self.learns_missing)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +81,12 @@ class TaggerSpec:
 
 def _mlp(inputs: int, hidden: int, outputs: int, dropout: float) -> nn.Module:
     return nn.Sequential(nn.Linear(inputs, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, outputs))
+
+
+def _scattered(values: torch.Tensor, rows_present: torch.Tensor, rows: int) -> torch.Tensor:
+    """``values`` of the rows present put at their places among ``rows`` (zeros elsewhere)."""
+    full = values.new_zeros((rows, *values.shape[1:]))
+    return full.index_copy(0, rows_present, values)
 
 
 def _projection(inputs: int, outputs: int) -> nn.Module:
@@ -104,6 +123,9 @@ class TaggerModel(nn.Module):
                                                              batch_first=True)
                 self.attended_norm = nn.LayerNorm(d)
             self.head = _mlp(2 * d, spec.hidden_dim, labels, spec.dropout)
+            if spec.learns_missing:
+                self.missing_text = nn.Parameter(torch.zeros(d))
+                self.missing_image = nn.Parameter(torch.zeros(d))
 
     # ------------------------------------------------------------------------------------------ towers
     def encode_text(self, text: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -147,8 +169,11 @@ class TaggerModel(nn.Module):
             return {"logits": self.head(pooled)}
         if spec.fusion == "late":
             return self._late(batch)
-        text_pooled, text_tokens, mask = self.encode_text(batch["text"])
-        image_pooled, image_tokens = self.encode_image(batch["pixel_values"])
+        if spec.learns_missing:
+            text_pooled, text_tokens, mask, image_pooled, image_tokens = self._with_stand_ins(batch)
+        else:
+            text_pooled, text_tokens, mask = self.encode_text(batch["text"])
+            image_pooled, image_tokens = self.encode_image(batch["pixel_values"])
         if spec.fusion == "concat":
             return {"logits": self.head(torch.cat([text_pooled, image_pooled], dim=-1))}
         # Batched attention: row i's text queries see only row i's image tokens (shape (B, T, N) scores).
@@ -157,6 +182,56 @@ class TaggerModel(nn.Module):
         weights = mask.to(attended.dtype).unsqueeze(-1)
         pooled_attended = (attended * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         return {"logits": self.head(torch.cat([text_pooled, pooled_attended], dim=-1))}
+
+    def _with_stand_ins(self, batch: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+        """Both towers' features for every row, the learned "missing" embedding standing in where a row has
+        no text or no image (and, in training, for a random ``modality_dropout`` share of the rows)."""
+        has_text, has_image = batch["has_text"], batch["has_image"]
+        rows = has_text.shape[0]
+        d = self.spec.fusion_dim
+        if self.training and self.spec.modality_dropout > 0:
+            has_text, has_image = self._withhold(has_text, has_image)
+        if "text" in batch:
+            pooled, tokens, mask = self.encode_text(batch["text"])
+            present = batch["has_text"].nonzero().squeeze(1)
+            text_pooled = _scattered(pooled, present, rows)
+            text_tokens = _scattered(tokens, present, rows)
+            mask = _scattered(mask, present, rows)
+        else:
+            text_pooled = self.missing_text.new_zeros((rows, d))
+            text_tokens = self.missing_text.new_zeros((rows, 1, d))
+            mask = torch.zeros((rows, 1), dtype=torch.long, device=self.missing_text.device)
+        if "pixel_values" in batch:
+            pooled, tokens = self.encode_image(batch["pixel_values"])
+            present = batch["has_image"].nonzero().squeeze(1)
+            image_pooled = _scattered(pooled, present, rows)
+            image_tokens = _scattered(tokens, present, rows)
+        else:
+            image_pooled = self.missing_image.new_zeros((rows, d))
+            image_tokens = self.missing_image.new_zeros((rows, 1, d))
+        # torch.where keeps both stand-ins in the graph on every step (DDP expects every parameter used).
+        text_rows, image_rows = has_text.view(-1, 1), has_image.view(-1, 1)
+        text_pooled = torch.where(text_rows, text_pooled, self.missing_text.to(text_pooled.dtype))
+        image_pooled = torch.where(image_rows, image_pooled, self.missing_image.to(image_pooled.dtype))
+        # A row without text has one token, the stand-in; a row without an image one region, likewise.
+        first = torch.zeros_like(mask)
+        first[:, 0] = 1
+        text_tokens = torch.where(text_rows.unsqueeze(-1), text_tokens,
+                                  (first.unsqueeze(-1) * self.missing_text).to(text_tokens.dtype))
+        mask = torch.where(text_rows, mask, first)
+        image_tokens = torch.where(image_rows.unsqueeze(-1), image_tokens,
+                                   self.missing_image.to(image_tokens.dtype).expand_as(image_tokens))
+        return text_pooled, text_tokens, mask, image_pooled, image_tokens
+
+    def _withhold(self, has_text: torch.Tensor, has_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training's modality dropout: each row that has both loses its text or its image with probability
+        ``modality_dropout / 2`` each (never both)."""
+        both = has_text & has_image
+        draw = torch.rand(has_text.shape, device=has_text.device)
+        share = self.spec.modality_dropout / 2
+        lose_text = both & (draw < share)
+        lose_image = both & (draw >= share) & (draw < 2 * share)
+        return has_text & ~lose_text, has_image & ~lose_image
 
     def _late(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         has_text, has_image = batch["has_text"], batch["has_image"]
@@ -173,8 +248,7 @@ class TaggerModel(nn.Module):
             else:
                 pooled = self.encode_image(batch["pixel_values"])[0]
                 logits_present = self.image_head(pooled)
-            full = logits_present.new_zeros((rows, logits_present.shape[1]))
-            full = full.index_copy(0, present.nonzero().squeeze(1), logits_present)
+            full = _scattered(logits_present, present.nonzero().squeeze(1), rows)
             out[f"{name}_logits"] = full
             total = full if total is None else total + full
         out["logits"] = total / count.clamp(min=1.0).unsqueeze(1).to(total.dtype)

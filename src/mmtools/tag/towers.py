@@ -144,8 +144,11 @@ def spec_for(towers: Towers, spec: TaggerSpec) -> TaggerSpec:
 
 
 def save_tagger(directory: Path, model: Any, towers: Towers, thresholds: dict[str, float],
-                info: dict[str, Any] | None = None) -> None:
-    """Write a complete tagger into ``directory`` (which should be new and empty: callers swap it in)."""
+                info: dict[str, Any] | None = None,
+                mode_thresholds: dict[str, dict[str, float]] | None = None) -> None:
+    """Write a complete tagger into ``directory`` (which should be new and empty: callers swap it in).
+    ``thresholds`` are for records read with both modalities (or the one the tagger reads);
+    ``mode_thresholds`` for a two-tower tagger reading one of them ("text-only", "image-only")."""
     from safetensors.torch import save_model
 
     from mmtools import __version__
@@ -163,6 +166,9 @@ def save_tagger(directory: Path, model: Any, towers: Towers, thresholds: dict[st
     manifest = {"format": MANIFEST_FORMAT, "format_version": MANIFEST_VERSION, "family": FAMILY,
                 "mmtools_version": __version__, "tagger": spec.to_dict(),
                 "thresholds": {label: round(float(thresholds.get(label, 0.5)), 4) for label in spec.labels},
+                **({"mode_thresholds": {mode: {label: round(float(values.get(label, 0.5)), 4)
+                                               for label in spec.labels}
+                                        for mode, values in mode_thresholds.items()}} if mode_thresholds else {}),
                 "text": asdict(towers.text_rules) if towers.text_rules is not None else None,
                 # Some tower classes (SigLIP's text model) are not in AutoModel's table: name them.
                 "tower_classes": {name: type(tower).__name__ for name, tower in

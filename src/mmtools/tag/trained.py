@@ -14,6 +14,7 @@ from mmtools.models.registry import ModelRef, resolve_model
 from mmtools.records import Record, field_texts, record_id
 from mmtools.tag.batches import BatchMaker, Sample, to_device
 from mmtools.tag.labels import Thresholds, select_tags
+from mmtools.tag.modes import MULTIMODAL, mode_of
 from mmtools.tag.towers import FAMILY, load_tagger_parts
 
 
@@ -35,6 +36,10 @@ def describe_modalities(spec: Any) -> str:
     return f"{spec.modality} only"
 
 
+RETRAIN_HINT = ("retrain it with `mmtools train tagger --modality-dropout 0.3` (the default) to tag records that "
+                "lack one, or use --fusion late")
+
+
 class TrainedTagger:
     """A loaded tagger. ``probabilities(examples)`` gives an (n, labels) array of sigmoid outputs."""
 
@@ -51,6 +56,10 @@ class TrainedTagger:
         directory, manifest = found
         self.name = ref.name
         self.model, towers, self.thresholds = load_tagger_parts(directory, manifest)
+        # Thresholds tuned for each one-modality mode ("text-only", "image-only"), where training measured them.
+        self.mode_thresholds: dict[str, dict[str, float]] = {
+            mode: {label: float(values.get(label, 0.5)) for label in self.thresholds}
+            for mode, values in (manifest.get("mode_thresholds") or {}).items() if isinstance(values, dict)}
         self.training: dict[str, Any] = manifest.get("training") or {}  # what `train tagger` recorded
         self.spec = self.model.spec
         self.labels: list[str] = list(self.spec.labels)
@@ -71,10 +80,12 @@ class TrainedTagger:
                 logits = self.model(batch)["logits"]
         return torch.sigmoid(logits.float()).cpu().numpy()
 
-    def effective_thresholds(self, threshold: float | None = None,
-                             per_label: dict[str, float] | None = None) -> Thresholds:
-        """The model's tuned thresholds; ``threshold`` replaces them all; ``per_label`` overrides some."""
-        base = {} if threshold is not None else dict(self.thresholds)
+    def effective_thresholds(self, threshold: float | None = None, per_label: dict[str, float] | None = None,
+                             mode: str = MULTIMODAL) -> Thresholds:
+        """The model's tuned thresholds for records read in ``mode`` (those tuned for it, else the model's);
+        ``threshold`` replaces them all; ``per_label`` overrides some."""
+        tuned = self.mode_thresholds.get(mode, self.thresholds)
+        base = {} if threshold is not None else dict(tuned)
         return Thresholds(default=0.5 if threshold is None else threshold, per_label={**base, **(per_label or {})})
 
 
@@ -122,13 +133,13 @@ def missing_modality(spec: Any, given: RecordInput, text_fields: Sequence[str],
         if lacking is None:
             return None
         declared = given.no_text if lacking == "text" else given.no_image
-        if spec.allows_one_modality and declared:
-            return None
+        if spec.learns_missing or (spec.allows_one_modality and declared):
+            return None  # a tagger trained to stand in for a missing modality reads what there is
         field = names if lacking == "text" else repr(image_field)
         if spec.allows_one_modality:
             return (f"record has no {lacking} ({field}); this tagger reads {needs}; set {field} to null "
                     f"to tag it from its {'image' if lacking == 'text' else 'text'} alone")
-        return f"record has no {lacking} ({field}); this tagger reads {needs}"
+        return f"record has no {lacking} ({field}); this tagger reads {needs} together; {RETRAIN_HINT}"
     return None
 
 
@@ -164,9 +175,9 @@ def load_example_images(pairs: list[tuple[Record, Sample]], draft_size: int | No
     return kept
 
 
-def predict(tagger: TrainedTagger, pairs: Iterable[tuple[Record, Sample]], *, batch_size: int = 32,
-            on_problem: ProblemHandler = raise_problem) -> Iterator[tuple[Record, Any]]:
-    """``(record, probabilities)`` for each readable example, in order."""
+def predict(tagger: TrainedTagger, pairs: Iterable[tuple[Any, Sample]], *, batch_size: int = 32,
+            on_problem: ProblemHandler = raise_problem) -> Iterator[tuple[Any, Sample, Any]]:
+    """``(record, sample, probabilities)`` for each readable example, in order."""
     for chunk in batched(pairs, batch_size):
         chunk = load_example_images(chunk, tagger.batches.image_size, on_problem)
         if not chunk:
@@ -177,16 +188,27 @@ def predict(tagger: TrainedTagger, pairs: Iterable[tuple[Record, Sample]], *, ba
             if example.text is not None:
                 example.text = next(texts)
         probabilities = tagger.probabilities([e for _, e in chunk])
-        for (record, _), row in zip(chunk, probabilities):
-            yield record, row
+        for (record, sample), row in zip(chunk, probabilities):
+            yield record, sample, row
 
 
-def tag_records(records: Iterable[Record], tagger: TrainedTagger, *, thresholds: Thresholds,
-                top_k: int | None = None, text_fields: Sequence[str] = ("text",), image_field: str = "path",
-                root: str | None = None, batch_size: int = 32,
-                on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
-    """Each readable record with ``tags``: the labels scoring at or above their thresholds, best first."""
+def sample_mode(sample: Sample) -> str:
+    return mode_of(sample.text is not None, sample.image is not None)
+
+
+def tag_records(records: Iterable[Record], tagger: TrainedTagger, *, threshold: float | None = None,
+                per_label: dict[str, float] | None = None, top_k: int | None = None,
+                text_fields: Sequence[str] = ("text",), image_field: str = "path", root: str | None = None,
+                batch_size: int = 32, on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
+    """Each readable record with ``tags``: the labels scoring at or above their thresholds (those of the mode
+    it was read in), best first. A two-tower tagger's records also say which mode that was (``tag_mode``:
+    "multimodal", "text-only" or "image-only")."""
     pairs = examples_from_records(records, tagger, text_fields=text_fields, image_field=image_field, root=root,
                                   on_problem=on_problem)
-    for record, row in predict(tagger, pairs, batch_size=batch_size, on_problem=on_problem):
-        yield {**record, "tags": select_tags(tagger.labels, row, thresholds, top_k)}
+    thresholds = {mode: tagger.effective_thresholds(threshold, per_label, mode)
+                  for mode in (MULTIMODAL, *tagger.mode_thresholds)}
+    two_towers = tagger.spec.modality == "both"
+    for record, sample, row in predict(tagger, pairs, batch_size=batch_size, on_problem=on_problem):
+        mode = sample_mode(sample)
+        tags = select_tags(tagger.labels, row, thresholds.get(mode, thresholds[MULTIMODAL]), top_k)
+        yield {**record, "tags": tags, **({"tag_mode": mode} if two_towers else {})}

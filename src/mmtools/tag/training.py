@@ -22,6 +22,7 @@ from mmtools.tag.batches import BatchMaker, Sample
 from mmtools.tag.data import example_text
 from mmtools.tag.metrics import cross_fitted_thresholds, micro_f1, tagging_report, tune_thresholds
 from mmtools.tag.model import FUSIONS, MODALITIES, TaggerModel, TaggerSpec
+from mmtools.tag.modes import IMAGE_ONLY, TEXT_ONLY
 from mmtools.tag.towers import Towers, load_towers, save_tagger, spec_for
 from mmtools.train.data import Example, ExampleDataset, group_by_image, image_key
 
@@ -47,12 +48,23 @@ class TaggerOptions:
     finetune_lr_scale: float = 0.1
     min_label_count: int = 1
     max_pos_weight: float = 10.0
+    # concat / attention fusion: the share of training samples with their text or image withheld, so that the
+    # tagger learns to answer from one (0: a tagger that needs both). Late fusion needs none: its heads are
+    # trained alone too.
+    modality_dropout: float = 0.3
+
+    @property
+    def learns_missing(self) -> bool:
+        return self.modality == "both" and self.fusion != "late" and self.modality_dropout > 0
 
     def check(self) -> None:
         if self.modality not in MODALITIES:
             raise UsageError(f"unknown modality {self.modality!r}", hint="use text, image or both")
         if self.fusion not in FUSIONS:
             raise UsageError(f"unknown fusion {self.fusion!r}", hint="use concat, late or attention")
+        if not 0.0 <= self.modality_dropout < 1.0:
+            raise UsageError(f"modality dropout {self.modality_dropout} is not a share",
+                             hint="give a number from 0 (a tagger that needs both) to below 1, e.g. 0.3")
         if self.base is None and self.modality in ("text", "both") and self.text_model is None:
             raise UsageError(f"--modality {self.modality} needs a text tower",
                              hint="pass --text-model DIR_OR_ID (e.g. vinai/phobert-base) or --base DUAL_ENCODER")
@@ -72,14 +84,17 @@ def label_vocabulary(examples: Sequence[Example], min_count: int = 1) -> list[st
 
 
 def usable_examples(examples: Sequence[Example], modality: str, what: str,
-                    on_problem: ProblemHandler) -> list[Example]:
-    """The examples that have what the modality needs; each other one reported. An image-only tagger sees
-    each picture once: rows naming the same file (one per caption) are grouped, their tags joined."""
+                    on_problem: ProblemHandler, *, one_is_enough: bool = False) -> list[Example]:
+    """The examples that have what the modality needs (with ``one_is_enough``, a tagger that learns to do
+    without one modality: text or image); each other one reported. An image-only tagger sees each picture
+    once: rows naming the same file (one per caption) are grouped, their tags joined."""
     kept = []
     for example in examples:
         lacks = [name for name, needed, present in (("text", modality in ("text", "both"), example.texts),
                                                      ("image", modality in ("image", "both"), example.image))
                  if needed and not present]
+        if one_is_enough and len(lacks) < 2:
+            lacks = []
         if lacks:
             on_problem(Problem(example.where, f"{what} example has no {' and no '.join(lacks)}, which "
                                               f"--modality {modality} needs; skipped"))
@@ -108,7 +123,7 @@ class TaggerCollate:
     def __call__(self, items: list[tuple[Example, Any]]) -> dict[str, Any] | None:
         samples = []
         for example, image in items:
-            if self.uses_image and image is None:
+            if self.uses_image and example.image is not None and image is None:
                 continue  # its image failed to decode in the worker (it was checked beforehand)
             samples.append(Sample(example.id, text=example.text if self.uses_text else None,
                                   image=image if self.uses_image else None, target=self.target(example.tags)))
@@ -132,7 +147,9 @@ class TaggerTask:
         spec = spec_for(self.towers, TaggerSpec(labels=self.labels, modality=options.modality,
                                                 fusion=options.fusion, fusion_dim=options.fusion_dim,
                                                 hidden_dim=options.hidden_dim, dropout=options.dropout,
-                                                text_pooling=options.text_pooling))
+                                                text_pooling=options.text_pooling,
+                                                modality_dropout=(options.modality_dropout
+                                                                  if options.learns_missing else 0.0)))
         torch.manual_seed(seed)  # the new layers start the same on every run with the same seed
         self.model = TaggerModel(spec, self.towers.text_model, self.towers.image_model)
         self.batches = BatchMaker(self.towers)
@@ -147,6 +164,7 @@ class TaggerTask:
         self.pos_weight = self._positive_weights()
         self._val_probabilities: Any = None
         self._val_targets: Any = None
+        self._val_modes: dict[str, tuple[Any, Any]] = {}  # one-modality mode -> (targets, probabilities)
         self.last_report: dict[str, Any] | None = None
 
     # -- data
@@ -237,7 +255,8 @@ class TaggerTask:
         import torch
         from torch.utils.data import DataLoader
 
-        from mmtools.train.engine import move_to
+        from mmtools.tag.batches import withheld
+        from mmtools.train.engine import move_to, unwrap
 
         device = next(model.parameters()).device
         # Ids are positions here, so that each row's group is known even where a picture failed to decode.
@@ -245,6 +264,11 @@ class TaggerTask:
         loader = DataLoader(self.dataset(numbered), batch_size=self.batch_size, shuffle=False,
                             collate_fn=self.collate, num_workers=0)
         probabilities, targets, rows, total, batches = [], [], [], 0.0, 0
+        # A tagger that can read one modality is also measured on each alone (the other withheld), so that
+        # each mode gets thresholds of its own and the cost of a missing photo is known.
+        alone = {TEXT_ONLY: ("image", "has_text"), IMAGE_ONLY: ("text", "has_image")} \
+            if self.model.spec.allows_one_modality else {}
+        single: dict[str, tuple[list, list]] = {mode: ([], []) for mode in alone}
         with torch.no_grad():
             for batch in loader:
                 if batch is None:
@@ -256,12 +280,20 @@ class TaggerTask:
                 probabilities.append(torch.sigmoid(outputs["logits"].float()).cpu().numpy())
                 targets.append(batch["targets"].cpu().numpy())
                 rows.extend(int(i) for i in batch["ids"])
+                for mode, (withhold, kept) in alone.items():
+                    keep = batch[kept].cpu().numpy()
+                    logits = model(withheld(batch, withhold))["logits"]
+                    single[mode][0].append(batch["targets"].cpu().numpy()[keep])
+                    single[mode][1].append(torch.sigmoid(logits.float()).cpu().numpy()[keep])
         if not batches:
             return {}
         self._val_probabilities, self._val_targets = np.concatenate(probabilities), np.concatenate(targets)
+        self._val_modes = {mode: (np.concatenate(t), np.concatenate(p)) for mode, (t, p) in single.items()}
+        figures = {f"{mode.replace('-', '_')}_micro_f1": round(micro_f1(t, p), 4)
+                   for mode, (t, p) in self._val_modes.items() if len(t)}
         return {"val_loss": round(total / batches, 6),
                 **self.validation_figures(self._val_targets, self._val_probabilities,
-                                          [self._val_groups[i] for i in rows])}
+                                          [self._val_groups[i] for i in rows]), **figures}
 
     def validation_figures(self, targets: Any, probabilities: Any, groups: Sequence[str]) -> dict[str, float]:
         """``micro_f1``, ``macro_f1``: at threshold 0.5, nothing tuned. ``crossfit_micro_f1``,
@@ -289,11 +321,13 @@ class TaggerTask:
             thresholds = dict(zip(self.labels, tune_thresholds(self._val_targets, self._val_probabilities)))
         else:
             thresholds = {label: 0.5 for label in self.labels}
+        by_mode = {mode: dict(zip(self.labels, tune_thresholds(targets, probabilities)))
+                   for mode, (targets, probabilities) in self._val_modes.items() if len(targets)}
         info = {"train_examples": len(self.train), "val_examples": len(self.val),
                 "thresholds_tuned_on": ({"data": "validation", "examples": len(self._val_targets),
                                          **(self.val_source or {})}
                                         if self._val_probabilities is not None else None)}
-        save_tagger(directory, unwrap(model), self.towers, thresholds, info)
+        save_tagger(directory, unwrap(model), self.towers, thresholds, info, mode_thresholds=by_mode)
 
 
 def train_tagger(task: TaggerTask, config: Any, output: str | Path, *, resume: bool = False,
