@@ -1,6 +1,6 @@
-"""A tiny captioner trained from scratch with `train captioner` on shapes (a caption and two questions a
-picture), then used through real shell pipes: `ask` answers held-out pictures, `eval captioning` reports it
-beside its baselines, and captions from `caption` are found by `search --mode keyword`."""
+"""A tiny model trained from scratch with `train captioner` on shapes (two questions a picture), then used
+through real shell pipes: `ask` answers held-out pictures, `eval captioning` reports it beside its baselines,
+and captions from `caption --prompt` are found by `search --mode keyword`."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def trained(tmp_path_factory):
     from mmtools.caption.synthetic import shapes_vqa_data
 
     work = tmp_path_factory.mktemp("shapes")
-    shapes_vqa_data(work, 400, seed=1, size=16, name="train", captions=True)
-    shapes_vqa_data(work, 40, seed=2, size=16, name="test")
+    shapes_vqa_data(work, 400, seed=1, size=32, name="train")
+    shapes_vqa_data(work, 40, seed=2, size=32, name="test")
     result = shell("mmtools train captioner -d train.jsonl --arch tiny --image-size 16 --patch-size 4 --hidden 64 "
                    "--min-count 1 --epochs 8 --patience 3 -b 32 --lr 2e-3 --workers 0 -o run --metrics metrics.jsonl",
                    work, **ONE_THREAD)
@@ -58,9 +58,10 @@ def test_eval_reports_accuracy_beside_the_untrained_model_and_the_answer_prior(t
 
 
 def test_captions_are_found_by_keyword_search(trained, siglip_dir):
-    """caption | embed-images | index, then search --mode keyword: the red circles, by their captions."""
-    built = shell(f"mmtools caption -m run test/ | mmtools embed-images -m {siglip_dir} | mmtools index -o idx.faiss",
-                  trained, **ONE_THREAD)
+    """caption | embed-images | index, then search --mode keyword: the circles, by their captions (the model
+    captions what it is prompted for: here, the shape)."""
+    built = shell(f'mmtools caption -m run --prompt "Đây là hình gì?" test/ | mmtools embed-images -m {siglip_dir} '
+                  "| mmtools index -o idx.faiss", trained, **ONE_THREAD)
     assert built.returncode == 0, built.stderr
     gold = {g["path"]: g["answer"] for g in lines((trained / "test.jsonl").read_text(encoding="utf-8"))
             if g["question"] == "Đây là hình gì?"}

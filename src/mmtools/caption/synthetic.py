@@ -146,11 +146,10 @@ def draw_shape(shape: str, colour: tuple[int, int, int], size: int, rng: random.
     return image
 
 
-def shapes_vqa_data(folder: str | Path, count: int, *, seed: int = 0, size: int = 32, name: str = "data",
-                    captions: bool = False) -> Path:
-    """``count`` pictures of a coloured shape, each with two records: "Hình này màu gì?" (answer: the colour)
-    and "Đây là hình gì?" (answer: "hình" and the shape); with ``captions``, a third with its caption ("hình
-    tròn màu đỏ"). Returns the JSONL file (paths relative to it)."""
+def shapes_vqa_data(folder: str | Path, count: int, *, seed: int = 0, size: int = 32, name: str = "data") -> Path:
+    """``count`` pictures of a coloured shape, each with two records: "Hình này màu gì?" (answer: "màu" and the
+    colour) and "Đây là hình gì?" (answer: "hình" and the shape). Returns the JSONL file (paths relative to
+    it)."""
     folder = Path(folder)
     (folder / name).mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -161,8 +160,6 @@ def shapes_vqa_data(folder: str | Path, count: int, *, seed: int = 0, size: int 
         draw_shape(shape, COLOURS[colour], size, rng).save(folder / path)
         for question, answer in ((QUESTIONS["colour"], f"màu {colour}"), (QUESTIONS["shape"], f"hình {shape}")):
             lines.append(json.dumps({"path": path, "question": question, "answer": answer}, ensure_ascii=False))
-        if captions:
-            lines.append(json.dumps({"path": path, "captions": [f"hình {shape} màu {colour}"]}, ensure_ascii=False))
     target = folder / f"{name}.jsonl"
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return target

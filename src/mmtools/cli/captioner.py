@@ -80,6 +80,7 @@ def train_captioner_command(
         from mmtools.caption.training import (CaptionerOptions, CaptionerTask, read_caption_items,
                                               split_by_image, train_captioner)
         from mmtools.cli.ranks import skipped_summary, speaking_rank
+        from mmtools.cli.train import _resolved
         from mmtools.errors import UsageError
         from mmtools.train.engine import TrainConfig
 
@@ -199,9 +200,3 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 for r in rows]
     text = _columns([header, *body])
     return text + "".join(f"{r['model']}: {r['caption']}\n" for r in rows if r.get("caption"))
-
-
-def _resolved(path: str | None) -> str | None:
-    import os
-
-    return os.path.realpath(path) if path else None
