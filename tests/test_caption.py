@@ -177,3 +177,19 @@ def test_training_data_rows_are_read_as_captions_or_questions(tmp_path):
     assert len(problems) == 2
     train, held = split_by_image(items + [items[0].__class__(str(tmp_path / "c.png"), "ba")], 0.5)
     assert {i.image for i in train}.isdisjoint({i.image for i in held})
+
+
+def test_keyframe_records_are_captioned_from_their_video(captioners, tmp_path):
+    pytest.importorskip("av")
+    from mmtools.video.synthetic import write_video
+
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, [20, 20])
+    frames = [{"path": str(clip), "time": 0.2, "id": "clip#1"}, {"path": str(clip), "time": 1.2, "id": "clip#2"},
+              {"path": str(clip), "time": 99.0, "id": "clip#3"}]
+    result = run(["caption", "-m", captioners["blip"], "--max-new-tokens", "3"],
+                 input="".join(json.dumps(f) + "\n" for f in frames))
+    records = json_lines(result.stdout)
+    assert [r["id"] for r in records] == ["clip#1", "clip#2"] and all("caption" in r for r in records)
+    assert records[0]["time"] == 0.2
+    assert result.exit_code == 1 and "clip.mp4#t=" in result.stderr  # the frame past the end is named

@@ -280,10 +280,14 @@ def prepare_untrained(output: str | Path, texts: list[str], *, resume: bool = Fa
     non-empty OUTPUT is refused unless ``overwrite``, as the engine refuses it."""
     from mmtools.atomic import atomic_directory
     from mmtools.caption.synthetic import build_tiny_captioner
-    from mmtools.train.engine import TrainingError
+    from mmtools.train.engine import TrainingError, distribution
 
     output = Path(output)
     target = output / UNTRAINED_DIR
+    if not distribution().is_main:  # under torchrun: the same model (same texts, same seed), built apart
+        import tempfile
+
+        return build_tiny_captioner(Path(tempfile.mkdtemp(prefix="mmtools-untrained-")), texts, **tiny)
     if resume:
         if not (target / "config.json").exists():
             raise TrainingError(f"there is no untrained model to resume from in {output}",
@@ -296,3 +300,16 @@ def prepare_untrained(output: str | Path, texts: list[str], *, resume: bool = Fa
     with atomic_directory(target) as tmp:
         build_tiny_captioner(tmp, texts, **tiny)
     return target
+
+
+def starting_generator(base: str | None, tiny: dict[str, Any] | None, items: list[CaptionItem], output: str | Path,
+                       *, resume: bool = False, overwrite: bool = False) -> tuple[Any, str | None]:
+    """The generator training starts from (``base``, or a tiny model with the ``tiny`` settings built in
+    OUTPUT/untrained from the items' texts), and where its untrained self is, as the manifest records it."""
+    from mmtools.caption.loading import default_generators
+
+    if base is not None:
+        return default_generators.get(base, for_training=True), base
+    texts = [text for item in items for text in (item.target, item.prompt) if text]
+    location = prepare_untrained(output, texts, resume=resume, overwrite=overwrite, **(tiny or {}))
+    return default_generators.get(str(location), for_training=True), f"../{UNTRAINED_DIR}"

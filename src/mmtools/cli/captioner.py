@@ -78,7 +78,7 @@ def train_captioner_command(
     """
     with command_session("train captioner") as session:
         from mmtools.caption.training import (CaptionerOptions, CaptionerTask, read_caption_items,
-                                              split_by_image, train_captioner)
+                                              split_by_image, starting_generator, train_captioner)
         from mmtools.cli.ranks import skipped_summary, speaking_rank
         from mmtools.cli.train import _resolved
         from mmtools.errors import UsageError
@@ -99,9 +99,9 @@ def train_captioner_command(
         items, held = readable(items, report.problem), readable(held, report.problem)
         if not items:
             raise UsageError(f"{data} has no usable training items")
-        generator, untrained = _starting_model(base, arch, items, output, resume, overwrite, image_size=image_size,
-                                               patch_size=patch_size, hidden=hidden, layers=layers,
-                                               min_count=min_count, seed=seed)
+        tiny = dict(image_size=image_size, patch_size=patch_size, hidden=hidden, layers=layers, min_count=min_count,
+                    seed=seed) if arch else None
+        generator, untrained = starting_generator(base, tiny, items, output, resume=resume, overwrite=overwrite)
         options = CaptionerOptions(lr=lr or (1e-3 if arch else 2e-4 if lora else 5e-5), lora=lora,
                                    lora_rank=lora_rank, lora_alpha=lora_alpha)
         task = CaptionerTask(generator, items, held, options, batch_size=batch_size, base=base, untrained=untrained)
@@ -132,19 +132,6 @@ def train_captioner_command(
                     f"{' (stopped early)' if result.stopped_early else ''}: {monitor} {best.get(monitor)}; "
                     f"use it with: mmtools caption --model {output}")
         skipped_summary(report, output)
-
-
-def _starting_model(base: str | None, arch: Any, items: list, output: str, resume: bool, overwrite: bool,
-                    **tiny: Any) -> tuple[Any, str | None]:
-    """The generator training starts from, and where its untrained self is (relative to OUTPUT/model)."""
-    from mmtools.caption.loading import default_generators
-    from mmtools.caption.training import UNTRAINED_DIR, prepare_untrained
-
-    if base is not None:
-        return default_generators.get(base, for_training=True), base
-    location = prepare_untrained(output, [text for item in items for text in (item.target, item.prompt) if text],
-                                 resume=resume, overwrite=overwrite, **tiny)
-    return default_generators.get(str(location), for_training=True), f"../{UNTRAINED_DIR}"
 
 
 def eval_captioning_command(
