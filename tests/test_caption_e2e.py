@@ -47,7 +47,7 @@ def test_the_trained_model_answers_held_out_pictures(trained):
     right = sum(a["answer"] == g["answer"] for a, g in zip(answers, gold))
     assert right / len(gold) >= 0.8, [(a["answer"], g["answer"]) for a, g in zip(answers, gold)][:10]
     # One question for all, and a model directory written as safetensors with its manifest.
-    colour = shell('mmtools ask -m run -q "Hình này màu gì?" test/0000.png', trained, **ONE_THREAD)
+    colour = shell('mmtools ask -m run --question "Hình này màu gì?" test/0000.png', trained, **ONE_THREAD)
     assert lines(colour.stdout)[0]["answer"].startswith("màu ")
     assert (trained / "run" / "model" / "model.safetensors").exists()
 
