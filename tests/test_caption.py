@@ -193,3 +193,48 @@ def test_keyframe_records_are_captioned_from_their_video(captioners, tmp_path):
     assert [r["id"] for r in records] == ["clip#1", "clip#2"] and all("caption" in r for r in records)
     assert records[0]["time"] == 0.2
     assert result.exit_code == 1 and "clip.mp4#t=" in result.stderr  # the frame past the end is named
+
+
+def test_lora_trains_adapters_only_and_saves_a_plain_model(tmp_path, pictures):
+    pytest.importorskip("peft")
+    import torch
+    from safetensors.torch import load_file
+
+    from mmtools.caption.loading import default_generators, load_captioner
+    from mmtools.caption.training import CaptionerOptions, CaptionerTask, CaptionItem
+
+    generator = default_generators.get(str(_tiny(tmp_path)), for_training=True)
+    items = [CaptionItem(str(pictures / "0.png"), "hình tròn màu đỏ"), CaptionItem(str(pictures / "1.png"), "hình vuông màu xanh")]
+    task = CaptionerTask(generator, items, [], CaptionerOptions(lora=True, lr=1e-2), batch_size=2)
+    trainable = [name for name, p in task.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in name for name in trainable)
+    before = {n: p.detach().clone() for n, p in task.model.named_parameters() if "lora_" not in n}
+    optimiser = torch.optim.AdamW(task.param_groups()[0]["params"], lr=1e-2)
+    batch = task.collate([task.dataset()[0], task.dataset()[1]])
+    for _ in range(3):
+        optimiser.zero_grad()
+        task.loss(task.model, batch).backward()
+        optimiser.step()
+    assert all(torch.equal(before[n], p) for n, p in task.model.named_parameters() if n in before)
+    target = tmp_path / "lora-model"
+    target.mkdir()
+    task.save(task.model, target)
+    weights = load_file(target / "model.safetensors")
+    assert not any("lora_" in key for key in weights)
+    assert json.loads((target / "mmtools.json").read_text())["training"]["task"] == "captioning"
+    from PIL import Image
+
+    image = Image.open(pictures / "0.png").convert("RGB")
+    [text] = load_captioner(str(target), "cpu").generate([image], [None], max_new_tokens=2)
+    assert isinstance(text, str)
+
+
+def test_the_eval_table_for_captions_and_for_questions():
+    from mmtools.cli.captioner import _table
+
+    captions = _table([{"model": "m", "baseline": None, "images": 3, "bleu4": 0.1, "cider": 0.5},
+                       {"model": "most frequent training caption", "baseline": "most-frequent", "caption": "một",
+                        "images": 3, "bleu4": 0.0, "cider": 0.2}])
+    assert "CIDEr" in captions and "0.5000" in captions and "most frequent training caption: một" in captions
+    answers = _table([{"model": "m", "baseline": None, "questions": 8, "accuracy": 0.875}])
+    assert "accuracy" in answers and "0.8750" in answers
