@@ -63,8 +63,8 @@ def caption_command(
 def ask_command(
     inputs: InputsArgument = None,
     question: Annotated[Optional[str], typer.Option(
-        "--question", help="The question asked of every image [default: each record's 'question' "
-                                 "field].")] = None,
+        "--question", help="The question asked of every image [default: each record's 'question' field].")]
+        = None,
     model: CaptionModelOption = None,
     field: Annotated[str, typer.Option("--field", "-f", help="The record field the answer is written to.")]
         = "answer",
