@@ -9,6 +9,8 @@ import typer
 from mmtools import __version__
 from mmtools.cli.common import Settings
 from mmtools.cli.help import ReadableGroup
+from mmtools.cli.caption import ask_command, caption_command
+from mmtools.cli.captioner import eval_captioning_command, train_captioner_command
 from mmtools.cli.duplicates import duplicates_command
 from mmtools.cli.embed import embed_images_command, embed_texts_command
 from mmtools.cli.eval import eval_app
@@ -71,6 +73,10 @@ app.add_typer(models_app, name="models")
 app.command("serve")(serve_command)
 app.command("ocr")(ocr_command)
 app.command("duplicates")(duplicates_command)
+app.command("caption")(caption_command)
+app.command("ask")(ask_command)
+train_app.command("captioner")(train_captioner_command)
+eval_app.command("captioning")(eval_captioning_command)
 
 
 def main() -> None:

@@ -40,10 +40,17 @@ def _tagger_is_no_encoder(ref: ModelRef, device: str) -> Encoder:
                      hint=f"tag with it: mmtools tag --model {ref.name}; embed and search with a retrieval model")
 
 
+def _captioner_is_no_encoder(ref: ModelRef, device: str) -> Encoder:
+    raise ModelError(f"model {ref.name} is a captioner (mmtools train captioner), not an embedding model",
+                     hint=f"caption with it: mmtools caption --model {ref.name}; embed and search with a "
+                          "retrieval model")
+
+
 # Model families by the name a manifest gives (mmtools.json "family"). mmtools-trained models register here;
 # taggers load through mmtools.tag.trained.TrainedTagger (`mmtools tag --model`), and as encoders say so.
 FAMILIES: dict[str, EncoderFactory] = {"hf-dual-encoder": _hf_dual_encoder, "two-tower": _two_tower,
-                                       "mmtools-tagger": _tagger_is_no_encoder}
+                                       "mmtools-tagger": _tagger_is_no_encoder,
+                                       "captioner": _captioner_is_no_encoder}
 
 
 class ModelCache:
@@ -89,7 +96,7 @@ class ModelCache:
 
     def _onnx(self, ref: ModelRef, runtime: Runtime, int8_images: bool) -> Encoder | None:
         """The model on ONNX Runtime, exported first if need be; None when it cannot run there (said once)."""
-        if ref.family not in FAMILIES or ref.family == "mmtools-tagger":
+        if ref.family not in FAMILIES or ref.family in ("mmtools-tagger", "captioner"):
             return None  # the PyTorch path says what is wrong with it
         key = (ref.name, "cpu", runtime.name, int8_images)
         with self._lock:

@@ -185,10 +185,12 @@ def _accepted_args(method: Callable[..., Any]) -> set[str]:
     return set(inspect.signature(method).parameters)
 
 
-def _load(ref: ModelRef) -> tuple[Any, Any, Any]:
+def _load(ref: ModelRef, load_from: Callable[[ModelRef, str, bool], Any] | None = None) -> Any:
     """Load model, tokenizer and image processor: from the local cache first (no network at all), and only
     when that fails from the hub, after a quick check that it can be reached (a few seconds at most, so an
-    offline machine gets one clear error instead of half a minute of retries)."""
+    offline machine gets one clear error instead of half a minute of retries). ``load_from(ref, location,
+    local_only)`` loads the parts (other model kinds, e.g. captioners, pass their own)."""
+    load_from = load_from or _load_from
     if ref.is_local and not os.path.exists(os.path.join(ref.location, "config.json")):
         raise ModelError(f"model directory {ref.location} has no config.json",
                          hint="pass a directory written by save_pretrained or by mmtools train")
@@ -200,7 +202,7 @@ def _load(ref: ModelRef) -> tuple[Any, Any, Any]:
     snapshot = None if ref.is_local else _cached_snapshot(ref.location)
     quiet_transformers()
     try:
-        return _load_from(ref, snapshot or ref.location, local_only=True)
+        return load_from(ref, snapshot or ref.location, True)
     except ModelError:
         raise
     except Exception as exc:  # transformers raises OSError, ValueError, hub and network errors alike
@@ -213,7 +215,7 @@ def _load(ref: ModelRef) -> tuple[Any, Any, Any]:
                          f"({_first_line(local_error)}) and {unavailable}", hint=offline_hint(ref.name))
     quiet_hub()
     try:
-        return _load_from(ref, ref.location, local_only=False)
+        return load_from(ref, ref.location, False)
     except ModelError:
         raise
     except Exception as exc:
