@@ -437,10 +437,21 @@ def agreement_rows(made: dict[str, Path]) -> list[Row]:
     return rows
 
 
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mmtools-bench"
+
+
+def run_images(cache: Path = DEFAULT_CACHE, images: int = 24, rounds: int = 3) -> list[Row]:
+    """The images part alone (benchmarks/run_all.py's "runtime" part)."""
+    cache = cache.expanduser().resolve()
+    cache.mkdir(parents=True, exist_ok=True)
+    os.environ["MMTOOLS_CACHE_DIR"] = str(cache / "mmtools")
+    return embed_images_rows(prepare(cache, 0, ["images"]), cache, images, rounds)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache", type=Path, default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "mmtools-bench", help="where the random models, their exports and the index are kept")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help="where the random models, their exports and the index are kept")
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=15, help="timed runs per latency figure (median)")
     parser.add_argument("--images", type=int, default=24, help="photos for the images part")

@@ -267,8 +267,8 @@ class RuntimeChoice(str, Enum):
 RuntimeOption = Annotated[RuntimeChoice, typer.Option(
     "--runtime", envvar="MMTOOLS_RUNTIME", show_envvar=True, case_sensitive=False,
     help="What runs the model: auto (ONNX Runtime on a CPU when it is installed, PyTorch on a GPU), torch, "
-         "onnx (ONNX Runtime; search queries use the int8 text tower where it agrees with fp32), or onnx-fp32 "
-         "(ONNX Runtime, fp32 only). The ONNX export is made on first use and cached.")]
+         "onnx (ONNX Runtime, with the int8 towers where they agree with fp32: queries, and images within "
+         "cosine 0.99), or onnx-fp32 (ONNX Runtime, fp32 only). The ONNX export is made on first use and cached.")]
 OutputOption = Annotated[Optional[str], typer.Option(
     "--output", "-o", metavar="PATH", help="Write JSONL here (atomically) instead of standard output.")]
 FormatOption = Annotated[EmbeddingFormat, typer.Option(

@@ -518,26 +518,23 @@ def _min_cosine(a: Any, b: Any) -> float:
 def top_k_overlap(queries_a: Any, queries_b: Any, corpus: Any, k: int = OVERLAP_K) -> float:
     """Mean share of the top-``k`` neighbours (by inner product in ``corpus``) two sets of query vectors have
     in common."""
-    import numpy as np
-
-    k = min(k, len(corpus))
-    if k == 0:
-        return 1.0
-    top_a = np.argsort(-(queries_a @ corpus.T), axis=1)[:, :k]
-    top_b = np.argsort(-(queries_b @ corpus.T), axis=1)[:, :k]
-    return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(top_a, top_b)]))
+    return _shared_top_k(queries_a @ corpus.T, queries_b @ corpus.T, k)
 
 
 def top_k_overlap_corpora(queries: Any, corpus_a: Any, corpus_b: Any, k: int = OVERLAP_K) -> float:
     """Mean share of the top-``k`` items each query finds in two versions of one corpus (same items, same
     order: e.g. fp32 and int8 vectors of the same images) that are the same items."""
+    return _shared_top_k(queries @ corpus_a.T, queries @ corpus_b.T, k)
+
+
+def _shared_top_k(scores_a: Any, scores_b: Any, k: int) -> float:
     import numpy as np
 
-    k = min(k, len(corpus_a))
+    k = min(k, scores_a.shape[1])
     if k == 0:
         return 1.0
-    top_a = np.argsort(-(queries @ corpus_a.T), axis=1)[:, :k]
-    top_b = np.argsort(-(queries @ corpus_b.T), axis=1)[:, :k]
+    top_a = np.argsort(-scores_a, axis=1)[:, :k]
+    top_b = np.argsort(-scores_b, axis=1)[:, :k]
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(top_a, top_b)]))
 
 
