@@ -107,7 +107,6 @@ class OnnxEncoder(Encoder):
     def precision(self) -> str:
         return f"text {'int8' if self.text_int8 else 'fp32'}, image {'int8' if self.images_in_int8 else 'fp32'}"
 
-
     @property
     def query_key(self) -> str:
         """What a cached query vector is keyed by: the same fingerprint through another tower is another vector."""
