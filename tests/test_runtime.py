@@ -308,9 +308,9 @@ def test_an_export_says_what_it_does_and_a_disagreeing_int8_image_tower_is_not_u
     result = CliRunner().invoke(app, ["models", "export", siglip_dir, "--json"])
     assert result.exit_code == 0, result.stderr
     lines = result.stderr.splitlines()
-    assert "exporting" in lines[0] and str(own_cache / "onnx") in lines[0]  # said before the wait, with where
-    done = [line for line in lines if "ONNX export of" in line]
-    assert done and "B in " in done[0] and str(own_cache / "onnx") in done[0]  # and how big, once done
+    said = [line for line in lines if "ONNX" in line]  # one line before the wait: what, how big, where
+    assert len(said) == 1 and "exporting" in said[0] and str(own_cache / "onnx") in said[0]
+    assert "B on disk" in said[0] and said[0] == lines[0]
     record = json.loads(result.stdout)
     assert "image.int8" not in record["towers"] and "refused" in record["int8 image min cosine"]
     encoder = ModelCache().get(siglip_dir, "cpu", "auto")

@@ -79,8 +79,8 @@ class _ReporterLogHandler(logging.Handler):
 
 
 class _StepsHeard:
-    """What the library tells of long one-off work (mmtools.notices: an ONNX export): its first and last lines
-    on stderr, and a bar through its steps on a terminal."""
+    """What the library tells of long one-off work (mmtools.notices: an ONNX export): its first line on stderr;
+    on a terminal, a bar through its steps and its last line too."""
 
     def __init__(self, reporter: Reporter):
         self.reporter = reporter
@@ -98,9 +98,11 @@ class _StepsHeard:
                 self.bar(1)
         else:
             if self.bar is not None:
+                drawn = self.bar.enabled
                 self.bar.close()
                 ProgressBar.active, self.bar = self.outer, None
-            self.reporter.info(what)
+                if drawn:
+                    self.reporter.info(what)
 
 
 class ProgressBar:

@@ -210,8 +210,8 @@ def export_model(encoder: Any, *, int8_images: bool = False) -> Export:
             return existing
         started = time.perf_counter()
         steps = 1 if existing is not None and not existing.refused else len(_STEPS)
-        tell(f"exporting {encoder.name} to ONNX for the CPU (once per model: {_STEPS_TIME}) into {target}",
-              0, steps)
+        tell(f"exporting {encoder.name} to ONNX for the CPU, once per model (a minute or more for a base-size "
+             f"model; about {_expected_size(encoder)} on disk) into {target}", 0, steps)
         with atomic_directory(target) as tmp:
             meta = _build(encoder, tmp, existing)
             if meta.get("refused"):  # keep only the record of why: a refused graph is never run
@@ -232,7 +232,19 @@ def export_model(encoder: Any, *, int8_images: bool = False) -> Export:
 
 
 _STEPS = ("the text tower", "the image tower", "the int8 text tower", "the int8 image tower")
-_STEPS_TIME = "about a minute or two and 800 MB for a base-size model"
+
+
+def _expected_size(encoder: Any) -> str:
+    """About what an export of ``encoder`` takes: its fp32 towers are its weights, the int8 ones a quarter."""
+    from mmtools.models.fingerprint import model_directory
+    from mmtools.models.manage import human_size
+
+    try:
+        weights = sum(p.stat().st_size for p in model_directory(encoder.location or encoder.name).rglob("*")
+                      if p.suffix == ".safetensors")
+    except (ModelError, OSError):
+        return "1.25x the model's weights"
+    return human_size(int(weights * 1.25))
 
 
 def _build(encoder: Any, tmp: Path, existing: Export | None) -> dict[str, Any]:
