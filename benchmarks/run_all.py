@@ -4,10 +4,12 @@
     python benchmarks/run_all.py --large    # 100k and 1M vectors for both index kinds, full embed-images run
     python benchmarks/run_all.py --only index,jsonl
 
-Parts: embed-images (benchmarks/embed_images.py, run as its own process and read back), embed-texts
+Parts: embed-images (benchmarks/embed_images.py, run as its own process and read back), runtime (the default
+model's image tower on a CPU: PyTorch eager, ONNX fp32 and int8, `mmtools embed-images` end to end against
+`--runtime torch`, the decode-only and decode-and-model bounds; benchmarks/runtime.py --only images), embed-texts
 (bench_texts.py), index build/search/recall/update (bench_index.py), JSONL (bench_jsonl.py), start-up and the
 warm server (bench_serve.py), the keyword channel on Milvus Lite against FTS5 (keyword_milvus.py), and the GPU
-path (gpu_embed.py: says "no GPU" without one). Each part's own script runs alone too, with more options. Figures on a shared, busy machine drift by ±10% or more between
+path (gpu_embed.py: SigLIP 2 base at batch 256 in fp16 against the decode bound; says "skipped" without a GPU). Each part's own script runs alone too, with more options. Figures on a shared, busy machine drift by ±10% or more between
 runs: read the ratios, and the load average printed with the machine.
 """
 
@@ -21,7 +23,7 @@ import time
 
 from common import REPO, Row, machine, print_table, shared_data
 
-PARTS = ("images", "texts", "index", "jsonl", "serve", "keyword", "gpu")
+PARTS = ("images", "runtime", "texts", "index", "jsonl", "serve", "keyword", "gpu")
 
 
 def embed_images_rows(large: bool) -> list[Row]:
@@ -82,6 +84,10 @@ def run_part(part: str, large: bool) -> list[Row]:
     rows: list[Row] = []
     if part == "images":
         rows += embed_images_rows(large)
+    elif part == "runtime":
+        from runtime import run_images
+
+        rows += run_images(images=48 if large else 16, rounds=3)
     elif part == "texts":
         from bench_texts import run
 

@@ -80,7 +80,9 @@ def test_a_trained_two_tower_model_exports(tmp_path):
     texts = ["xe hơi màu đỏ", "con mèo nằm trên ghế", "một ngôi nhà"]
     assert _cos(onnx.encode_texts(texts), torch_encoder.encode_texts(texts)).min() >= 0.9999
     images = probe_images(40, 3)
-    assert _cos(onnx.encode_images(images), torch_encoder.encode_images(images)).min() >= 0.9999
+    fp32 = cache.get(str(model), "cpu", "onnx-fp32")
+    assert _cos(fp32.encode_images(images), torch_encoder.encode_images(images)).min() >= 0.9999
+    assert _cos(onnx.encode_images(images), torch_encoder.encode_images(images)).min() >= 0.99  # int8 if agreed
 
 
 def test_a_broken_graph_is_refused_and_pytorch_is_used(siglip_dir, own_cache, monkeypatch, caplog):
@@ -249,3 +251,70 @@ def test_embed_texts_gives_the_same_vectors_with_either_runtime(clip_dir):
     a = np.stack([decode_vector(orjson.loads(line)["embedding"]) for line in out["auto"].stdout.splitlines()])
     b = np.stack([decode_vector(orjson.loads(line)["embedding"]) for line in out["torch"].stdout.splitlines()])
     assert _cos(a, b).min() >= 0.9999
+
+
+# ------------------------------------------------------------------------- issue 32: the image tower on a CPU
+
+
+def test_threads_and_decoders_fit_the_cores():
+    from mmtools.embed import CPU_IMAGE_BATCH, default_workers
+    from mmtools.models.runtime import available_cores, physical_cores
+
+    assert 1 <= physical_cores() <= available_cores()
+    assert default_workers(model_on_cpu=True) == max(1, available_cores() // 4)  # the tower takes the cores
+    assert default_workers(model_on_cpu=False) == max(1, min(8, available_cores()))  # a GPU to feed
+    assert 1 <= CPU_IMAGE_BATCH <= 32
+
+
+def test_image_agreement_needs_close_vectors_and_the_same_neighbours():
+    from mmtools.models.onnx_export import image_agreement
+
+    rng = np.random.default_rng(0)
+    fp32 = rng.standard_normal((32, 16)).astype(np.float32)
+    texts = rng.standard_normal((5, 16)).astype(np.float32)
+    same = image_agreement(fp32, fp32 + 1e-4 * rng.standard_normal(fp32.shape), texts)
+    assert same["ok"] and same["min_cosine"] > 0.999 and same["top10_overlap"] == 1.0
+    one_off = fp32.copy()
+    one_off[3] = rng.standard_normal(16)  # one vector far from its fp32 self: refused, however good the rest
+    assert not image_agreement(fp32, one_off, texts)["ok"]
+    shuffled = fp32[rng.permutation(32)]  # every vector a unit vector like the rest, neighbours all wrong
+    figures = image_agreement(fp32, shuffled, texts)
+    assert not figures["ok"] and figures["top10_overlap"] < 0.95 and figures["probes"] == 32
+
+
+def test_auto_embeds_images_in_int8_where_it_agrees_under_the_models_fingerprint(siglip_dir, photos):
+    from mmtools.records import decode_vector
+
+    cache = ModelCache()
+    auto, fp32 = cache.get(siglip_dir, "cpu", "auto"), cache.get(siglip_dir, "cpu", "onnx-fp32")
+    figures = auto.export.meta["agreement"]["int8_image"]
+    assert figures["probes"] >= 32 and "top10_overlap" in figures
+    assert auto.images_in_int8 == figures["ok"] and not fp32.images_in_int8
+    runner = CliRunner()
+    out = {rt: runner.invoke(app, ["embed-images", "--no-cache", "-m", siglip_dir, "--runtime", rt, str(photos)])
+           for rt in ("auto", "torch")}
+    assert all(r.exit_code == 0 for r in out.values()), out["auto"].stderr
+    records = {rt: [orjson.loads(line) for line in r.stdout.splitlines()] for rt, r in out.items()}
+    assert {r["embedding_fingerprint"] for r in records["auto"]} == {auto.export.fingerprint}
+    a, b = (np.stack([decode_vector(r["embedding"]) for r in records[rt]]) for rt in ("auto", "torch"))
+    assert _cos(a, b).min() >= (0.99 if auto.images_in_int8 else 0.999)
+
+
+def test_an_export_says_what_it_does_and_a_disagreeing_int8_image_tower_is_not_used(siglip_dir, own_cache,
+                                                                                 monkeypatch):
+    from mmtools.models import onnx_export
+
+    monkeypatch.setattr(onnx_export, "INT8_IMAGE_MIN_COSINE", 1.01)  # nothing agrees this well
+    result = CliRunner().invoke(app, ["models", "export", siglip_dir, "--json"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    said = [line for line in lines if "ONNX" in line]  # one line before the wait: what, how big, where
+    assert len(said) == 1 and "exporting" in said[0] and str(own_cache / "onnx") in said[0]
+    assert "B on disk" in said[0] and said[0] == lines[0]
+    record = json.loads(result.stdout)
+    assert "image.int8" not in record["towers"] and "refused" in record["int8 image min cosine"]
+    encoder = ModelCache().get(siglip_dir, "cpu", "auto")
+    assert not encoder.images_in_int8 and encoder.precision.endswith("image fp32")
+    info = json.loads(CliRunner().invoke(app, ["models", "info", siglip_dir, "--json"]).stdout)["onnx"]
+    assert info["size"].endswith("B") and info["size"][0].isdigit()
+    assert info["directory"] == record["directory"]

@@ -78,6 +78,33 @@ class _ReporterLogHandler(logging.Handler):
         self.reporter.warning(record.getMessage())
 
 
+class _StepsHeard:
+    """What the library tells of long one-off work (mmtools.notices: an ONNX export): its first line on stderr;
+    on a terminal, a bar through its steps and its last line too."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter = reporter
+        self.bar: ProgressBar | None = None
+        self.outer: ProgressBar | None = None
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if done == 0:
+            self.reporter.info(what)
+            self.outer = ProgressBar.active
+            self.bar = self.reporter.progress(what.split(" (", 1)[0], total)
+            self.bar.set_total(total)
+        elif done < total:
+            if self.bar is not None:
+                self.bar(1)
+        else:
+            if self.bar is not None:
+                drawn = self.bar.enabled
+                self.bar.close()
+                ProgressBar.active, self.bar = self.outer, None
+                if drawn:
+                    self.reporter.info(what)
+
+
 class ProgressBar:
     """A tqdm bar on stderr, only on a terminal (never in pipes, logs or cron mail). It is drawn from the first
     item (or a known total) on; while it is drawn, the reporter's messages print above it."""
@@ -137,6 +164,8 @@ def command_session(command: str) -> Iterator[Reporter]:
     Exit codes: 0 all inputs processed; 1 finished but some inputs were skipped; 2 usage error;
     3 fatal error (nothing useful could be done); 130 interrupted. A closed pipe (`| head`) ends quietly.
     """
+    from mmtools.notices import listen
+
     reporter = Reporter(command)
     logger = logging.getLogger("mmtools")
     handler = _ReporterLogHandler(reporter)
@@ -145,7 +174,8 @@ def command_session(command: str) -> Iterator[Reporter]:
     code = EXIT_OK
     restore_signals = _stop_signals_interrupt()
     try:
-        yield reporter
+        with listen(_StepsHeard(reporter)):
+            yield reporter
         sys.stdout.flush()
         code = EXIT_SOME_INPUTS_FAILED if reporter.problems else EXIT_OK
     except MmtoolsError as exc:
@@ -239,8 +269,8 @@ class RuntimeChoice(str, Enum):
 RuntimeOption = Annotated[RuntimeChoice, typer.Option(
     "--runtime", envvar="MMTOOLS_RUNTIME", show_envvar=True, case_sensitive=False,
     help="What runs the model: auto (ONNX Runtime on a CPU when it is installed, PyTorch on a GPU), torch, "
-         "onnx (ONNX Runtime; search queries use the int8 text tower where it agrees with fp32), or onnx-fp32 "
-         "(ONNX Runtime, fp32 only). The ONNX export is made on first use and cached.")]
+         "onnx (ONNX Runtime, with the int8 towers where they agree with fp32: queries, and images within "
+         "cosine 0.99), or onnx-fp32 (ONNX Runtime, fp32 only). The ONNX export is made on first use and cached.")]
 OutputOption = Annotated[Optional[str], typer.Option(
     "--output", "-o", metavar="PATH", help="Write JSONL here (atomically) instead of standard output.")]
 FormatOption = Annotated[EmbeddingFormat, typer.Option(

@@ -17,7 +17,7 @@ BatchOption = Annotated[int, typer.Option("--batch-size", "-b", min=1, envvar="M
                                           show_envvar=True, help="Inputs per forward pass.")]
 ImageBatchOption = Annotated[Optional[int], typer.Option(
     "--batch-size", "-b", min=1, envvar="MMTOOLS_BATCH_SIZE", show_envvar=True,
-    help="Images per forward pass [default: from free GPU memory on CUDA, else 32].")]
+    help="Images per forward pass [default: from free GPU memory on CUDA, 8 on a CPU, else 32].")]
 
 
 class Counted:
@@ -47,14 +47,16 @@ def embed_images_command(
     device: DeviceOption = "auto",
     runtime: RuntimeOption = RuntimeChoice.auto,
     int8: Annotated[bool, typer.Option(
-        "--int8", help="Encode with the int8 image tower (ONNX Runtime): faster on a CPU, but the vectors are "
-                       "not the fp32 model's, so they carry a fingerprint of their own and an index of them is "
-                       "searched only with the same int8 encoding.")] = False,
+        "--int8", help="Encode with the int8 image tower as a model of its own: its vectors carry a fingerprint "
+                       "of their own and an index of them is searched only with the same int8 encoding. (Without "
+                       "it, runtime auto or onnx already embeds with the int8 tower where the export measured it "
+                       "within cosine 0.99 of fp32, under the model's fingerprint.)")] = False,
     output: OutputOption = None,
     embedding_format: FormatOption = EmbeddingFormat.base64,
     batch_size: ImageBatchOption = None,
     workers: Annotated[Optional[int], typer.Option(
-        "--workers", min=1, help="Threads decoding images ahead of the model [default: CPU count, at most 8].")] = None,
+        "--workers", min=1, help="Threads decoding images ahead of the model [default: for a GPU, the CPU count, "
+                                 "at most 8; for a model on the CPU, one per four cores].")] = None,
     root: Annotated[Optional[str], typer.Option(
         "--root", help="Give files ids and paths relative to this folder (so an index can move with it), "
                        "and resolve relative 'path' fields of JSONL records against it [default: absolute "

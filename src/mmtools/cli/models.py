@@ -126,14 +126,15 @@ def info_command(name: NameArgument, json: JsonOption = False) -> None:
 @models_app.command("export")
 def export_command(
     name: NameArgument,
-    int8: Annotated[bool, typer.Option("--int8", help="Also make the int8 image tower (for embed-images "
-                                                      "--int8), checked against fp32.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Add the int8 image tower to an export made before "
+                                                      "every export had it (embed-images --int8).")] = False,
     json: JsonOption = False,
 ) -> None:
     """Export a model to ONNX now, as its first use on a CPU would: the text and image towers in fp32, each
-    checked against PyTorch on probe inputs (cosine at least 0.9999, else refused and PyTorch is used), and
-    the int8 text tower for queries (used where it agrees with fp32). Cached in MMTOOLS_CACHE_DIR by the
-    model's fingerprint; `mmtools models info` shows the agreement measured.
+    checked against PyTorch on probe inputs (cosine at least 0.9999, else refused and PyTorch is used), the
+    int8 text tower for queries and the int8 image tower for embedding (each used where it agrees with fp32).
+    Cached in MMTOOLS_CACHE_DIR by the model's fingerprint (about 1.25x the model's weights); `mmtools models
+    info` shows where, its size and the agreement measured.
 
     Example: mmtools models export siglip2-base --int8
     """

@@ -340,8 +340,11 @@ def human_size(size: int | None) -> str:
 
 def onnx_summary(export: Any) -> dict[str, Any]:
     """An export in a few flat fields: where, which towers, and the agreement measured (per index too)."""
+    from mmtools.models.onnx_export import export_size
+
     meta = export.meta
-    summary: dict[str, Any] = {"exported": not export.refused, "directory": str(export.directory)}
+    summary: dict[str, Any] = {"exported": not export.refused, "directory": str(export.directory),
+                               "size": human_size(export_size(export.directory))}
     if export.refused:
         summary["refused"] = export.refused
         return summary
@@ -360,10 +363,13 @@ def onnx_summary(export: Any) -> dict[str, Any]:
 
 
 def onnx_status(ref: ModelRef) -> dict[str, Any]:
-    from mmtools.models.onnx_export import find_export
+    from mmtools.models.onnx_export import exports_root, find_export
 
     export = find_export(ref.location, ref.family, ref.manifest)
-    return onnx_summary(export) if export is not None else {"exported": False}
+    if export is not None:
+        return onnx_summary(export)
+    return {"exported": False, "directory": str(exports_root()),
+            "size": "made on first use on a CPU: about 1.25x the model's weights (fp32 and int8 towers)"}
 
 
 def export_onnx(name: str | None, *, int8: bool = False) -> dict[str, Any]:

@@ -60,8 +60,10 @@ class FastTokens:
 
 class OnnxEncoder(Encoder):
     """A model's towers on ONNX Runtime. ``text_int8``: the int8 text tower (the query path, where it agrees);
-    ``image_int8``: the int8 image tower (only on request: its vectors are their own model); ``int8_queries``:
-    whether ``for_index`` may pick the int8 text tower for an index on which it agrees with fp32."""
+    ``image_int8``: the int8 image tower as its own model (embed-images --int8: a fingerprint of its own);
+    ``int8_queries``: the runtime allows int8 where it agrees with fp32 (``onnx``, ``auto``): ``for_index`` may
+    pick the int8 text tower for an index on which it agrees, and images are embedded with the int8 image tower
+    where the export's real-size check passed (``Export.int8_image_ok``), under the model's fingerprint."""
 
     runtime = "onnx"
 
@@ -97,8 +99,13 @@ class OnnxEncoder(Encoder):
         return self.export.fingerprint + (INT8_IMAGES if self.image_int8 else "")
 
     @property
+    def images_in_int8(self) -> bool:
+        """Whether images go through the int8 image tower (on request, or where it agrees with fp32)."""
+        return self.image_int8 or (self.int8_queries and self.export.int8_image_ok)
+
+    @property
     def precision(self) -> str:
-        return f"text {'int8' if self.text_int8 else 'fp32'}, image {'int8' if self.image_int8 else 'fp32'}"
+        return f"text {'int8' if self.text_int8 else 'fp32'}, image {'int8' if self.images_in_int8 else 'fp32'}"
 
     @property
     def query_key(self) -> str:
@@ -143,8 +150,8 @@ class OnnxEncoder(Encoder):
 
             with self._lock:
                 found = self._sessions.get(name)
-                if found is None:
-                    found = self._sessions[name] = session(self.export.path(tower, int8))
+                if found is None:  # images are a throughput job: the tower's threads sleep when idle
+                    found = self._sessions[name] = session(self.export.path(tower, int8), spin=tower != "image")
         return found
 
     # ---------------------------------------------------------------------------------------------- images
@@ -159,7 +166,8 @@ class OnnxEncoder(Encoder):
         pixels = batch["pixel_values"] if isinstance(batch, dict) else batch
         if not isinstance(pixels, np.ndarray):  # a torch tensor from elsewhere
             pixels = pixels.detach().cpu().numpy()
-        return self._session("image", self.image_int8).run(None, {"pixel_values": pixels.astype(np.float32)})[0]
+        pixels = np.ascontiguousarray(pixels, dtype=np.float32)  # no copy when it is already so
+        return self._session("image", self.images_in_int8).run(None, {"pixel_values": pixels})[0]
 
     def _image_processor(self) -> Any:
         if self._processor is None:

@@ -19,7 +19,15 @@ transformers) to the fingerprint, so a cold process finds its export without loa
 Checks: each fp32 tower must give the PyTorch vectors on probe inputs (cosine >= FP32_MIN_COSINE), else the
 export is refused, the reason recorded, and the model runs on PyTorch. The int8 text tower must agree with
 fp32 on probe texts (cosine >= INT8_MIN_COSINE each) and, per index, its top-10 neighbours among a sample of
-the index's vectors must overlap fp32's (>= INT8_MIN_OVERLAP); where it does not, queries use fp32.
+the index's vectors must overlap fp32's (>= INT8_MIN_OVERLAP); where it does not, queries use fp32. The int8
+image tower (per-channel int8 weights, reduce_range) is checked on IMAGE_AGREEMENT_PROBES images at the model's
+own input size: every vector within INT8_IMAGE_MIN_COSINE of fp32's, and the top-10 images of each probe text
+and probe image the same as fp32's (>= INT8_MIN_OVERLAP); only then does ``auto`` embed images with it, under
+the model's own fingerprint (its vectors are, to that measured tolerance, the model's).
+
+An export takes a minute or two for a base-size model and writes several hundred MB: whoever listens
+(mmtools.notices: the CLI prints one line, and a progress bar on a terminal) hears when it starts, each step,
+and where it went and how big it is.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from mmtools.errors import ModelError
+from mmtools.notices import tell
 
 log = logging.getLogger("mmtools")
 
@@ -44,6 +53,8 @@ OPSET = 17
 FP32_MIN_COSINE = 0.9999
 INT8_MIN_COSINE = 0.995
 INT8_MIN_OVERLAP = 0.95
+INT8_IMAGE_MIN_COSINE = 0.99  # int8 image vectors to fp32's, each: then they are the model's vectors
+IMAGE_AGREEMENT_PROBES = 32  # real-size probe images the int8 image tower is checked on
 OVERLAP_K = 10
 INDEX_SAMPLE = 2000  # index vectors the top-10 overlap is measured over
 META, AGREEMENT, TOKENIZER = "meta.json", "agreement.json", "tokenizer.json"
@@ -77,6 +88,11 @@ class TowerSpec:
     image_size: int | None
     logit: tuple[float, float | None]
     modules: list[Any] = field(default_factory=list)
+
+
+def export_size(directory: Path) -> int:
+    """Bytes the export takes on disk."""
+    return sum(p.stat().st_size for p in directory.iterdir() if p.is_file())
 
 
 class ExportRefused(ModelError):
@@ -137,6 +153,13 @@ class Export:
     def int8_text_ok(self) -> bool:
         return bool(self.meta.get("agreement", {}).get("int8_text", {}).get("ok"))
 
+    @property
+    def int8_image_ok(self) -> bool:
+        """The int8 image tower passed the real-size agreement check (cosine and top-10 overlap): ``auto`` may
+        embed with it under the model's fingerprint. (Exports from before that check kept only a cosine.)"""
+        figures = self.meta.get("agreement", {}).get("int8_image", {})
+        return bool(figures.get("ok")) and "top10_overlap" in figures and self.has("image", int8=True)
+
     def agreement(self) -> dict[str, Any]:
         try:
             return json.loads((self.directory / AGREEMENT).read_text(encoding="utf-8"))
@@ -167,9 +190,11 @@ def find_export(location: str, family: str, manifest: dict[str, Any]) -> Export 
 
 
 def export_model(encoder: Any, *, int8_images: bool = False) -> Export:
-    """Export ``encoder`` (a PyTorch encoder with ``export_spec``), or add what is missing to its export.
+    """Export ``encoder`` (a PyTorch encoder with ``export_spec``), or add what is missing to its export
+    (``int8_images``: the int8 image tower, to an export made before it was part of every export).
 
-    Returns the export, which may record a refusal (``Export.refused``): then the model runs on PyTorch.
+    A new export holds both towers in fp32, the int8 text tower and, where it agrees with fp32, the int8 image
+    tower. Returns the export, which may record a refusal (``Export.refused``): then the model runs on PyTorch.
     """
     from mmtools.atomic import atomic_directory, sweep_temporaries
 
@@ -180,22 +205,49 @@ def export_model(encoder: Any, *, int8_images: bool = False) -> Export:
         sweep_temporaries(target)  # what a killed export left (we hold the lock: nobody else is writing)
         existing = Export(target) if (target / META).is_file() else None
         if existing is not None and existing.meta.get("format") == EXPORT_FORMAT and (
-                existing.refused or not int8_images or existing.has("image", int8=True)):
+                existing.refused or not int8_images or "int8_image" in existing.meta.get("agreement", {})):
             _point(root, encoder, fingerprint)
             return existing
         started = time.perf_counter()
+        steps = 1 if existing is not None and not existing.refused else len(_STEPS)
+        tell(f"exporting {encoder.name} to ONNX for the CPU, once per model (a minute or more for a base-size "
+             f"model; about {_expected_size(encoder)} on disk) into {target}", 0, steps)
         with atomic_directory(target) as tmp:
-            meta = _build(encoder, tmp, existing, int8_images)
+            meta = _build(encoder, tmp, existing)
             if meta.get("refused"):  # keep only the record of why: a refused graph is never run
                 for made in tmp.iterdir():
                     made.unlink()
             meta["export_seconds"] = round(time.perf_counter() - started, 2)
             (tmp / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         _point(root, encoder, fingerprint)
-    return Export(target)
+    export = Export(target)
+    if export.refused:
+        tell(f"ONNX export of {encoder.name} refused ({export.refused})", steps, steps)
+    else:
+        from mmtools.models.manage import human_size
+
+        tell(f"ONNX export of {encoder.name}: {human_size(export_size(target))} in {target}, "
+              f"{time.perf_counter() - started:.0f} s", steps, steps)
+    return export
 
 
-def _build(encoder: Any, tmp: Path, existing: Export | None, int8_images: bool) -> dict[str, Any]:
+_STEPS = ("the text tower", "the image tower", "the int8 text tower", "the int8 image tower")
+
+
+def _expected_size(encoder: Any) -> str:
+    """About what an export of ``encoder`` takes: its fp32 towers are its weights, the int8 ones a quarter."""
+    from mmtools.models.fingerprint import model_directory
+    from mmtools.models.manage import human_size
+
+    try:
+        weights = sum(p.stat().st_size for p in model_directory(encoder.location or encoder.name).rglob("*")
+                      if p.suffix == ".safetensors")
+    except (ModelError, OSError):
+        return "1.25x the model's weights"
+    return human_size(int(weights * 1.25))
+
+
+def _build(encoder: Any, tmp: Path, existing: Export | None) -> dict[str, Any]:
     """Write the export's files into ``tmp``; the manifest to write (with ``refused`` set if it failed)."""
     from mmtools import __version__
 
@@ -215,14 +267,17 @@ def _build(encoder: Any, tmp: Path, existing: Export | None, int8_images: bool) 
             meta.update(_describe(encoder, spec, tmp))
             agreement = meta.setdefault("agreement", {})
             agreement["fp32_text"] = _export_text(spec, tmp, meta)
+            tell("exported the text tower", 1, len(_STEPS))
             agreement["fp32_image"] = _export_image(spec, tmp)
+            tell("exported the image tower", 2, len(_STEPS))
             agreement["int8_text"] = _quantise_text(spec, tmp, meta)
+            tell("made the int8 text tower", 3, len(_STEPS))
         except ExportRefused as exc:
             return {**meta, "refused": exc.message}
         except Exception as exc:  # torch.onnx raises many kinds for graphs it cannot trace
             return {**meta, "refused": f"export failed: {type(exc).__name__}: {_first_line(exc)}"}
-    if int8_images and not (tmp / "image.int8.onnx").is_file():
-        meta.setdefault("agreement", {})["int8_image"] = _quantise_image(spec, tmp)
+    if "int8_image" not in meta.get("agreement", {}) and not (tmp / "image.int8.onnx").is_file():
+        meta.setdefault("agreement", {})["int8_image"] = _quantise_image(spec, tmp, meta)
     return meta
 
 
@@ -315,10 +370,10 @@ def probe_images(size: int, count: int = 8) -> list[Any]:
     return images
 
 
-def _image_batch(spec: TowerSpec) -> Any:
+def _image_batch(spec: TowerSpec, count: int = 8) -> Any:
     import torch
 
-    images = probe_images(spec.image_size or 224)
+    images = probe_images(spec.image_size or 224, count)
     if spec.fast_images is not None:
         return torch.from_numpy(spec.fast_images.as_array(images))
     return spec.image_processor(images=images, return_tensors="pt")["pixel_values"]
@@ -355,8 +410,46 @@ def _quantise_text(spec: TowerSpec, tmp: Path, meta: dict[str, Any]) -> dict[str
     return _quantise(tmp / "text.onnx", tmp / "text.int8.onnx", inputs)
 
 
-def _quantise_image(spec: TowerSpec, tmp: Path) -> dict[str, Any]:
-    return _quantise(tmp / "image.onnx", tmp / "image.int8.onnx", {"pixel_values": _image_batch(spec).numpy()})
+def _quantise_image(spec: TowerSpec, tmp: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The int8 image tower, kept when it agrees with fp32 on IMAGE_AGREEMENT_PROBES real-size images: each
+    vector within INT8_IMAGE_MIN_COSINE, and the top-10 images of each probe text and image the same."""
+    source, target = tmp / "image.onnx", tmp / "image.int8.onnx"
+    quantise_dynamic(source, target)
+    pixels = _image_batch(spec, IMAGE_AGREEMENT_PROBES).numpy()
+    fp32 = _run_batched(source, pixels)
+    int8 = _run_batched(target, pixels)
+    texts = None
+    if (tmp / "text.onnx").is_file():
+        names = meta.get("text_inputs", ["input_ids"])
+        inputs = {name: value.numpy() for name, value in
+                  spec.text_inputs(spec.prepare_text(PROBE_TEXTS)).items() if name in names}
+        texts = run_onnx(tmp / "text.onnx", inputs)
+    figures = image_agreement(fp32, int8, texts)
+    if not figures["ok"]:
+        target.unlink()
+    return figures
+
+
+def image_agreement(fp32: Any, int8: Any, texts: Any = None) -> dict[str, Any]:
+    """int8 image vectors against fp32's for the same images: the lowest cosine, and the mean top-10 overlap of
+    the images each query finds among them (queries: ``texts`` vectors, and every fp32 image vector)."""
+    import numpy as np
+
+    fp32, int8 = np.asarray(fp32, np.float32), np.asarray(int8, np.float32)
+    cosine = _min_cosine(fp32, int8)
+    queries = fp32 if texts is None else np.concatenate([np.asarray(texts, np.float32), fp32])
+    overlap = top_k_overlap_corpora(queries, fp32, int8)
+    return {"min_cosine": round(cosine, 6), "top10_overlap": round(overlap, 4), "probes": int(len(fp32)),
+            "ok": cosine >= INT8_IMAGE_MIN_COSINE and overlap >= INT8_MIN_OVERLAP,
+            "threshold": INT8_IMAGE_MIN_COSINE, "overlap_threshold": INT8_MIN_OVERLAP}
+
+
+def _run_batched(path: Path, pixels: Any, batch: int = 8) -> Any:
+    import numpy as np
+
+    run = session(path, spin=False)
+    return np.concatenate([run.run(None, {"pixel_values": pixels[i:i + batch]})[0]
+                           for i in range(0, len(pixels), batch)])
 
 
 def _quantise(source: Path, target: Path, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -395,22 +488,30 @@ def quantise_dynamic(source: Path, target: Path) -> None:
     level = quiet.level
     quiet.setLevel(logging_module.ERROR)
     try:
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, reduce_range=True)
+        # Per-channel weights keep each output channel's own scale; reduce_range (7-bit weights) keeps the u8*s8
+        # products of CPUs without VNNI (AVX2 only) from saturating.
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=True)
     finally:
         quiet.setLevel(level)
 
 
-def session(path: Path, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session with intra-op threads for the cores this process may use."""
+def session(path: Path, threads: int | None = None, spin: bool = True) -> Any:
+    """An ONNX Runtime CPU session: every graph optimisation, one intra-op thread per physical core this process
+    may use (SMT siblings share one core's vector units), operators run one after another. ``spin`` False:
+    idle intra-op threads sleep rather than spin, leaving the cores to the threads decoding the next images
+    (and to other programs); a throughput job loses nothing by it, a query's latency would."""
     import onnxruntime as ort
 
-    from mmtools.models.runtime import available_cores
+    from mmtools.models.runtime import physical_cores
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or available_cores()
+    options.intra_op_num_threads = threads or physical_cores()
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -429,13 +530,23 @@ def _min_cosine(a: Any, b: Any) -> float:
 def top_k_overlap(queries_a: Any, queries_b: Any, corpus: Any, k: int = OVERLAP_K) -> float:
     """Mean share of the top-``k`` neighbours (by inner product in ``corpus``) two sets of query vectors have
     in common."""
+    return _shared_top_k(queries_a @ corpus.T, queries_b @ corpus.T, k)
+
+
+def top_k_overlap_corpora(queries: Any, corpus_a: Any, corpus_b: Any, k: int = OVERLAP_K) -> float:
+    """Mean share of the top-``k`` items each query finds in two versions of one corpus (same items, same
+    order: e.g. fp32 and int8 vectors of the same images) that are the same items."""
+    return _shared_top_k(queries @ corpus_a.T, queries @ corpus_b.T, k)
+
+
+def _shared_top_k(scores_a: Any, scores_b: Any, k: int) -> float:
     import numpy as np
 
-    k = min(k, len(corpus))
+    k = min(k, scores_a.shape[1])
     if k == 0:
         return 1.0
-    top_a = np.argsort(-(queries_a @ corpus.T), axis=1)[:, :k]
-    top_b = np.argsort(-(queries_b @ corpus.T), axis=1)[:, :k]
+    top_a = np.argsort(-scores_a, axis=1)[:, :k]
+    top_b = np.argsort(-scores_b, axis=1)[:, :k]
     return float(np.mean([len(set(x) & set(y)) / k for x, y in zip(top_a, top_b)]))
 
 

@@ -84,6 +84,28 @@ def available_cores() -> int:
     return max(1, cores)
 
 
+def physical_cores() -> int:
+    """The physical cores among those this process may use (SMT siblings count once), capped by a cgroup
+    quota: what ONNX Runtime's intra-op threads should number, since two threads on one core's siblings only
+    fight over its vector units."""
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return available_cores()
+    cores: set[str] = set()
+    for cpu in cpus:
+        try:
+            siblings = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list").read_text().strip()
+        except OSError:
+            siblings = str(cpu)  # no topology (not Linux, a restricted /sys): every CPU a core
+        cores.add(siblings)
+    count = max(1, len(cores))
+    quota = _cgroup_quota()
+    if quota is not None:
+        count = min(count, max(1, int(quota + 0.5)))
+    return count
+
+
 def _cgroup_quota() -> float | None:
     """CPUs allowed by the cgroup (v2 ``cpu.max``, v1 ``cpu.cfs_quota_us``), or None when unlimited."""
     try:
