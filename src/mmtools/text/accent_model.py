@@ -266,18 +266,26 @@ def model_path(key: str) -> Path:
     return cache_dir() / "accents" / f"model-{key}.sqlite"
 
 
-@lru_cache(maxsize=4)
 def general_model(learn: tuple[str, ...] = ()) -> NgramModel:
-    """The general model (plus the user's ``learn`` files), from the cache or counted and stored there."""
+    """The general model (plus the user's ``learn`` files), from the cache or counted and stored there; the
+    same object again while its sources stay as they are."""
     for path in learn:
         if not os.path.isfile(path):
             from mmtools.errors import MmtoolsError
 
             raise MmtoolsError(f"cannot read {path}: no such file", hint="give a UTF-8 text file to learn from")
+    key = model_key(learn)
     try:
-        path = model_path(model_key(learn))
+        path = model_path(key)
     except OSError as error:  # no cache folder can be made: count every time
         log.debug("no cache for the accent model: %s", error)
+        path = None
+    return _model(key, path, learn)
+
+
+@lru_cache(maxsize=4)
+def _model(_key: str, path: Path | None, learn: tuple[str, ...]) -> NgramModel:
+    if path is None:
         return NgramModel.from_counts(count_sources(learn))
     if path.exists():
         try:
