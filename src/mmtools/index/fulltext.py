@@ -227,7 +227,8 @@ def restored_terms(db: sqlite3.Connection, query: str, parsed: KeywordQuery) -> 
     from mmtools.text.restore import build_restorer
 
     restorer = build_restorer(text for (text,) in rows)
-    forms = iter(restorer.restore_syllables([word for term in parsed.exact for word in term]))  # in context
+    # In context, as a fragment: the words of a query need not begin or end a caption.
+    forms = iter(restorer.restore_syllables([word for term in parsed.exact for word in term], edges=False))
     terms = tuple(tuple(next(forms) for _ in term) for term in parsed.exact)
     if terms == parsed.exact:
         return None

@@ -63,11 +63,12 @@ class AccentRestorer:
     def candidates(self, syllable: str) -> list[str]:
         return self.model.candidates(syllable)
 
-    def best_paths(self, syllables: list[str], n: int = 1) -> list[tuple[float, tuple[str, ...]]]:
+    def best_paths(self, syllables: list[str], n: int = 1, edges: bool = True) -> list[tuple[float, tuple[str, ...]]]:
         """The ``n`` likeliest accented forms of a run of lower-case unaccented syllables, best first, with
-        their log probabilities (a Viterbi that keeps the ``n`` best paths into each state)."""
+        their log probabilities (a Viterbi that keeps the ``n`` best paths into each state). ``edges``: the
+        run is a whole text, so how texts begin and end counts; else it is a fragment of one."""
         log_p = self.model.log_probability
-        start = self.model.START
+        start = self.model.START if edges else ""
         states: dict[tuple[str, str], list[tuple[float, tuple[str, ...]]]] = {(start, start): [(0.0, ())]}
         for syllable in syllables:
             choices = self.candidates(syllable)
@@ -80,12 +81,13 @@ class AccentRestorer:
                         into.append((score + step, path + (c,)))
             states = {key: heapq.nlargest(n, paths, key=lambda p: p[0]) for key, paths in advanced.items()}
         end = self.model.END
-        finished = [(score + log_p(a, b, end), path) for (a, b), paths in states.items() for score, path in paths]
+        finished = [(score + (log_p(a, b, end) if edges else 0.0), path)
+                    for (a, b), paths in states.items() for score, path in paths]
         return heapq.nlargest(n, finished, key=lambda p: p[0])
 
-    def restore_syllables(self, syllables: list[str]) -> list[str]:
+    def restore_syllables(self, syllables: list[str], edges: bool = True) -> list[str]:
         """The most likely accented forms of a run of lower-case unaccented syllables (Viterbi)."""
-        return list(self.best_paths(syllables, 1)[0][1])
+        return list(self.best_paths(syllables, 1, edges)[0][1])
 
     def _runs(self, text: str) -> list[list[re.Match]]:
         """The words of ``text``, in runs between context breaks (punctuation, digits)."""
@@ -139,7 +141,7 @@ class AccentRestorer:
 class MostFrequentForm(AccentRestorer):
     """The baseline: every syllable becomes its most frequent accented form, whatever its neighbours."""
 
-    def best_paths(self, syllables: list[str], n: int = 1) -> list[tuple[float, tuple[str, ...]]]:
+    def best_paths(self, syllables: list[str], n: int = 1, edges: bool = True) -> list[tuple[float, tuple[str, ...]]]:
         return [(0.0, tuple(self.candidates(syllable)[0] for syllable in syllables))]
 
 
