@@ -6,6 +6,7 @@
 | underthesea's Viet74K lexicon | about 74,000 words: which syllables go together inside a word | Apache-2.0 (underthesea) |
 | underthesea's VLSP 2013 sentences (its POS model's test output) | about 66,000 words of news in running text | Apache-2.0 (underthesea) |
 | ``mmtools/text/data/photo_phrases.vi.txt`` | short photo descriptions (people, actions, sports, animals, vehicles, colours, places, food, weather), written by hand for mmtools | Apache-2.0 (mmtools) |
+| ``mmtools/text/data/photo_words.vi.txt`` | lists of things, colours, places, people and actions, combined into phrases ("xe hơi màu đỏ", "cô gái đang chạy"), written by hand for mmtools | Apache-2.0 (mmtools) |
 | the user's own text files (``$MMTOOLS_HOME/accents/*.txt``, ``restore-accents --learn``) | the user's words and phrasings | the user's |
 
 A source that is not installed is left out (underthesea and wordfreq are dependencies, so that is rare);
@@ -32,6 +33,7 @@ _WORD = re.compile(r"[^\W\d_]+")
 _BREAK = re.compile(r"[^\w\s'\-]|\d+")
 
 PHRASES = Path(__file__).with_name("data") / "photo_phrases.vi.txt"
+WORDS = Path(__file__).with_name("data") / "photo_words.vi.txt"
 _LEXICON = "corpus/data/Viet74K.txt"
 _SENTENCES = "pipeline/pos_tag/models/pos_crf_vlsp2013_20230303/test_output.txt"
 _WORDFREQ = "data/small_vi.msgpack.gz"
@@ -40,6 +42,7 @@ USER_DIR_NAME = "accents"  # under mmtools' home: text files every restorer lear
 # How much each source's counts weigh (a sentence of running text counts 1).
 LEXICON_WEIGHT = 0.3  # a lexicon word counts as often as this many occurrences in running text
 PHRASE_WEIGHT = 3.0  # a hand-written photo phrase: the queries' own domain
+WORDS_WEIGHT = 0.5  # a phrase made from the word lists (there are thousands, each says less)
 USER_WEIGHT = 4.0  # the user's own text (and an index's texts: mmtools.text.restore.COLLECTION_WEIGHT)
 WORDFREQ_TOKENS = 400_000.0  # wordfreq's frequencies become counts as if from a text of this many syllables
 
@@ -87,6 +90,7 @@ def sources(learn: list[str | os.PathLike[str]] = ()) -> list[Source]:
             if (underthesea / relative).exists():
                 found.append(Source(kind, underthesea / relative))
     found.append(Source("phrases", PHRASES))
+    found.append(Source("words", WORDS))
     mine = user_dir()
     if mine.is_dir():
         found.extend(Source("user", path) for path in sorted(mine.glob("*.txt")))
@@ -157,6 +161,38 @@ def wordfreq_frequencies(path: Path) -> Iterator[tuple[str, float]]:
             yield word, frequency
 
 
+def word_lists(path: Path) -> dict[str, list[str]]:
+    """The "[section]" lists of a word-list file."""
+    lists: dict[str, list[str]] = {}
+    current = None
+    for line in phrase_lines(path):
+        if line.startswith("[") and line.endswith("]"):
+            current = lists.setdefault(line[1:-1].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return lists
+
+
+def combined_phrases(path: Path) -> Iterator[str]:
+    """Phrases made from a word-list file: thing + colour, thing + "màu" + colour, thing + place,
+    person + action, person + "đang" + action, person + action + place."""
+    lists = word_lists(path)
+    things, colours, places = lists.get("things", []), lists.get("colours", []), lists.get("places", [])
+    people, actions = lists.get("people", []), lists.get("actions", [])
+    for thing in things:
+        for colour in colours:
+            yield f"{thing} {colour}"
+            yield f"{thing} màu {colour}"
+        for place in places:
+            yield f"{thing} {place}"
+    for person in people:
+        for action in actions:
+            yield f"{person} {action}"
+            yield f"{person} đang {action}"
+        for place in places:
+            yield f"{person} {place}"
+
+
 def count_source(source: Source, counts) -> None:
     """Add one source's n-grams to ``counts`` (an ``NgramCounts``), with that source's weight."""
     if source.kind == "wordfreq":
@@ -171,6 +207,9 @@ def count_source(source: Source, counts) -> None:
         for text in tagged_sentences(source.path):
             for words in sentences_of(text):
                 counts.add_sentence(words)
+    elif source.kind == "words":
+        for line in combined_phrases(source.path):
+            counts.add_sentence(line.split(), WORDS_WEIGHT)
     else:
         weight = PHRASE_WEIGHT if source.kind == "phrases" else USER_WEIGHT
         for line in phrase_lines(source.path):

@@ -36,6 +36,7 @@ from mmtools.text.accents import has_accents
 COLLECTION_WEIGHT = USER_WEIGHT  # a collection's counts weigh this many times the general corpus's
 # Alternatives: kept while at least this likely against the best (a probability ratio), at most n of them.
 CLOSE_RATIO = 0.25
+BEAM = 20  # Viterbi states kept per syllable
 _WORD = re.compile(r"[^\W\d_]+")
 _BREAK = re.compile(r"[^\w\s'\-]|\d+")
 
@@ -80,6 +81,9 @@ class AccentRestorer:
                     for score, path in paths:
                         into.append((score + step, path + (c,)))
             states = {key: heapq.nlargest(n, paths, key=lambda p: p[0]) for key, paths in advanced.items()}
+            if len(states) > BEAM:  # the unlikeliest states seldom recover: keep the best few
+                kept = heapq.nlargest(BEAM, states, key=lambda key: states[key][0][0])
+                states = {key: states[key] for key in kept}
         end = self.model.END
         finished = [(score + (log_p(a, b, end) if edges else 0.0), path)
                     for (a, b), paths in states.items() for score, path in paths]
