@@ -43,16 +43,18 @@ def test_alternatives_hedge_only_where_the_best_restorations_are_close():
     sure = restorer.alternatives("xe hoi mau do", n=3)
     assert sure == [("xe hơi màu đỏ", 1.0)]
     assert restorer.alternatives("xe hơi màu đỏ", n=3) == [("xe hơi màu đỏ", 1.0)]  # typed with accents
-    assert restorer.alternatives("bat pho bo", n=1) == [(restorer.restore("bat pho bo"), 1.0)]
-    unsure = restorer.alternatives("bat pho bo", n=3)
+    assert restorer.alternatives("mua tren duong", n=1) == [(restorer.restore("mua tren duong"), 1.0)]
+    unsure = restorer.alternatives("mua tren duong", n=3)  # "mùa" (season) or "mưa" (rain)?
     texts = [text for text, _ in unsure]
     weights = [weight for _, weight in unsure]
     assert 1 < len(unsure) <= 3 and len(set(texts)) == len(texts)
-    assert texts[0] == restorer.restore("bat pho bo")  # best first, the same as restore()
+    assert texts[0] == restorer.restore("mua tren duong")  # best first, the same as restore()
+    assert "mưa trên đường" in texts
     assert weights == sorted(weights, reverse=True) and abs(sum(weights) - 1) < 1e-9
-    assert all(fold(text) == "bat pho bo" for text in texts)
-    two_parts = restorer.alternatives("Bat pho bo, 2 ly ca phe", n=3)  # punctuation and digits kept, case too
-    assert all(text.endswith(", 2 ly cà phê") and text.startswith("B") for text, _ in two_parts)
+    assert all(fold(text) == "mua tren duong" for text in texts)
+    two_parts = restorer.alternatives("Mua tren duong, 2 ly ca phe", n=3)  # punctuation and digits kept, case too
+    assert len(two_parts) > 1
+    assert all(text.endswith(", 2 ly cà phê") and text.startswith("M") for text, _ in two_parts)
 
 
 def test_context_beats_each_syllables_most_frequent_form():
@@ -93,7 +95,7 @@ def test_a_damaged_compiled_model_is_counted_again_and_replaced(tmp_path, monkey
 def test_users_teach_it_their_own_words_with_learn_and_their_accents_folder(tmp_path, monkeypatch):
     mine = tmp_path / "mine.txt"
     mine.write_text("Tối nay lủng củng chuyện nhà\n", encoding="utf-8")
-    assert build_restorer().restore("lung cung") == "lưng cứng"  # the general lexicon's
+    assert build_restorer().restore("lung cung") != "lủng củng"  # the general model knows other words
     restored = runner.invoke(app, ["restore-accents", "--lines", "--learn", str(mine)], input="lung cung\n")
     assert restored.exit_code == 0, restored.stderr
     assert restored.stdout == "lủng củng\n"
@@ -108,11 +110,11 @@ def test_users_teach_it_their_own_words_with_learn_and_their_accents_folder(tmp_
 
 
 def test_restore_accents_prints_alternatives_as_jsonl():
-    out = runner.invoke(app, ["restore-accents", "--lines", "-n", "3"], input="xe hoi mau do\nbat pho bo\n")
+    out = runner.invoke(app, ["restore-accents", "--lines", "-n", "3"], input="xe hoi mau do\nmua tren duong\n")
     assert out.exit_code == 0, out.stderr
     first, second = (orjson.loads(line) for line in out.stdout.splitlines())
     assert first == {"text": "xe hoi mau do", "alternatives": [["xe hơi màu đỏ", 1.0]]}
-    assert second["text"] == "bat pho bo" and len(second["alternatives"]) > 1
+    assert second["text"] == "mua tren duong" and len(second["alternatives"]) > 1
 
 
 @pytest.mark.slow
@@ -128,3 +130,17 @@ def test_one_line_commands_import_neither_transformers_nor_all_of_underthesea():
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip(), done.stderr
         assert done.stderr.strip().splitlines()[-1] == "False False", (command, done.stderr)
+
+
+def test_a_compile_that_fails_midway_leaves_no_model_file_and_the_restorer_still_works(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMTOOLS_CACHE_DIR", str(tmp_path / "cache"))
+    path = accent_model.model_path(accent_model.model_key())
+    real_save = accent_model.NgramModel.save
+
+    def save_then_fail(self, where):
+        real_save(self, where)  # every byte written to the temporary file, then the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(accent_model.NgramModel, "save", save_then_fail)
+    assert build_restorer().restore("xe hoi mau do") == "xe hơi màu đỏ"
+    assert not path.exists() and list(path.parent.iterdir()) == []  # neither a model nor a temporary
