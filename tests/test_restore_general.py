@@ -144,3 +144,16 @@ def test_a_compile_that_fails_midway_leaves_no_model_file_and_the_restorer_still
     monkeypatch.setattr(accent_model.NgramModel, "save", save_then_fail)
     assert build_restorer().restore("xe hoi mau do") == "xe hơi màu đỏ"
     assert not path.exists() and list(path.parent.iterdir()) == []  # neither a model nor a temporary
+
+
+def test_a_collections_texts_add_to_the_compiled_model_opened_from_the_cache():
+    """What `restore-accents --index` does in a new process: the compiled file, plus the index's texts."""
+    from mmtools.text.restore import AccentRestorer, count_texts
+
+    path = accent_model.model_path(accent_model.model_key())
+    load_restorer().restore("xe hoi")  # compiled by now
+    opened = accent_model.NgramModel.open(path)
+    both = AccentRestorer(opened.with_counts(count_texts(["Tối nay lủng củng chuyện nhà ."] * 3), 4.0))
+    assert both.restore("lung cung") == "lủng củng"
+    assert both.restore("xe hoi mau do") == "xe hơi màu đỏ"  # the general words are still there
+    assert both.candidates("lung")[0] in ("lưng", "lủng") and "lủng" in both.candidates("lung")

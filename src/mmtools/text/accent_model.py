@@ -169,17 +169,18 @@ class Table:
 
     def get(self, key, default=None):
         try:
-            return self._read[key]
+            value = self._read[key]
+            return default if value is None else value
         except KeyError:
             pass
         row = self._db.execute(self._query, (_joined(key),)).fetchone()
-        value = default if row is None else (row if len(row) > 1 else row[0])
+        value = None if row is None else (row if len(row) > 1 else row[0])
         if value is not None and self._convert is not None:
             value = self._convert(value)
         if len(self._read) > MEMO_LIMIT:
             self._read.clear()
         self._read[key] = value
-        return value
+        return default if value is None else value
 
 
 class Summed:
