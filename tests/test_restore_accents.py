@@ -111,7 +111,7 @@ def test_the_restorer_follows_a_write_while_a_warm_reader_holds_the_index(tmp_pa
 
     index = tmp_path / "idx.faiss"
     index_records([captioned("a", "con mèo ngủ", 0)], index)
-    assert load_restorer(index).restore("lung cung") == "lưng cứng"  # the general lexicon's
+    assert load_restorer(index).restore("lung cung") != "lủng củng"  # the general model knows other words
     with IndexReader(index) as reader:  # what a warm server keeps open
         index_records([captioned(f"b{i}", "lủng củng", i + 1) for i in range(5)], index)
         assert load_restorer(index).restore("lung cung") == "lủng củng"

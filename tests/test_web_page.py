@@ -469,3 +469,43 @@ def test_a_video_moment_shows_its_frame_and_time_and_plays_from_that_moment(site
     browser.find_element(By.ID, "viewer-close").click()
     assert browser.execute_script("return document.querySelector('#viewer-video').paused")
     assert console_errors(browser) == []
+
+
+def test_did_you_mean_offers_the_other_restorations_and_a_click_searches_one(site, browser):
+    """Where search hedged over several restorations (hits' query_alternatives), the page offers the ones it
+    did not show as buttons; the server's answers are wrapped here to carry them."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(site["url"] + "/")
+    asked = "return document.querySelector('#token-dialog').open"
+    wait_for(browser, lambda: browser.execute_script(f"return document.body.dataset.ready === 'true' || ({asked[7:]})"),
+             what="the page to start or ask for the token")
+    if browser.execute_script(asked):  # run on its own, before the test that types the token
+        enter_token(browser, TOKEN)
+    wait_for(browser, lambda: browser.execute_script("return document.body.dataset.ready === 'true'"),
+             what="the page to start")
+    browser.execute_script("""
+        const real = window.fetch;
+        window.fetch = async (url, options) => {
+          const response = await real(url, options);
+          if (!String(url).includes('/search') || !response.ok) return response;
+          const body = await response.json();
+          for (const hit of body.hits || []) {
+            hit.query_restored = 'người chơi bóng chày';
+            hit.query_alternatives = [['người chơi bóng chày', 0.7], {text: 'người chơi bóng chạy', weight: 0.3}];
+          }
+          return new Response(JSON.stringify(body), {status: 200, headers: {'content-type': 'application/json'}});
+        };""")
+    box = browser.find_element(By.ID, "q")
+    box.clear()
+    box.send_keys("nguoi choi bong chay", Keys.ENTER)
+    wait_for(browser, lambda: browser.find_element(By.ID, "did-you-mean").is_displayed(), what="did you mean")
+    offered = browser.find_elements(By.CSS_SELECTOR, "#did-you-mean button")
+    assert [b.text for b in offered] == ["người chơi bóng chạy"]  # the one searched is not offered again
+    assert "Có phải bạn muốn tìm" in browser.find_element(By.ID, "did-you-mean").text
+    offered[0].click()
+    wait_for(browser, lambda: "người chơi bóng chạy" in browser.find_element(By.ID, "search-status").text,
+             what="the alternative searched")
+    assert browser.find_element(By.ID, "q").get_attribute("value") == "người chơi bóng chạy"
+    assert console_errors(browser) == []

@@ -12,7 +12,9 @@ phrase never runs from one caption into the next.
 Vietnamese: every text is stored twice, as written (NFC, one tone-mark placement) and folded (lower case, no
 diacritics, ``đ`` as ``d``; see ``mmtools.text.accents``), both tokenised one token per syllable. A query
 matches when each of its terms is in the folded text, so ``xe hoi`` finds ``xe hơi``; records that hold every
-term as typed (accents and all) come first, then the folded matches, each group in BM25 order. A quoted part
+term as typed (accents and all) come first; for a query typed without accents, the records that hold its
+restored form come next (restored from the matching texts: "bong chay" finds "bóng chày" before "bóng chạy"
+in a collection about baseball); then the other folded matches; each group in BM25 order. A quoted part
 of a query (``"xe hơi" đỏ``) must match as a phrase; the other words may stand anywhere in the text.
 """
 
@@ -182,22 +184,55 @@ def _holds(words: tuple[str, ...], term: tuple[str, ...]) -> bool:
     return any(words[start:start + len(term)] == term for start in range(len(words) - len(term) + 1))
 
 
+RESTORE_FROM = 2000  # matching texts a query typed without accents learns its restored meaning from
+
+
 def search(db: sqlite3.Connection, query: str, k: int, among: Collection[str] | None = None) -> list[KeywordHit]:
-    """The ``k`` best records for ``query`` (only ids in ``among``, when given): exact matches first."""
+    """The ``k`` best records for ``query`` (only ids in ``among``, when given): exact matches first; for a
+    query typed without accents, matches of its restored form ("bóng chày") before other words that fold
+    the same ("bóng chạy"); then every folded match. Each group in BM25 order."""
     parsed = KeywordQuery.parse(query)
     if not parsed or k <= 0 or not _has_tables(db):
         return []
+    passes = [(parsed, "exact", True)]
+    restored = restored_terms(db, query, parsed)
+    if restored is not None:
+        passes.append((restored, "exact", False))
+    passes.append((parsed, "folded", False))
     hits: dict[str, KeywordHit] = {}
-    for exact in (True, False):
-        sql = ("SELECT fulltext_docs.id, fulltext_docs.field, fulltext.exact, rank FROM fulltext "
-               "JOIN fulltext_docs ON fulltext_docs.doc = fulltext.rowid WHERE fulltext MATCH ? ORDER BY rank")
-        for item_id, field, text, rank in db.execute(sql, (parsed.match("exact" if exact else "folded"),)):
+    sql = ("SELECT fulltext_docs.id, fulltext_docs.field, fulltext.exact, rank FROM fulltext "
+           "JOIN fulltext_docs ON fulltext_docs.doc = fulltext.rowid WHERE fulltext MATCH ? ORDER BY rank")
+    for terms, column, exact in passes:
+        for item_id, field, text, rank in db.execute(sql, (terms.match(column),)):
             if item_id in hits or (among is not None and item_id not in among):
-                continue  # a record's best text counts; the exact pass saw it first
+                continue  # a record's best text counts; an earlier pass saw it first
             hits[item_id] = KeywordHit(item_id, -float(rank), field, snippet(text, parsed), exact)
             if len(hits) >= k:
                 return list(hits.values())
     return list(hits.values())
+
+
+def restored_terms(db: sqlite3.Connection, query: str, parsed: KeywordQuery) -> KeywordQuery | None:
+    """The query's terms with their accents put back, for a query typed without any (else None): restored by
+    the general model plus the texts that match it folded, so the collection's own meaning of "bong chay"
+    wins ("bóng chày" in a sports collection)."""
+    from mmtools.text.accents import has_accents
+
+    if has_accents(query):
+        return None
+    rows = db.execute("SELECT fulltext.exact FROM fulltext WHERE fulltext MATCH ? LIMIT ?",
+                      (parsed.match("folded"), RESTORE_FROM)).fetchall()
+    if not rows:
+        return None
+    from mmtools.text.restore import build_restorer
+
+    restorer = build_restorer(text for (text,) in rows)
+    # In context, as a fragment: the words of a query need not begin or end a caption.
+    forms = iter(restorer.restore_syllables([word for term in parsed.exact for word in term], edges=False))
+    terms = tuple(tuple(next(forms) for _ in term) for term in parsed.exact)
+    if terms == parsed.exact:
+        return None
+    return KeywordQuery(terms, parsed.folded)
 
 
 def snippet(text: str, query: KeywordQuery | str) -> str:

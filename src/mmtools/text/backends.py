@@ -1,7 +1,7 @@
 """Segmentation back ends. Each imports its library in ``__init__``, never at module import.
 
-- underthesea (default): bundled CRF model, offline, no torch. Importing it costs about 3 s because it
-  also imports transformers when that is installed.
+- underthesea (default): bundled CRF model, offline, no torch. Only its word segmenter is imported
+  (``mmtools.text.underthesea_light``): all of underthesea imports transformers too, which takes seconds.
 - VnCoreNLP (RDRsegmenter) through ``py_vncorenlp``: needs Java and a directory holding the jar and the
   word-segmenter model, which users download themselves (py_vncorenlp would fetch them with wget at run time;
   we never let it).
@@ -38,7 +38,9 @@ class UndertheseaSegmenter(Segmenter):
     def __init__(self, *, dictionary: Iterable[str] | None = None, tone_style: str = DEFAULT_TONE_STYLE):
         super().__init__(dictionary=dictionary, tone_style=tone_style)
         try:
-            from underthesea import word_tokenize
+            from mmtools.text.underthesea_light import word_tokenize as load_word_tokenize
+
+            word_tokenize = load_word_tokenize()  # not all of underthesea: that imports transformers
         except ImportError as error:
             raise MissingDependencyError(
                 "the underthesea back end needs the underthesea package; run: pip install underthesea",

@@ -32,6 +32,7 @@ const TEXT = {
     mode: "Cách tìm", modeAuto: "Tự chọn", modeVector: "Theo nội dung ảnh", modeKeyword: "Theo từ khoá",
     modeHybrid: "Kết hợp", where: "Lọc theo trường (mỗi dòng một điều kiện, ví dụ tags=biển)",
     restored: "đã thêm dấu: “{q}”",
+    didYouMean: "Có phải bạn muốn tìm:",
   },
   en: {
     sections: "Sections", tabSearch: "Search", tabTag: "Tag", language: "Language",
@@ -60,6 +61,7 @@ const TEXT = {
     mode: "Search by", modeAuto: "Automatic", modeVector: "Picture content", modeKeyword: "Keywords",
     modeHybrid: "Both", where: "Filter on fields (one condition a line, e.g. tags=biển)",
     restored: "accents restored: “{q}”",
+    didYouMean: "Did you mean:",
   },
 };
 
@@ -444,10 +446,34 @@ async function runSearch(kind, value, push = true) {
     showHits(hits, shown);
     const restored = hits.length && hits[0].query_restored;
     if (restored && restored !== shown) $("#search-status").textContent += ` (${t("restored", { q: restored })})`;
+    showAlternatives(hits, restored || shown);
   } catch (err) {
     $("#search-status").textContent = "";
+    showAlternatives([], "");
     showError(err);
   }
+}
+
+// A query typed without accents that the server searched under several restorations (query_alternatives:
+// strings, [text, weight] pairs or {text, weight} objects): each other one is offered as a search of its own.
+function alternativesOf(hit) {
+  const listed = (hit && Array.isArray(hit.query_alternatives)) ? hit.query_alternatives : [];
+  return listed.map((one) => (typeof one === "string" ? one : Array.isArray(one) ? one[0] : one && (one.text || one.query)))
+    .filter((text) => typeof text === "string" && text.trim());
+}
+
+function showAlternatives(hits, searched) {
+  const box = $("#did-you-mean");
+  const others = [...new Set(alternativesOf(hits[0]))].filter((text) => text !== searched);
+  box.hidden = !others.length;
+  if (!others.length) { box.replaceChildren(); return; }
+  const choices = others.map((text) => {
+    const button = element("button", "alternative", text);
+    button.type = "button";
+    button.addEventListener("click", () => { $("#q").value = text; runSearch("text", text); });
+    return button;
+  });
+  box.replaceChildren(element("span", "", t("didYouMean")), ...choices);
 }
 
 function setUpSearch() {
