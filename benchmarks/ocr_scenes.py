@@ -86,6 +86,15 @@ def run_rapid(truth: dict[str, list[str]]) -> dict[str, str]:
     return readings
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of the programs it ran: on a machine shared with other
+    work, wall-clock speed says more about the others than about the engine."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=40)
@@ -113,13 +122,13 @@ def main() -> None:
     }
     for key in args.engines.split(","):
         name, run = engines[key]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_seconds()
         readings = run()
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
         cer, exact, accented, errors = score(truth, readings)
         print(f"{name:66s} CER per line {cer:.3f}, accented words exact {exact}/{accented} "
               f"({exact / max(1, accented):.0%}), lines exact {sum(e == 0 for e in errors)}/{lines}, "
-              f"{len(truth) / seconds:.2f} photos/s")
+              f"{len(truth) / seconds:.2f} photos/s, {cpu / len(truth):.2f} CPU s/photo")
         if args.show:
             for path, texts in truth.items():
                 for text in texts:

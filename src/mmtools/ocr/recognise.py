@@ -21,7 +21,7 @@ from mmtools.ocr.engine import DEFAULT_LANGUAGES, SHORT_WORD_CONFIDENCE, availab
 
 INSTALL_TESSEROCR = "pip install 'mmtools[ocr]' (it brings tesserocr, Tesseract's library for Python)"
 BORDER = 8  # pixels of the line's own edge added around it: Tesseract reads letters touching the edge badly
-WORD_CONFIDENCE = 40.0
+WORD_CONFIDENCE = 20.0  # a word read less confidently is dropped (a line that is found drops few words)
 # How a line is read, in turn until one reading is confident: (colour layers, 1 for the grey line itself;
 # Tesseract's page segmentation mode, 7 a single line, 13 a raw line; letter height in pixels). Chosen on
 # benchmarks/ocr_scenes.py's tuning photos (0-39).
