@@ -55,7 +55,8 @@ def main() -> None:
     print(f"{len(truth)} photos ({args.offset}-{args.offset + len(truth) - 1}), {os.cpu_count()} cores (shared with "
           f"other work: speeds are indicative)")
     print(f"plain tesseract (psm 3, 1 job): CER {sum(plain) / len(plain):.3f}, {len(plain) / plain_seconds:.2f} photos/s")
-    engines = {"scene": ("mmtools ocr (detector + Tesseract per line)", lambda: open_engine("vie", on_warning=print)),
+    engines = {"scene": ("mmtools ocr (detector + Tesseract per line)",
+                         lambda: open_engine("vie", on_warning=print)),
                "page": ("mmtools page engine (Tesseract alone)", TesseractEngine)}
     for key in args.engines.split(","):
         name, make = engines[key]

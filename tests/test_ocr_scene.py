@@ -213,3 +213,33 @@ def test_scenes_are_drawn_where_they_say():
     for line in drawn:
         xs, ys = [x for x, _ in line.quad], [y for _, y in line.quad]
         assert 0 <= min(xs) < max(xs) <= 560 and 0 <= min(ys) < max(ys) <= 400
+
+
+def test_a_batch_the_detector_fails_on_is_named_and_the_rest_read_in_order(tmp_path):
+    from PIL import Image
+
+    from mmtools.errors import Problem
+    from mmtools.images import ImageSource
+    from mmtools.ocr.pipeline import ocr_records
+
+    class Engine:  # locates by image width; fails on any batch holding a 13-pixel-wide image
+        def locate(self, images):
+            if any(image.width == 13 for image in images):
+                raise RuntimeError("bad input")
+            return [image.width for image in images]
+
+        def recognise(self, image, located):
+            return OcrResult([OcrLine(f"w{located}", [0, 0, located, 1], 90.0)])
+
+    sources = []
+    for i, width in enumerate([10, 11, 12, 13, 14, 15]):
+        Image.new("RGB", (width, 8)).save(tmp_path / f"{i}.png")
+        sources.append(ImageSource(id=str(i), path=str(tmp_path / f"{i}.png"), record={}))
+    (tmp_path / "broken.png").write_text("not an image")
+    sources.insert(1, ImageSource(id="x", path=str(tmp_path / "broken.png"), record={}))
+    problems: list[Problem] = []
+    records = list(ocr_records(sources, Engine(), jobs=2, batch=3, on_problem=problems.append))
+    # batches: [10, broken, 11], [12, 13, 14] (fails), [15]
+    assert [r["ocr_text"] for r in records] == ["w10", "w11", "w15"]
+    assert [Path(p.source).name for p in problems] == ["broken.png", "2.png", "3.png", "4.png"]
+    assert "text detection failed (bad input)" in problems[1].reason

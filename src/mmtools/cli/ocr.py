@@ -20,8 +20,8 @@ def ocr_command(
         "--boxes", help="Also write ocr_lines: each line's text, box [left, top, width, height] and "
                         "confidence.")] = False,
     jobs: Annotated[Optional[int], typer.Option(
-        "--jobs", "-j", min=1, help="Images read at once (text is found in batches, then each image's lines are read by one "
-                         "of JOBS Tesseracts) [default: the CPU cores available].")] = None,
+        "--jobs", "-j", min=1, help="Images read at once (text is found in batches, then each image's lines "
+                                    "are read by one of JOBS Tesseracts) [default: the CPU cores available].")] = None,
     root: Annotated[Optional[str], typer.Option(
         "--root", help="Give files ids and paths relative to this folder, as embed-images --root does.")] = None,
     hidden: Annotated[bool, typer.Option("--hidden", help="Include hidden files and folders.")] = False,

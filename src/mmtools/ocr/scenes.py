@@ -38,7 +38,8 @@ class DrawnLine:
     quad: list[tuple[float, float]]  # corners in the photo, clockwise from top left
 
 
-def draw_scene(photo: Any, texts: list[str], rng: random.Random, *, quality: int | None = None) -> tuple[Any, list[DrawnLine]]:
+def draw_scene(photo: Any, texts: list[str], rng: random.Random, *,
+               quality: int | None = None) -> tuple[Any, list[DrawnLine]]:
     """The photo (RGB) with each of ``texts`` drawn somewhere on it, blurred and JPEG-damaged, and where each went.
     Items are placed where they do not overlap; one that finds no room is left out (and not returned)."""
     from PIL import Image, ImageFilter
