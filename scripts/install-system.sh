@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # System packages that pip cannot provide, installed from the system's own package manager (Debian/Ubuntu apt).
-#   scripts/install-system.sh ocr        Tesseract and its Vietnamese data (mmtools ocr)
+#   scripts/install-system.sh ocr        Tesseract and its Vietnamese data, and the GL/GLib libraries OpenCV
+#                                        (the text detector's post-processing) loads (mmtools ocr)
 #   scripts/install-system.sh browser    Chromium and its driver (the test suite's web-page tests)
 # As root (or with sudo) on an apt system it installs what is missing; elsewhere it prints what to install and
 # exits 1, so callers can go on without the optional part.
 set -uo pipefail
 declare -A packages=(
-  [ocr]="tesseract-ocr tesseract-ocr-vie"
+  [ocr]="tesseract-ocr tesseract-ocr-vie libgl1 libglib2.0-0"
   [browser]="chromium chromium-driver fonts-dejavu-core"
 )
 declare -A commands=([ocr]="tesseract" [browser]="chromium")
@@ -16,7 +17,8 @@ status=0
 for group in "$@"; do
   wanted="${packages[$group]:-}"
   [ -n "$wanted" ] || { say "unknown group '$group' (ocr, browser)"; exit 2; }
-  if [ "$group" = ocr ] && command -v tesseract >/dev/null 2>&1 && tesseract --list-langs 2>/dev/null | grep -qx vie; then
+  if [ "$group" = ocr ] && command -v tesseract >/dev/null 2>&1 && tesseract --list-langs 2>/dev/null | grep -qx vie \
+      && { ! command -v ldconfig >/dev/null 2>&1 || ldconfig -p 2>/dev/null | grep -q 'libGL\.so\.1'; }; then
     continue
   fi
   if [ "$group" = browser ] && command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then

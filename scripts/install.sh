@@ -66,7 +66,7 @@ else
   "${pip[@]}" uninstall --quiet --yes faiss-gpu faiss-gpu-cu12 torchvision 2>/dev/null || true
 fi
 # The CPU flavour runs its encoders through ONNX Runtime where it can (the onnx extra).
-extras="${flavour},dev"; [ "$flavour" = cpu ] && extras="cpu,onnx,dev"
+extras="${flavour},ocr,dev"; [ "$flavour" = cpu ] && extras="cpu,onnx,ocr,dev"
 "${pip[@]}" install --quiet --constraint "$constraints" -e ".[${extras}]"
 # Tesseract for `mmtools ocr`, from the system's packages where this user may install them (else a hint).
 scripts/install-system.sh ocr || say "mmtools ocr needs Tesseract with Vietnamese data (see above); everything else works without it"

@@ -59,8 +59,10 @@ def test_signs_on_photos_are_read_with_a_low_character_error_rate(signs, tmp_pat
     names = [Path(r["path"]).name for r in records]
     signs = [character_error_rate(truth[n], on_sign(r["ocr_lines"], boards[n])) for n, r in zip(names, records)]
     assert sum(signs) / len(signs) <= 0.06, signs  # measured 0.021 on these held-out photos (0.078 before)
-    rates = [character_error_rate(truth[n], r["ocr_text"]) for n, r in zip(names, records)]  # + the photos' text
-    assert sum(rates) / len(rates) <= 0.08, rates  # measured 0.033
+    # The photos' own text is read too (an airline's name, a copyright line), and little texture taken for text:
+    off_board = [line["text"] for n, r in zip(names, records) for line in r["ocr_lines"]
+                 if not on_sign([line], boards[n])]
+    assert len(off_board) <= 8, off_board  # measured 4 lines in the 20 photos (2 of them real)
     lines = [line for r in records for line in r["ocr_lines"]]
     assert lines and all(len(line["box"]) == 4 and 0 <= line["confidence"] <= 100 for line in lines)
 

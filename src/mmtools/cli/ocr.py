@@ -20,7 +20,8 @@ def ocr_command(
         "--boxes", help="Also write ocr_lines: each line's text, box [left, top, width, height] and "
                         "confidence.")] = False,
     jobs: Annotated[Optional[int], typer.Option(
-        "--jobs", "-j", min=1, help="Images read at once [default: the CPU cores available].")] = None,
+        "--jobs", "-j", min=1, help="Images read at once (text is found in batches, then each image's lines "
+                                    "are read by one of JOBS Tesseracts) [default: the CPU cores available].")] = None,
     root: Annotated[Optional[str], typer.Option(
         "--root", help="Give files ids and paths relative to this folder, as embed-images --root does.")] = None,
     hidden: Annotated[bool, typer.Option("--hidden", help="Include hidden files and folders.")] = False,
@@ -28,20 +29,21 @@ def ocr_command(
         "--max-pixels", min=1, help="Refuse images larger than this many pixels (decompression bombs).")]
         = 100_000_000,
 ) -> None:
-    """Read the text in photos (signs, menus, screenshots) with Tesseract: one record per image with
-    ocr_text (lines joined by newlines, in reading order, Unicode NFC); other fields pass through.
+    """Read the text in photos (signs, menus, screenshots): a scene-text detector finds each line, Tesseract
+    reads it; one record per image with ocr_text (lines joined by newlines, in reading order, Unicode NFC);
+    other fields pass through.
 
     Needs Tesseract with its Vietnamese data (apt-get install tesseract-ocr tesseract-ocr-vie) and
-    pip install 'mmtools[ocr]'.
+    pip install 'mmtools[ocr]' (which brings the detector; without it Tesseract reads alone, with a warning).
 
     Example: mmtools ocr photos/ | mmtools embed-images | mmtools index -o idx.faiss
     """
     with command_session("ocr") as report:
         from mmtools.images import discover_images
-        from mmtools.ocr import TesseractEngine, ocr_records
+        from mmtools.ocr import ocr_records, open_engine
         from mmtools.records import RecordWriter, open_output
 
-        engine = TesseractEngine(languages)
+        engine = open_engine(languages, on_warning=report.warning)
         sources = discover_images(require_input(inputs or [], "images"), root=root, hidden=hidden,
                                   on_problem=report.problem)
         bar = report.progress("reading text")

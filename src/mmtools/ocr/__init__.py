@@ -1,6 +1,7 @@
-"""Text in photos: Tesseract (with its Vietnamese data) reads signs, menus and screenshots into records."""
+"""Text in photos: a scene-text detector finds the lines and Tesseract (with its Vietnamese data) reads them, into
+records; without the detector, Tesseract reads alone."""
 
 from mmtools.ocr.engine import OcrLine, OcrResult, TesseractEngine
-from mmtools.ocr.pipeline import ocr_records
+from mmtools.ocr.pipeline import OcrEngine, ocr_records, open_engine
 
-__all__ = ["OcrLine", "OcrResult", "TesseractEngine", "ocr_records"]
+__all__ = ["OcrEngine", "OcrLine", "OcrResult", "TesseractEngine", "ocr_records", "open_engine"]

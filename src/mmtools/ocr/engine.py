@@ -80,6 +80,16 @@ class TesseractEngine:
         self.languages = languages
         self.min_confidence = min_confidence
 
+    def locate(self, images: list[Any]) -> list[None]:
+        """Nothing to find ahead (the ``OcrEngine`` seam): each photo is searched while it is read."""
+        return [None] * len(images)
+
+    def recognise(self, image: Any, located: None = None) -> OcrResult:
+        """Read one photo (any PIL image)."""
+        from mmtools.ocr.prepare import prepare_for_ocr
+
+        return self.read(*prepare_for_ocr(image))
+
     def read(self, image: Any, scale: float = 1.0) -> OcrResult:
         """Read a prepared (grey) image; ``scale`` is how much it was resized, to map boxes back."""
         readings = []
@@ -189,10 +199,25 @@ def _pytesseract() -> Any:
 
 
 @lru_cache(maxsize=1)
-def available_languages() -> tuple[str, ...]:
+def _list_languages() -> str:
     try:
         out = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True, timeout=30,
                              env={**os.environ, "OMP_THREAD_LIMIT": "1"})
     except (OSError, subprocess.TimeoutExpired):
-        return ()
-    return tuple(line.strip() for line in out.stdout.splitlines()[1:] if line.strip())
+        return ""
+    return out.stdout
+
+
+def available_languages() -> tuple[str, ...]:
+    return tuple(line.strip() for line in _list_languages().splitlines()[1:] if line.strip())
+
+
+def tessdata_path() -> str:
+    """The folder of Tesseract's language data, as the installed ``tesseract`` reports it (``TESSDATA_PREFIX``
+    when set): Tesseract's library, used in-process, does not find it on its own."""
+    if os.environ.get("TESSDATA_PREFIX"):
+        return os.environ["TESSDATA_PREFIX"]
+    first = _list_languages().splitlines()[:1]
+    if first and '"' in first[0]:
+        return first[0].split('"')[1]
+    return ""
