@@ -94,7 +94,8 @@ MIN_CHANGE = 18.0  # mean absolute difference (0-255) of a span's two ends for a
 MAX_OFF = 0.3  # the middle frame's distance from the ends' average, as a share of their difference
 MIN_ONE_WAY = 0.45  # the ends' difference as a share of the summed differences of the steps between them
 STANDS_OUT = 1.3  # a span's change over the smaller of the changes of the spans either side of it
-MAX_STRUCTURE = 0.78  # correlation of the ends' brightness patterns above which it is the same picture
+MAX_STRUCTURE = 0.82
+MIN_STILL_CHANGE = 0.3  # the brightness patterns of a span's ends, compared in place (see still_change)  # correlation of the ends' brightness patterns above which it is the same picture
 
 
 @dataclass(frozen=True)
@@ -118,12 +119,15 @@ def detect_boundaries(scan: Any, *, threshold: float = THRESHOLD, min_shot_frame
     if not gradual or scan.tiny is None or len(scan.times) < 3:
         return cuts, []
     fades, dark = detect_fades(scan.brightness)
-    found = list(cuts)
-    for fade in fades:
-        if all(not _near(fade, other, min_shot_frames) for other in found):
-            found.append(fade)
+    found = list(fades)  # a fade's steps into black can look like a cut: the fade takes its place
+    for cut in cuts:
+        if all(not _near(cut, fade, 0) for fade in fades):
+            found.append(cut)
+    # a fade in at the start or out at the end is no boundary, nor a dissolve
+    edges = [Boundary(start, "fade", start, end) for start, end in dark]
     for dissolve in detect_dissolves(scan.tiny, scan.info.fps, scan.scores, threshold, scan.luma):
-        if all(not _near(dissolve, other, min_shot_frames) for other in found):
+        if all(not _near(dissolve, other, min_shot_frames) for other in found) and \
+                all(not _near(dissolve, edge, 0) for edge in edges):
             found.append(dissolve)
     found.sort(key=lambda b: b.frame)
     unclean = dark + [(b.start, b.end) for b in found if b.kind != "cut"]
@@ -163,6 +167,18 @@ def detect_fades(brightness: Any, *, black: float = BLACK_LEVEL) -> tuple[list[B
         if i > 0 and j < count:
             boundaries.append(Boundary((start + end) // 2, "fade", start, end))
         i = j
+    # a video may open (or close) on a fade whose darkest frame is only dim, not black
+    if count > 1 and not (spans and spans[0][0] == 0) and level[0] <= 2 * black and level[1] > level[0] + 0.5:
+        end = 1
+        while end < count and level[end] > level[end - 1] + 0.5 and end < 75:
+            end += 1
+        spans.insert(0, (0, end))
+    if count > 1 and not (spans and spans[-1][1] == count) and level[-1] <= 2 * black and \
+            level[-2] > level[-1] + 0.5:
+        start = count - 1
+        while start > 0 and level[start - 1] > level[start] + 0.5 and count - start < 75:
+            start -= 1
+        spans.append((start, count))
     return boundaries, spans
 
 
@@ -210,11 +226,12 @@ def detect_dissolves(tiny: Any, fps: float, scores: Any = None, threshold: float
     candidates.sort(key=lambda c: (-c[0], c[1]))
     alike = MotionAligner(grey.shape[1:]).similarity(grey[[c - half for half, _o, c in candidates]],
                                                      grey[[c + half for half, _o, c in candidates]])
+    kept = still_change(grey[[c - half for half, _o, c in candidates]], grey[[c + half for half, _o, c in candidates]])
     taken: list[Boundary] = []
-    for (half, _off, c), same in zip(candidates, alike):
+    for (half, _off, c), same, change in zip(candidates, alike, kept):
         if any(b.start <= c < b.end for b in taken):
             continue
-        if same > MAX_STRUCTURE:
+        if same > MAX_STRUCTURE or change <= MIN_STILL_CHANGE:
             continue  # the same picture, moved, zoomed or lit differently
         taken.append(Boundary(c, "dissolve", c - half + 1, c + half))
     return taken  # strongest (longest) first
@@ -237,6 +254,23 @@ def _best_in_runs(positions: Any, off: Any, half: int) -> list[int]:
                 picked.append(int(position))
         chosen += picked
     return chosen
+
+
+def still_change(first: Any, second: Any) -> Any:
+    """How much of the picture changed between grey thumbnails ``first[i]`` and ``second[i]`` where the
+    camera held still: the median, over pixels, of the difference of their brightness patterns (each
+    thumbnail less its mean, over its spread). A change of light leaves it near 0, also while something
+    small moves in the picture (the median ignores it); a new picture gives about 1."""
+    import numpy as np
+
+    def pattern(grey: Any) -> Any:
+        flat = np.asarray(grey, np.float32).reshape(len(grey), -1)
+        flat = flat - flat.mean(axis=1, keepdims=True)
+        return flat / np.maximum(flat.std(axis=1, keepdims=True), 1e-3)
+
+    if not len(first):
+        return np.zeros(0, dtype=np.float32)
+    return np.median(np.abs(pattern(first) - pattern(second)), axis=1)
 
 
 class MotionAligner:
