@@ -175,9 +175,11 @@ def speech_records(sources: Iterable[ImageSource], transcriber: Transcriber, *, 
         batch.clear()
 
     for source in sources:
-        if source.id in seen:
+        file_id = _file_id(source)
+        if file_id in seen:
             continue
-        seen.add(source.id)
+        seen.add(file_id)
+        source = ImageSource(file_id, source.path, source.record)
         try:
             samples, damage = read_audio(source.path, transcriber.rate)
         except ImageDecodeError as exc:
@@ -189,6 +191,15 @@ def speech_records(sources: Iterable[ImageSource], transcriber: Transcriber, *, 
         if len(batch) >= transcriber.batch_size:
             yield from flush()
     yield from flush()
+
+
+def _file_id(source: ImageSource) -> str:
+    """The id of the file itself: a keyframe record's id less its ``#t=`` fragment."""
+    from mmtools.video import frame_time
+
+    if frame_time(source.record) is not None and "#t=" in source.id:
+        return source.id.rsplit("#t=", 1)[0]
+    return source.id
 
 
 def _load(ref: Any, dtype: Any) -> tuple[Any, Any]:
