@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmtools.video.decode import VideoDecodeError, _reason, format_clock, require_av
+from mmtools.video.decode import VideoDecodeError, _reason, format_clock, open_media, require_av
 
 SAMPLE_RATE = 16000
 
@@ -20,18 +20,7 @@ def read_audio(path: str, rate: int = SAMPLE_RATE) -> tuple[Any, str | None]:
     import numpy as np
 
     av = require_av()
-    from mmtools.images import stat_image_file
-
-    if stat_image_file(path).st_size == 0:  # ImageDecodeError naming why when it cannot be read
-        raise AudioDecodeError("file is empty (0 bytes)")
-    try:
-        container = av.open(path, mode="r", metadata_errors="replace")
-    except IsADirectoryError:
-        raise AudioDecodeError("is a folder, not a media file") from None
-    except PermissionError:
-        raise AudioDecodeError("permission denied") from None
-    except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise AudioDecodeError(f"not a file FFmpeg can read ({_reason(exc)})") from None
+    container = open_media(path, AudioDecodeError)
     try:
         if not container.streams.audio:
             raise AudioDecodeError("has no audio track")

@@ -73,19 +73,25 @@ def require_av() -> Any:
     return av
 
 
-def open_video(path: str) -> tuple[Any, Any]:
-    """``(container, video stream)``; VideoDecodeError naming why when it cannot be opened."""
+def open_media(path: str, error: type[VideoDecodeError] | None = None) -> Any:
+    """An open PyAV container of ``path``; ``error`` (VideoDecodeError) naming why when it cannot be opened."""
+    error = error or VideoDecodeError
     av = require_av()
     if stat_image_file(path).st_size == 0:
-        raise VideoDecodeError("file is empty (0 bytes)")
+        raise error("file is empty (0 bytes)")
     try:
-        container = av.open(path, mode="r", metadata_errors="replace")
+        return av.open(path, mode="r", metadata_errors="replace")
     except IsADirectoryError:
-        raise VideoDecodeError("is a folder, not a video file") from None
+        raise error("is a folder, not a media file") from None
     except PermissionError:
-        raise VideoDecodeError("permission denied") from None
+        raise error("permission denied") from None
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise VideoDecodeError(f"not a video FFmpeg can read ({_reason(exc)})") from None
+        raise error(f"not a file FFmpeg can read ({_reason(exc)})") from None
+
+
+def open_video(path: str) -> tuple[Any, Any]:
+    """``(container, video stream)``; VideoDecodeError naming why when it cannot be opened."""
+    container = open_media(path)
     if not container.streams.video:
         container.close()
         raise VideoDecodeError("has no video stream")
