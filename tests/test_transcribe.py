@@ -103,8 +103,9 @@ def test_a_language_given_is_the_records_language_and_keyframe_records_name_each
                                                                                             tmp_path):
     folder, _ = media
     frames = tmp_path / "frames.jsonl"
-    frames.write_text("".join(orjson.dumps({"path": str(folder / "news.mp4"), "time": t, "shot": i,
-                                            "id": f"{folder / 'news.mp4'}#t={t}"}).decode() + "\n" for i, t in enumerate((0.4, 2.0))))
+    video = str(folder / "news.mp4")
+    frames.write_text("".join(orjson.dumps({"path": video, "time": t, "shot": i, "id": f"{video}#t={t}"}).decode()
+                              + "\n" for i, t in enumerate((0.4, 2.0))))
     result = runner.invoke(app, ["transcribe", str(frames), "-m", whisper_dir, "--language", "vi"])
     assert result.exit_code == 0, result.stderr
     found = records(result.stdout)
@@ -156,7 +157,8 @@ def test_speech_segments_are_indexed_with_keyframes_and_a_word_said_finds_the_vi
     write_video(tmp_path / "videos" / "news.mp4", [30, 30, 30], scenes=[11, 22, 33])
     scene_still(11, 15).save(tmp_path / "still.png")
     said = [{"path": "videos/news.mp4", "start": 0.3, "end": 1.0, "text": "trời mưa to ở Hà Nội"},
-            {"path": "videos/news.mp4", "start": 2.6, "end": 3.4, "text": "chào mừng các bạn đến với bản tin thời sự"}]
+            {"path": "videos/news.mp4", "start": 2.6, "end": 3.4,
+             "text": "chào mừng các bạn đến với bản tin thời sự"}]
     (tmp_path / "speech.jsonl").write_text("".join(
         orjson.dumps({**s, "id": segment_id("videos/news.mp4", s["start"], s["end"]), "time": s["start"],
                       "language": "vi"}).decode() + "\n" for s in said))

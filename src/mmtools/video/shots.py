@@ -83,8 +83,11 @@ def shots_from_cuts(cuts: list[int], times: Any, fps: float) -> list[Shot]:
 # - a dissolve is a span whose two ends differ (``far``: mean absolute difference of the thumbnails) while
 #   its middle frame is their average (``off``: the middle's distance from the average of the ends, small
 #   next to ``far``), the change went one way (``far`` near the sum of the steps' differences along the
-#   span: a pan or a zoom moves a pixel through several values and back) and the picture's structure is
-#   not the same at both ends (a change of light keeps it: correlation of the ends' brightness patterns).
+#   span: a pan or a zoom moves a pixel through several values and back), it changed more than the spans
+#   either side of it (steady motion changes them alike: PySceneDetect's adaptive idea over spans), and
+#   the ends are not one picture moved, zoomed or lit differently (MotionAligner: their correlation once a
+#   pan or zoom is undone; still_change: their brightness patterns compared in place, robust to something
+#   small moving). Thresholds were tuned on the `tune` videos of benchmarks/video_keyframes.py.
 # A transition is placed at its middle: the span, among those passing the tests, whose middle is nearest
 # the average of its ends, of the longest such span (the whole transition).
 
@@ -94,8 +97,8 @@ MIN_CHANGE = 18.0  # mean absolute difference (0-255) of a span's two ends for a
 MAX_OFF = 0.3  # the middle frame's distance from the ends' average, as a share of their difference
 MIN_ONE_WAY = 0.45  # the ends' difference as a share of the summed differences of the steps between them
 STANDS_OUT = 1.3  # a span's change over the smaller of the changes of the spans either side of it
-MAX_STRUCTURE = 0.82
-MIN_STILL_CHANGE = 0.3  # the brightness patterns of a span's ends, compared in place (see still_change)  # correlation of the ends' brightness patterns above which it is the same picture
+MAX_STRUCTURE = 0.82  # correlation of the ends once motion is undone above which it is the same picture
+MIN_STILL_CHANGE = 0.3  # the ends' brightness patterns compared in place (still_change) at or under which too
 
 
 @dataclass(frozen=True)
@@ -224,9 +227,9 @@ def detect_dissolves(tiny: Any, fps: float, scores: Any = None, threshold: float
     # The longest span that passes covers the whole transition; among its positions, the one whose middle
     # is nearest the ends' average is the transition's middle. Shorter spans inside it are the same one.
     candidates.sort(key=lambda c: (-c[0], c[1]))
-    alike = MotionAligner(grey.shape[1:]).similarity(grey[[c - half for half, _o, c in candidates]],
-                                                     grey[[c + half for half, _o, c in candidates]])
-    kept = still_change(grey[[c - half for half, _o, c in candidates]], grey[[c + half for half, _o, c in candidates]])
+    ends = ([c - half for half, _o, c in candidates], [c + half for half, _o, c in candidates])
+    alike = MotionAligner(grey.shape[1:]).similarity(grey[ends[0]], grey[ends[1]])
+    kept = still_change(grey[ends[0]], grey[ends[1]])
     taken: list[Boundary] = []
     for (half, _off, c), same, change in zip(candidates, alike, kept):
         if any(b.start <= c < b.end for b in taken):
