@@ -132,3 +132,88 @@ def test_cli_writes_jpegs_only_when_asked(tmp_path):
         with Image.open(record["frame_path"]) as image:
             assert image.size == (128, 96)
     assert [r["id"] for r in records] == [orjson.loads(line)["id"] for line in plain.stdout.splitlines()]
+
+
+# ------------------------------------------------------------------------------------ gradual transitions
+
+
+@pytest.fixture(scope="module")
+def edited(tmp_path_factory):
+    """Two edited clips: dissolves of 8 to 30 frames and fades through black between shots that pan, zoom,
+    hold still or dim their light; consecutive shots of one scene seen by another camera."""
+    from mmtools.video.synthetic import ShotPlan, write_edited_video
+
+    folder = tmp_path_factory.mktemp("edited")
+    one = write_edited_video(folder / "one.mp4", [
+        ShotPlan(45, 101, camera="pan", speed=2.0, enter="fade", enter_frames=8),
+        ShotPlan(45, 102, camera="zoom", speed=0.6, enter="dissolve", enter_frames=12),
+        ShotPlan(45, 103, camera="still", disc=False, light=-0.45, light_frames=12, enter="cut"),
+        ShotPlan(45, 104, camera="pan", speed=1.0, enter="fade", enter_frames=6, black_frames=4),
+        ShotPlan(45, 105, camera="zoom", speed=0.4, enter="dissolve", enter_frames=30),
+    ])
+    two = write_edited_video(folder / "two.mkv", [
+        ShotPlan(50, 201, camera="still", disc=False),
+        ShotPlan(40, 202, camera="pan", speed=1.0, enter="dissolve", enter_frames=8),
+        ShotPlan(40, 203, camera="zoom", speed=0.8, light=0.4, enter="dissolve", enter_frames=20),
+        ShotPlan(40, 204, camera="pan", speed=1.5, enter="fade", enter_frames=10),
+        ShotPlan(40, 204, camera="still", enter="cut"),  # the same place, another framing
+    ], codec="mpeg4")
+    return [one, two]
+
+
+def test_dissolves_and_fades_are_found_at_their_middle_and_cuts_stay(edited):
+    from mmtools.video.shots import detect_boundaries
+    from mmtools.video.synthetic import boundary_f1
+
+    for clip in edited:
+        found, _avoid = detect_boundaries(scan_video(str(clip.path)))
+        scores = boundary_f1([(b.frame, b.kind) for b in found], clip.transitions)
+        assert scores["hard"][2] == 1.0 and scores["gradual"][2] == 1.0, (clip.path.name, found)
+        for true in clip.transitions:
+            (match,) = [b for b in found if true.start - 2 <= b.frame <= max(true.start, true.end - 1) + 2]
+            assert match.kind == true.kind, (true, match)
+            if true.gradual:
+                assert abs(match.frame - true.middle) <= max(2, (true.end - true.start) // 4), (true, match)
+
+
+def test_hard_cuts_only_misses_the_dissolves(edited):
+    from mmtools.video.shots import detect_boundaries
+
+    clip = edited[0]
+    found, avoid = detect_boundaries(scan_video(str(clip.path)), gradual=False)
+    assert {b.kind for b in found} == {"cut"} and avoid == []
+    dissolves = [t for t in clip.transitions if t.kind == "dissolve"]
+    assert not any(t.start <= b.frame < t.end for b in found for t in dissolves)  # what the old detector missed
+
+
+def test_every_shot_gets_a_keyframe_off_the_blended_and_black_frames(edited):
+    for clip in edited:
+        records, _ = video_keyframes(ImageSource("v.mp4", str(clip.path), {"path": "v.mp4"}))
+        frames = [r["frame"] for r in records]
+        assert len({r["shot"] for r in records}) == len(clip.shot_bounds)
+        for first, stop in clip.shot_bounds:
+            inside = [f for f in frames if first <= f < stop]
+            assert inside and all(f not in clip.unclean for f in inside), (first, stop, frames)
+
+
+def test_camera_motion_and_light_are_not_transitions(tmp_path):
+    from mmtools.video.shots import detect_boundaries
+    from mmtools.video.synthetic import ShotPlan, write_edited_video
+
+    clip = write_edited_video(tmp_path / "moving.mp4", [
+        ShotPlan(60, 7, camera="pan", speed=6.0),
+        ShotPlan(60, 8, camera="zoom", speed=1.0, enter="cut"),
+        ShotPlan(80, 9, camera="still", light=-0.5, light_frames=10, enter="cut"),
+        ShotPlan(80, 10, camera="still", light=0.35, light_frames=25, enter="cut"),
+    ])
+    found, _ = detect_boundaries(scan_video(str(clip.path)))
+    assert [(b.frame, b.kind) for b in found] == [(t.start, "cut") for t in clip.transitions]
+
+
+def test_cli_can_keep_to_hard_cuts(edited):
+    clip = edited[0]
+    both = runner.invoke(app, ["keyframes", str(clip.path)])
+    cuts = runner.invoke(app, ["keyframes", str(clip.path), "--cuts-only"])
+    assert both.exit_code == 0 and cuts.exit_code == 0, both.stderr + cuts.stderr
+    shots = [len({orjson.loads(line)["shot"] for line in result.stdout.splitlines()}) for result in (both, cuts)]
+    assert shots[0] == 5 and shots[1] < 5

@@ -22,6 +22,7 @@ from mmtools.cli.restore import restore_accents_command
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
 from mmtools.cli.train import train_app
+from mmtools.cli.transcribe import transcribe_command
 from mmtools.cli.tag import tag_command
 from mmtools.cli.tagger import eval_tagging_command, train_tagger_command
 from mmtools.cli.serve import serve_command
@@ -58,6 +59,7 @@ def main_options(
 
 
 app.command("keyframes")(keyframes_command)
+app.command("transcribe")(transcribe_command)
 app.command("embed-images")(embed_images_command)
 app.command("embed-texts")(embed_texts_command)
 app.command("index")(index_command)

@@ -24,6 +24,9 @@ def keyframes_command(
         "--threshold", min=0.0, help="How different (mean HSV difference, 0-255) a frame must be from the one "
                                      "before, and from the frames around it by half as much, to start a new "
                                      "shot: PySceneDetect's content threshold.")] = 27.0,
+    cuts_only: Annotated[bool, typer.Option(
+        "--cuts-only", help="Only hard cuts start shots; dissolves and fades through black are not looked "
+                            "for (as before they were).")] = False,
     min_shot: Annotated[int, typer.Option(
         "--min-shot-frames", min=1, help="Shortest shot, in frames: a cut closer than this to the last one "
                                          "is ignored.")] = 15,
@@ -39,6 +42,9 @@ def keyframes_command(
 ) -> None:
     """Find the shots of videos and pick keyframes: one record per keyframe with path, time, frame, shot,
     shot_start, shot_end, video_duration, fps and id (VIDEO#t=SECONDS).
+
+    Shots change at hard cuts, and at dissolves and fades through black (the boundary at the transition's
+    middle); keyframes are never blended or black frames. Camera motion and changes of light are no cut.
 
     Videos that cannot be read are named on stderr and skipped; a damaged or truncated one gives the
     keyframes before the damage. No image files are written unless --frames-dir is given: embed-images
@@ -56,7 +62,8 @@ def keyframes_command(
         require_av()
         sources = discover_images(require_input(inputs or [], "videos"), root=root, hidden=hidden,
                                   on_problem=report.problem, extensions=VIDEO_EXTENSIONS)
-        choice = KeyframeChoice(per_shot=per_shot, every=every, threshold=threshold, min_shot_frames=min_shot)
+        choice = KeyframeChoice(per_shot=per_shot, every=every, threshold=threshold, min_shot_frames=min_shot,
+                                gradual=not cuts_only)
         with open_output(output) as stream:
             RecordWriter(stream, flush_each=output is None).write_all(
                 keyframe_records(sources, choice, frames_dir=frames_dir, on_problem=report.problem))

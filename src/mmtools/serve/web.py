@@ -196,7 +196,8 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
         if signer is not None:
             query.append(signer.sign(path))
         url = quote(path, safe="/") + ("?" + "&".join(query) if query else "")
-        return {"url": url, "time": picture.time, "start": record.get("shot_start"), "end": record.get("shot_end")}
+        return {"url": url, "time": picture.time, "start": record.get("shot_start", record.get("start")),
+                "end": record.get("shot_end", record.get("end"))}  # a shot's bounds, or a spoken segment's
 
     @app.post("/similar", summary="Search with the picture of a record of a served index (by its id)")
     async def similar(request: Request) -> Any:

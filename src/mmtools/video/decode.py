@@ -3,6 +3,10 @@
 The analysis pass decodes every frame (a cut is a property of two neighbouring frames) but asks the decoder
 to skip what analysis does not need: the H.264/HEVC loop filter is skipped, FFmpeg decodes on several
 threads, and each frame is scaled down to a small thumbnail by FFmpeg's scaler before it reaches Python.
+Decoding runs on a thread of its own (FFmpeg releases the interpreter while it decodes) while the frames
+already decoded are scored, so the two overlap on a machine with two cores or more. Besides each frame's
+difference from the one before, the pass keeps what gradual transitions are found by (mmtools.video.shots):
+a tiny colour thumbnail of every frame (16 pixels wide) and its mean brightness.
 Frames at given times are found by seeking to the keyframe before each time (or decoding on, when the next
 time is close), so a video is decoded at most about once for all its frames.
 
@@ -12,6 +16,9 @@ player's ``#t=`` media fragment means.
 
 from __future__ import annotations
 
+import queue
+import threading
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -19,6 +26,9 @@ from mmtools.errors import MissingDependencyError
 from mmtools.images import ImageDecodeError, stat_image_file
 
 ANALYSIS_WIDTH = 128  # thumbnails for cut detection: what PySceneDetect's automatic downscaling gives too
+TINY_WIDTH = 16  # colour thumbnails for gradual transitions: block means of the analysis thumbnail
+LUMA_WIDTH = 32  # grey thumbnails for telling camera motion from a change of picture
+QUEUE_FRAMES = 32  # decoded thumbnails waiting to be scored
 SEEK_AHEAD_S = 4.0  # a frame this close after the last one decoded is reached by decoding on, not seeking
 
 
@@ -43,6 +53,9 @@ class Scan:
     times: Any  # float64 array, seconds
     scores: Any  # float32 array, PySceneDetect's content value (mean HSV difference, 0-255)
     damage: str | None = None
+    tiny: Any = None  # uint8 (frames, h, TINY_WIDTH, 3): each frame's colour thumbnail
+    luma: Any = None  # uint8 (frames, h, LUMA_WIDTH): each frame's grey thumbnail
+    brightness: Any = None  # float32 (frames,): each frame's mean HSV value (0-255); black is about 0
 
     @property
     def decoded_duration(self) -> float:
@@ -60,19 +73,25 @@ def require_av() -> Any:
     return av
 
 
-def open_video(path: str) -> tuple[Any, Any]:
-    """``(container, video stream)``; VideoDecodeError naming why when it cannot be opened."""
+def open_media(path: str, error: type[VideoDecodeError] | None = None) -> Any:
+    """An open PyAV container of ``path``; ``error`` (VideoDecodeError) naming why when it cannot be opened."""
+    error = error or VideoDecodeError
     av = require_av()
     if stat_image_file(path).st_size == 0:
-        raise VideoDecodeError("file is empty (0 bytes)")
+        raise error("file is empty (0 bytes)")
     try:
-        container = av.open(path, mode="r", metadata_errors="replace")
+        return av.open(path, mode="r", metadata_errors="replace")
     except IsADirectoryError:
-        raise VideoDecodeError("is a folder, not a video file") from None
+        raise error("is a folder, not a media file") from None
     except PermissionError:
-        raise VideoDecodeError("permission denied") from None
+        raise error("permission denied") from None
     except (av.FFmpegError, OSError, ValueError, UnicodeDecodeError) as exc:
-        raise VideoDecodeError(f"not a video FFmpeg can read ({_reason(exc)})") from None
+        raise error(f"not a file FFmpeg can read ({_reason(exc)})") from None
+
+
+def open_video(path: str) -> tuple[Any, Any]:
+    """``(container, video stream)``; VideoDecodeError naming why when it cannot be opened."""
+    container = open_media(path)
     if not container.streams.video:
         container.close()
         raise VideoDecodeError("has no video stream")
@@ -114,29 +133,85 @@ def scan_video(path: str, *, width: int = ANALYSIS_WIDTH) -> Scan:
         height = max(2, round(width * info.height / max(1, info.width)) // 2 * 2) if info.width else width
         times: list[float] = []
         scores: list[float] = []
+        tiny: list[Any] = []
+        luma: list[Any] = []
+        brightness: list[float] = []
         previous = None
         damage = None
         try:
-            for frame in container.decode(stream):
-                if frame.time is None:
-                    continue
-                small = frame.reformat(width=width, height=height, format="rgb24",
-                                       interpolation="FAST_BILINEAR").to_ndarray()
-                hsv = rgb_to_hsv(small)
-                scores.append(0.0 if previous is None else content_value(previous, hsv))
-                times.append(frame.time - start)
-                previous = hsv
+            with closing(_decoded_thumbnails(container, stream, width, height, av)) as thumbnails:
+                for time, small in thumbnails:
+                    hsv = rgb_to_hsv(small)
+                    scores.append(0.0 if previous is None else content_value(previous, hsv))
+                    tiny.append(block_means(small, TINY_WIDTH))
+                    luma.append(block_means(small, LUMA_WIDTH).mean(axis=2).round().astype(np.uint8))
+                    brightness.append(float(hsv[..., 2].mean()))
+                    times.append(time - start)
+                    previous = hsv
         except (av.FFmpegError, MemoryError, ValueError) as exc:
             damage = f"damaged after {format_clock(times[-1]) if times else 'the start'} ({_reason(exc)})"
         if not times:
             raise VideoDecodeError(damage or "no frame could be decoded")
-        scan = Scan(info, np.asarray(times, dtype=np.float64), np.asarray(scores, dtype=np.float32), damage)
+        scan = Scan(info, np.asarray(times, dtype=np.float64), np.asarray(scores, dtype=np.float32), damage,
+                    np.stack(tiny), np.stack(luma), np.asarray(brightness, dtype=np.float32))
         if damage is None and info.duration and scan.decoded_duration < info.duration - max(1.0, 2 / info.fps):
             scan.damage = (f"ends at {format_clock(scan.decoded_duration)} but its header says "
                            f"{format_clock(info.duration)} (truncated?)")
         return scan
     finally:
         container.close()
+
+
+def _decoded_thumbnails(container: Any, stream: Any, width: int, height: int, av: Any
+                        ) -> Iterator[tuple[float, Any]]:
+    """``(frame.time, RGB thumbnail)`` of each frame, decoded and scaled on a thread of its own; a decoding
+    error is raised here, after the frames before it."""
+    done = object()
+    frames: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                frames.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def decode() -> None:
+        try:
+            for frame in container.decode(stream):
+                if stop.is_set():
+                    return
+                if frame.time is not None:
+                    put((frame.time, frame.reformat(width=width, height=height, format="rgb24",
+                                                    interpolation="FAST_BILINEAR").to_ndarray()))
+        except BaseException as exc:  # raised again in the caller's thread, after the frames before it
+            put(exc)
+            return
+        put(done)
+
+    worker = threading.Thread(target=decode, name="mmtools-video-decode", daemon=True)
+    worker.start()
+    try:
+        while (item := frames.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def block_means(rgb: Any, width: int) -> Any:
+    """An (h, w, 3) uint8 thumbnail shrunk to ``width`` columns (and rows in proportion) by averaging blocks."""
+    import numpy as np
+
+    width = min(width, rgb.shape[1])
+    block = max(1, rgb.shape[1] // width)
+    rows = max(1, rgb.shape[0] // block)
+    cropped = rgb[:rows * block, :width * block].astype(np.float32)
+    return cropped.reshape(rows, block, width, block, 3).mean(axis=(1, 3)).round().astype(np.uint8)
 
 
 def _skip_what_analysis_does_not_need(stream: Any) -> None:

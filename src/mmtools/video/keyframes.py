@@ -19,7 +19,7 @@ from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.images import ImageSource
 from mmtools.records import Record
 from mmtools.video.decode import VideoDecodeError, Scan, frames_at, scan_video
-from mmtools.video.shots import MIN_SHOT_FRAMES, THRESHOLD, Shot, detect_cuts, shots_from_cuts
+from mmtools.video.shots import MIN_SHOT_FRAMES, THRESHOLD, Shot, detect_boundaries, shots_from_cuts
 
 LONG_SHOT_S = 10.0  # by default a shot gets one keyframe per started 10 seconds
 JPEG_QUALITY = 90
@@ -28,12 +28,14 @@ JPEG_QUALITY = 90
 @dataclass(frozen=True)
 class KeyframeChoice:
     """How keyframes are chosen: ``per_shot`` frames spread over each shot (None: one per started
-    LONG_SHOT_S seconds, so one in the middle of a short shot), or one every ``every`` seconds."""
+    LONG_SHOT_S seconds, so one in the middle of a short shot), or one every ``every`` seconds. ``gradual``:
+    dissolves and fades through black are shot boundaries too, not only hard cuts."""
 
     per_shot: int | None = None
     every: float | None = None
     threshold: float = THRESHOLD
     min_shot_frames: int = MIN_SHOT_FRAMES
+    gradual: bool = True
 
 
 def moment_id(video_id: str, time: float) -> str:
@@ -46,17 +48,32 @@ def format_seconds(time: float) -> str:
     return "0" if text in ("", "-0") else text
 
 
-def chosen_frames(shots: list[Shot], scan: Scan, choice: KeyframeChoice) -> list[tuple[int, Shot]]:
-    """``(frame index, its shot)`` of each keyframe, in time order; every shot has at least one."""
+def chosen_frames(shots: list[Shot], scan: Scan, choice: KeyframeChoice,
+                  avoid: list[tuple[int, int]] = ()) -> list[tuple[int, Shot]]:
+    """``(frame index, its shot)`` of each keyframe, in time order; every shot has at least one. Frames in
+    the ``avoid`` ranges (``[start, end)``: blended by a dissolve, faded) are replaced by the nearest frame
+    of the same shot outside them, where the shot has one."""
     if choice.every:
         return _uniform(shots, scan, choice.every)
     picked: list[tuple[int, Shot]] = []
     for shot in shots:
+        clean = _clean_frames(shot, avoid)
         count = choice.per_shot or max(1, math.ceil(shot.duration / LONG_SHOT_S - 1e-9))
-        count = min(count, shot.frames)
-        frames = sorted({shot.start_frame + (2 * j + 1) * shot.frames // (2 * count) for j in range(count)})
+        count = min(count, len(clean) or shot.frames)
+        if clean and len(clean) < shot.frames:
+            frames = sorted({clean[(2 * j + 1) * len(clean) // (2 * count)] for j in range(count)})
+        else:
+            frames = sorted({shot.start_frame + (2 * j + 1) * shot.frames // (2 * count) for j in range(count)})
         picked += [(frame, shot) for frame in frames]
     return picked
+
+
+def _clean_frames(shot: Shot, avoid: Iterable[tuple[int, int]]) -> list[int]:
+    blocked = [(max(start, shot.start_frame), min(end, shot.end_frame)) for start, end in avoid
+               if start < shot.end_frame and end > shot.start_frame]
+    if not blocked:
+        return list(range(shot.start_frame, shot.end_frame))
+    return [f for f in range(shot.start_frame, shot.end_frame) if not any(a <= f < b for a, b in blocked)]
 
 
 def _uniform(shots: list[Shot], scan: Scan, every: float) -> list[tuple[int, Shot]]:
@@ -83,12 +100,13 @@ def video_keyframes(source: ImageSource, choice: KeyframeChoice = KeyframeChoice
     """The keyframe records of one video and, if it is damaged part-way, where (its records stop there).
     VideoDecodeError when it cannot be read at all."""
     scan = scan_video(source.path)
-    cuts = detect_cuts(scan.scores, threshold=choice.threshold, min_shot_frames=choice.min_shot_frames)
-    shots = shots_from_cuts(cuts, scan.times, scan.info.fps)
+    boundaries, avoid = detect_boundaries(scan, threshold=choice.threshold,
+                                          min_shot_frames=choice.min_shot_frames, gradual=choice.gradual)
+    shots = shots_from_cuts([b.frame for b in boundaries], scan.times, scan.info.fps)
     duration = round(scan.decoded_duration, 3)
     fps = round(scan.info.fps, 3)
     records = []
-    for frame, shot in chosen_frames(shots, scan, choice):
+    for frame, shot in chosen_frames(shots, scan, choice, avoid):
         time = round(float(scan.times[frame]), 3)
         records.append({**source.record, "path": source.record.get("path", source.path), "time": time,
                         "frame": frame, "shot": shot.index, "shot_start": round(shot.start, 3),
