@@ -22,7 +22,7 @@ def client(tagging_data, tmp_path_factory):
     save_tagger(folder, model, towers, {"wifi": 0.3})
     engine = Engine(device="cpu", models=[str(folder)])
     engine.warm_up()
-    with TestClient(create_app(engine)) as test_client:
+    with TestClient(create_app(engine), base_url="http://127.0.0.1") as test_client:
         yield test_client
 
 
