@@ -117,6 +117,7 @@ def test_a_token_servers_open_health_names_no_paths_pid_or_counts(library):
         assert str(library) not in text and "pid" not in text and "records" not in text
         full = http.get("/health", headers={"authorization": f"Bearer {TOKEN}"})
         assert "pid" in full.json() and "indexes" in full.json()  # the token opens the full status
+        assert http.get("/health", headers={"authorization": "Bearer wrong"}).status_code == 401
 
 
 def test_the_bearer_scheme_is_case_insensitive(library):
