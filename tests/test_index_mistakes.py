@@ -236,6 +236,7 @@ def test_an_index_on_a_read_only_file_system_can_be_searched_and_a_write_says_wh
     folder.mkdir()
     index = folder / "idx.faiss"
     index_records(records(30), index)
+    index_records(records(5, "k", seed=2), index)  # an update: its pages may still be in the WAL
     query = folder / "q.jsonl"
     vector = unit_vectors(30)[7]
     query.write_text(f'{{"id": "q", "embedding": "{encode_vector(vector)}", "embedding_model": "m"}}\n')

@@ -46,7 +46,7 @@ signal.signal(signal.SIGTERM, stop)
 while True:
     time.sleep(1)
 """
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def env():
@@ -65,11 +65,12 @@ def generation_of(location):
         return generation
 
 
-def kill_after_every_call(location):
-    """The update of milvus_crash_writer.py killed after its 1st, 2nd... change on the server; after each
-    kill the collection is wholly old or wholly new, and the next write completes it."""
+def kill_after_every_call(location, steps=range(1, 40)):
+    """The update of milvus_crash_writer.py killed after its 1st, 2nd... change on the server (or after each
+    of ``steps``); after each kill the collection is wholly old or wholly new, and the next write completes
+    it."""
     seen = []
-    for step in range(1, 40):
+    for step in [*steps, 1000]:
         run = subprocess.run([sys.executable, str(HELPERS / "milvus_crash_writer.py"), location, "new", str(step)],
                              env=env(), capture_output=True, text=True, timeout=300)
         if run.returncode == 0:
@@ -165,7 +166,9 @@ def test_an_older_server_without_bm25_is_written_and_searched_by_vector(server):
 def test_kill_9_during_an_update_on_a_real_server_leaves_the_old_or_the_new_collection_whole(server):
     location = server.location("killed")
     index_records(generation_records("old"), location)
-    seen = kill_after_every_call(location)
+    # A server round costs seconds: kill after the staged collection's first upsert and right after the
+    # switch (the calls: create the staged collection, upsert, upsert, switch the alias, drop the old one).
+    seen = kill_after_every_call(location, steps=(2, 4))
     assert ("upsert", "old") in seen, seen
     assert any(generation == "new" for _, generation in seen), seen
 

@@ -136,6 +136,9 @@ class IndexWriter:
         self._db = sqlite3.connect(self.meta_path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit that returned stays committed
+        # No checkpoint while writing: the pages a write changed stay in the WAL (readers see them there)
+        # until a reader closing last folds them into the file, or the WAL passes CHECKPOINT_BYTES.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.execute("BEGIN IMMEDIATE")
         self.info = read_info(self._db, str(self.meta_path))
         segments.add_checksum_column(self._db)
@@ -537,13 +540,14 @@ class IndexWriter:
             else:
                 commit_transaction(self._db)
                 self._written = []
-                self._db.close()
+                _close_without_checkpoint(self._db, self.meta_path)
                 self._db = None
             segments.sweep(self.folder, keep)  # merged segments, an old quantizer: no longer named
         except BaseException:
             self.abort()
             raise
         self._release()
+        _checkpoint_if_large(self.meta_path)  # committed and unlocked: readers and writers go on meanwhile
         return info
 
     def _install_new(self) -> None:
@@ -593,6 +597,38 @@ class IndexWriter:
             self.commit()
         else:
             self.abort()
+
+
+CHECKPOINT_BYTES = 32 << 20  # a WAL past this is folded into the metadata file after a write
+
+
+def _close_without_checkpoint(db: sqlite3.Connection, meta: Path) -> None:
+    """Close the writer's connection without the checkpoint SQLite does when the last connection to a WAL
+    database closes (it would copy every page the write changed a second time, in the write's critical
+    path): a read-only connection stays open over the close, and being read-only cannot checkpoint itself."""
+    try:
+        companion = sqlite3.connect(f"file:{meta}?mode=ro", uri=True, isolation_level=None)
+        companion.execute("SELECT 1 FROM info LIMIT 1").fetchone()  # holds its shared lock from here
+    except sqlite3.Error:
+        db.close()
+        return
+    db.close()
+    companion.close()
+
+
+def _checkpoint_if_large(meta: Path) -> None:
+    """Fold a WAL grown past CHECKPOINT_BYTES (many writes with no reader closing in between) into the file;
+    passive: it waits for no reader and no writer."""
+    try:
+        if os.path.getsize(f"{meta}-wal") <= CHECKPOINT_BYTES:
+            return
+        db = sqlite3.connect(meta, isolation_level=None)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error):
+        pass  # a later write or reader folds it
 
 
 def _convert_legacy(db: sqlite3.Connection, info: IndexInfo, name: str, size: int) -> None:
