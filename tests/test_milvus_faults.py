@@ -124,6 +124,19 @@ class Server:
         if line.strip() != "ready":
             self.stop()
             pytest.skip("the Milvus server from .milvus-venv did not start")
+        import pymilvus
+
+        deadline = time.monotonic() + 180
+        while True:  # a restarted server says it started a little before it answers
+            try:
+                client = pymilvus.MilvusClient(f"http://127.0.0.1:{self.port}", timeout=10)
+                client.list_collections()
+                client.close()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(2)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
