@@ -32,12 +32,19 @@ sys.path.insert(0, str(HELPERS))
 from states import COUNT, generation_records, generation_vectors  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# Every port is kept for a restart: the server's embedded etcd remembers the ports it was started with.
 SERVER_SCRIPT = """
-import signal, sys, time
+import json, os, signal, sys, time
 from milvus import default_server
 default_server.set_base_dir(sys.argv[1])
-default_server.listen_port = int(sys.argv[2])
+ports = os.path.join(sys.argv[1], "mmtools-test-ports.json")
+if os.path.exists(ports):
+    default_server.config.update(**json.load(open(ports)))
+else:
+    default_server.config.update(proxy_port=int(sys.argv[2]))
 default_server.start()
+items = default_server.config.configurable_items
+json.dump({k: v[1] for k, v in items.items() if k.endswith("_port")}, open(ports, "w"))
 print("ready", flush=True)
 def stop(*_):
     default_server.stop()

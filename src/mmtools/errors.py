@@ -90,8 +90,9 @@ def storage_error(exc: BaseException) -> MmtoolsError | None:
     if isinstance(exc, OSError) and exc.errno is not None:
         name = errno_names.errorcode.get(exc.errno, "")
         if name in _STORAGE_ERRNOS:
-            where = f" ({exc.filename})" if exc.filename else ""
-            return MmtoolsError(f"cannot write{where}: {_STORAGE_ERRNOS[name]}",
+            verb = "cannot use" if name in ("EACCES", "EPERM") else "cannot write"
+            where = f" {exc.filename}" if exc.filename else ""
+            return MmtoolsError(f"{verb}{where}: {_STORAGE_ERRNOS[name]}",
                                 hint="free some space, or write somewhere you may write, and run again; what "
                                      "was there before is unchanged")
     if isinstance(exc, sqlite3.OperationalError):
