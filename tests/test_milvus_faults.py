@@ -124,13 +124,14 @@ class Server:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
+        log = open(self.base.parent / f"{self.base.name}-server.log", "a")
         self.process = subprocess.Popen([str(self.python), "-c", SERVER_SCRIPT, str(self.base), str(self.port)],
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                        start_new_session=True)
+                                        stdout=subprocess.PIPE, stderr=log, text=True, start_new_session=True)
         line = self.process.stdout.readline()  # blocks until the server is up (a minute or two)
         if line.strip() != "ready":
             self.stop()
-            pytest.skip("the Milvus server from .milvus-venv did not start")
+            said = Path(log.name).read_text()[-500:]
+            pytest.skip(f"the Milvus server from .milvus-venv did not start: {said}")
         import pymilvus
 
         deadline = time.monotonic() + 180
