@@ -34,8 +34,22 @@ from states import COUNT, generation_records, generation_vectors  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 # Every port is kept for a restart: the server's embedded etcd remembers the ports it was started with.
 SERVER_SCRIPT = """
-import json, os, signal, sys, time
+import json, os, signal, socket, sys, time
+import milvus
 from milvus import default_server
+
+def try_bind_port(self, port):  # as milvus does, but with SO_REUSEADDR: a restart meets TIME_WAIT sockets
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        return sock
+    except OSError:
+        sock.close()
+        return None
+
+milvus.MilvusServerConfig.try_bind_port = try_bind_port
 default_server.set_base_dir(sys.argv[1])
 ports = os.path.join(sys.argv[1], "mmtools-test-ports.json")
 if os.path.exists(ports):
