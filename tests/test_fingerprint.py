@@ -66,3 +66,51 @@ def test_encoders_and_embedding_records_carry_it(siglip_dir):
     record = next(embed_texts([TextItem("a", "xe hơi")], encoder))
     assert record["embedding_fingerprint"] == encoder.fingerprint
     assert encoder.fingerprint == model_fingerprint(siglip_dir, encoder.text_rules, "hf-dual-encoder")
+
+
+def test_links_looping_back_or_leading_out_are_not_walked(tmp_path, siglip_dir):
+    """A `latest -> .` loop used to spin (os.walk followed it for ever): links to folders are walked only
+    when they stay inside the model folder and were not walked already."""
+    import os
+
+    from mmtools.models.fingerprint import model_files
+
+    original = model_fingerprint(siglip_dir, RULES, "hf-dual-encoder")
+    copy = tmp_path / "looped"
+    shutil.copytree(siglip_dir, copy)
+    os.symlink(".", copy / "latest")
+    (copy / "nested").mkdir()
+    os.symlink("..", copy / "nested" / "up")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "config.json").write_text("{}")
+    os.symlink(outside, copy / "elsewhere")
+    names = [p.relative_to(copy).as_posix() for p in model_files(copy)]
+    assert not any(name.startswith(("latest", "nested", "elsewhere")) for name in names), names
+    assert model_fingerprint(copy, RULES, "hf-dual-encoder") == original
+
+
+def test_sigterm_ends_a_long_command_at_once(tmp_path):
+    """A command waiting for its input (or busy) ends on SIGTERM with 130, leaving nothing behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    index = tmp_path / "idx.faiss"
+    for command in (["index", "-o", str(index)], ["search", "--index", str(index), "-"]):
+        process = subprocess.Popen([sys.executable, "-m", "mmtools", *command], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+        time.sleep(3)  # started and waiting for input that never comes
+        process.send_signal(signal.SIGTERM)
+        try:
+            _out, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail(f"mmtools {command[0]} ignored SIGTERM")
+        # interrupted (130), killed before its handler was installed (-15), or refused before it began
+        assert process.returncode in (130, -signal.SIGTERM, 3, 2), err
+        assert "Traceback" not in err.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -298,7 +298,10 @@ def _free_port():
 def test_many_processes_write_into_one_collection_of_a_server(tmp_path):
     """`milvus-lite server` speaks the Milvus protocol: the same path as a real Milvus server."""
     port = _free_port()
-    server = subprocess.Popen([str(BIN / "milvus-lite"), "server", "--data-dir", str(tmp_path / "srv.db"),
+    # its console script may be in another environment's bin (a worktree's venv reusing main's packages)
+    launcher = [sys.executable, "-c", "import sys; from milvus_lite.cmdline import main; sys.argv[0] = "
+                "'milvus-lite'; sys.exit(main())"]
+    server = subprocess.Popen([*launcher, "server", "--data-dir", str(tmp_path / "srv.db"),
                                "--host", "127.0.0.1", "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     location = f"milvus://127.0.0.1:{port}/photos"

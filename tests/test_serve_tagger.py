@@ -28,7 +28,7 @@ def client(tagging_data, tmp_path_factory):
     save_tagger(root / "old", old, towers, {})
     engine = Engine(device="cpu", models=[str(root / name) for name in ("tagger", "fused", "old")])
     engine.warm_up()
-    with TestClient(create_app(engine)) as test_client:
+    with TestClient(create_app(engine), base_url="http://127.0.0.1") as test_client:
         test_client.root = root
         yield test_client
 

@@ -61,7 +61,7 @@ def client(library, token=None, tmp_path=None):
     from mmtools.serve.http import create_app
 
     engine = Engine(device="cpu", indexes=[str(library / "idx.faiss")])
-    return TestClient(create_app(engine, token=token, max_body_bytes=100_000))
+    return TestClient(create_app(engine, token=token, max_body_bytes=100_000), base_url="http://127.0.0.1")
 
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.8.0.1", True), ("::1", True),

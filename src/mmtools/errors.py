@@ -70,3 +70,36 @@ ProblemHandler = Callable[[Problem], None]
 def raise_problem(problem: Problem) -> None:
     """Default ``on_problem`` for library callers who prefer an exception to a callback."""
     raise MmtoolsError(str(problem))
+
+
+# What the system said when a file could not be written, in the user's terms (not a bug to report).
+_STORAGE_ERRNOS = {"ENOSPC": "the disk is full", "EDQUOT": "the disk quota is used up",
+                   "EROFS": "the file system is read-only", "EACCES": "permission denied",
+                   "EPERM": "operation not permitted"}
+_SQLITE_STORAGE = {"database or disk is full": "the disk is full",
+                   "attempt to write a readonly database": "the file or its folder is read-only",
+                   "unable to open database file": "the file or its folder cannot be opened"}
+
+
+def storage_error(exc: BaseException) -> MmtoolsError | None:
+    """A full disk, a read-only file system or a refused permission as an error naming its cause (and the
+    file, when known); None for anything else."""
+    import errno as errno_names
+    import sqlite3
+
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno_names.errorcode.get(exc.errno, "")
+        if name in _STORAGE_ERRNOS:
+            verb = "cannot use" if name in ("EACCES", "EPERM") else "cannot write"
+            where = f" {exc.filename}" if exc.filename else ""
+            return MmtoolsError(f"{verb}{where}: {_STORAGE_ERRNOS[name]}",
+                                hint="free some space, or write somewhere you may write, and run again; what "
+                                     "was there before is unchanged")
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc)
+        for known, cause in _SQLITE_STORAGE.items():
+            if known in text:
+                return MmtoolsError(f"cannot write the index metadata: {cause} ({text})",
+                                    hint="free some space, or write somewhere you may write, and run again; "
+                                         "the index is unchanged")
+    return None

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import unicodedata
@@ -37,6 +38,41 @@ EMBEDDING_FINGERPRINT = "embedding_fingerprint"
 EMBEDDING_KIND = "embedding_kind"
 
 EMBEDDING_FORMATS = ("base64", "list")
+
+# orjson reads integers past 64 bits as floats (10**40 becomes 1e+40) and cannot write them; a line with
+# such a long run of digits is read again by the standard library, which keeps every integer exact.
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def loads_json(data: bytes | str) -> Any:
+    """One JSON value; integers of any size come back exact. Raises ValueError (orjson's
+    JSONDecodeError is one) on invalid JSON."""
+    value = orjson.loads(data)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if _LONG_DIGITS.search(raw):
+        value = json.loads(raw, parse_constant=_no_constant)
+    return value
+
+
+def dumps_json(value: Any, newline: bool = False) -> bytes:
+    """Compact JSON bytes (numpy values allowed); integers past 64 bits are written exactly."""
+    try:
+        return orjson.dumps(value, option=(orjson.OPT_APPEND_NEWLINE if newline else 0)
+                            | orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_plain)
+        return (text + "\n" if newline else text).encode("utf-8")
+
+
+def _plain(value: Any) -> Any:
+    """What json.dumps cannot write itself (numpy values, as orjson writes them)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -99,7 +135,7 @@ def read_records(
         if not line.strip():
             continue
         try:
-            record = orjson.loads(line)
+            record = loads_json(line)
         except orjson.JSONDecodeError as exc:
             on_problem(Problem(where, _json_reason(line, exc)))
             continue
@@ -222,7 +258,7 @@ class RecordWriter:
         self.count = 0
 
     def write(self, record: Record) -> None:
-        self._stream.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY))
+        self._stream.write(dumps_json(record, newline=True))
         self.count += 1
         if self._flush_each:
             self._stream.flush()

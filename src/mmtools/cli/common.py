@@ -20,7 +20,7 @@ import typer
 from mmtools.cli.fast import silence_stdout
 
 from mmtools.errors import (EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_INPUTS_FAILED, MmtoolsError,
-                            Problem, UsageError)
+                            Problem, UsageError, storage_error)
 
 PROG = "mmtools"
 
@@ -190,12 +190,16 @@ def command_session(command: str) -> Iterator[Reporter]:
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:  # a bug, not a user error: say so, and how to get the details
-        if Settings.debug:
-            traceback.print_exc(file=sys.stderr)
-        reporter.error(f"internal error: {type(exc).__name__}: {exc}",
-                       None if Settings.debug else "run again with MMTOOLS_DEBUG=1 for a traceback, and "
-                                                   "report it with that output")
-        code = EXIT_FATAL
+        if (cause := storage_error(exc)) is not None:  # a full disk, a read-only folder: not a bug
+            reporter.error(cause.message, cause.hint)
+            code = cause.exit_code
+        else:
+            if Settings.debug:
+                traceback.print_exc(file=sys.stderr)
+            reporter.error(f"internal error: {type(exc).__name__}: {exc}",
+                           None if Settings.debug else "run again with MMTOOLS_DEBUG=1 for a traceback, and "
+                                                       "report it with that output")
+            code = EXIT_FATAL
     finally:
         restore_signals()
         logger.removeHandler(handler)

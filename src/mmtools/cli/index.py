@@ -65,6 +65,13 @@ def index_command(
         = None,
     info: Annotated[bool, typer.Option(
         "--info", help="Print the index's metadata as JSON and exit.")] = False,
+    allow_removal: Annotated[bool, typer.Option(
+        "--allow-removal", help="Let --sync remove records even when its folder is missing, empty or not the "
+                                "index's root, or when more than half the records would go (refused "
+                                "otherwise, listing them).")] = False,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Check every segment file against the size and checksum recorded when it was "
+                        "written, and exit (non-zero, naming the file, when one is damaged).")] = False,
     text_field: Annotated[Optional[list[str]], typer.Option(
         "--text-field", metavar="FIELD",
         help="Also index this field's text for keyword search (repeatable; remembered by the index). "
@@ -86,12 +93,21 @@ def index_command(
         if export:
             _export(output, embedding_format.value)
             return
+        if check:
+            _check(output, report)
+            return
         from mmtools.index import index_records, merge_parts, part_layout
         from mmtools.records import read_records, read_text_lines
 
         if kind is not None and kind not in KINDS:
             raise UsageError(f"unknown index kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
         params = _parse_params(param or [])
+        unreadable = []  # input lines that were no records: skipped too
+
+        def input_problem(problem) -> None:
+            unreadable.append(problem.source)
+            report.problem(problem)
+
         remove_ids = list(remove or [])
         if remove_from is not None:
             remove_ids += [text.strip() for _where, text in read_text_lines([remove_from], report.problem)]
@@ -100,11 +116,11 @@ def index_command(
         if inputs:
             if records_from_stdin and "-" in inputs:
                 raise UsageError("standard input cannot hold both records and --remove-from ids")
-            records = read_records(inputs, report.problem)
+            records = read_records(inputs, input_problem)
         elif needs_no_records or records_from_stdin:
             records = iter(())
         else:
-            records = read_records(require_input([], "records"), report.problem)
+            records = read_records(require_input([], "records"), input_problem)
         if merge:
             if kind is None and not rebuild:
                 from mmtools.index.backends import index_exists
@@ -121,7 +137,8 @@ def index_command(
                 lock_timeout=0 if no_wait else lock_timeout,
                 on_wait=lambda: report.info(f"waiting for another mmtools process writing {output} "
                                             "(--no-wait or --lock-timeout to give up)"),
-                on_problem=report.problem, progress=bar, text_fields=text_field or ())
+                on_problem=report.problem, progress=bar, text_fields=text_field or (),
+                allow_removal=allow_removal)
         finally:
             bar.close()
         for note in summary.notes:
@@ -130,7 +147,7 @@ def index_command(
         records_word = "record" if i.count == 1 else "records"
         compacted = "; compacted" if summary.compacted else ""
         report.info(f"{output}: {i.count} {records_word} ({summary.added} added, {summary.replaced} replaced, "
-                    f"{summary.unchanged} unchanged, {summary.removed} removed, {summary.skipped} skipped"
+                    f"{summary.unchanged} unchanged, {summary.removed} removed, {summary.skipped + len(unreadable)} skipped"
                     f"{compacted}); {i.kind}, {i.dim} dimensions, model {i.model}")
 
 
@@ -170,6 +187,17 @@ def _print_info(path: str) -> None:
     with open_reader(path) as reader:
         info = dict(reader.info.__dict__, path=path)
     sys.stdout.buffer.write(orjson.dumps(info, option=orjson.OPT_APPEND_NEWLINE))
+
+
+def _check(path: str, report) -> None:
+    from mmtools.index.backends import open_reader
+
+    with open_reader(path) as reader:
+        if not hasattr(reader, "check"):
+            report.info(f"{path}: a Milvus collection, whose segments Milvus checks itself")
+            return
+        checked = reader.check()
+    report.info(f"{path}: {len(checked)} files match their checksums")
 
 
 def _export(path: str, vector_format: str) -> None:

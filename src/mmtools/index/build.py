@@ -12,6 +12,7 @@ from mmtools.images import canonical_path_id
 from mmtools.index.backends import index_exists, open_reader, open_writer, resolve_location
 from mmtools.index.locate import record_location, safe_path  # noqa: F401 (safe_path: re-exported)
 from mmtools.index.store import IndexInfo, RecordRejected, model_mismatch, models_match
+from mmtools.index.sync_guard import check_removal
 from mmtools.records import (EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector,
                              record_id)
 from mmtools.video import video_of
@@ -46,6 +47,7 @@ def index_records(
     on_problem: ProblemHandler = raise_problem,
     progress: Callable[[int], None] | None = None,
     text_fields: Iterable[str] = (),
+    allow_removal: bool = False,
 ) -> IndexSummary:
     """Add embedding records to the index at ``path`` (created if absent), replacing records with the same id.
 
@@ -57,7 +59,9 @@ def index_records(
     else the root the index recorded, else the record's absolute id), never against the working folder; a
     record whose file cannot be located is kept and reported. ``root`` is recorded in the index. Nothing is
     written unless the whole stream was read. ``text_fields``: fields to index for full-text search besides
-    the usual ones (see ``mmtools.index.fulltext``); the index remembers them.
+    the usual ones (see ``mmtools.index.fulltext``); the index remembers them. A sync whose root is missing,
+    empty or not the index's, or that would remove more than half the records, is refused (``SyncRefused``,
+    nothing written) unless ``allow_removal``.
     """
     skipped = 0
     seen: set[str] = set()
@@ -93,8 +97,11 @@ def index_records(
                 on_problem(Problem(item_id, "its file cannot be located from here (a relative path and no "
                                             "--root), kept"))
 
-            writer.remove(list(gone_records(writer.stored(), seen, writer.root, on_unlocated=unlocated,
-                                         replaced_videos=seen_videos)))
+            stored = writer.stored()
+            gone = list(gone_records(stored, seen, writer.root, on_unlocated=unlocated))
+            check_removal(str(path), gone, len(stored), writer.root, getattr(writer, "previous_root", None),
+                          allow_removal)
+            writer.remove(list(gone_records(stored, seen, writer.root, replaced_videos=seen_videos)))
     summary = writer.summary
     return IndexSummary(writer.info, summary.added, summary.replaced, summary.removed, skipped,
                         summary.unchanged, summary.compacted, list(summary.notes))

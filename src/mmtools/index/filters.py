@@ -16,6 +16,7 @@ scored exactly after all. Either way every index kind gives ``k`` hits when ``k`
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -159,15 +160,26 @@ def _text(value: Any) -> str:
     return unicodedata.normalize("NFC", str(value)).casefold()
 
 
-def _number(value: Any) -> float | None:
+def _number(value: Any) -> int | float | None:
+    """A number to compare: integers stay exact (Python compares int and float exactly), NaN is no number
+    (it equals nothing, so ``year=nan`` must not match every record)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if not isinstance(value, str) or not value.strip():
+        return None
     try:
-        return float(value) if isinstance(value, str) and value.strip() else None
+        return int(value.strip())
+    except ValueError:
+        pass
+    try:
+        number = float(value)
     except ValueError:
         return None
+    return None if math.isnan(number) else number
 
 
 def _when(value: Any) -> datetime | date | None:

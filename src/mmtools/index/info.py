@@ -56,6 +56,7 @@ class IndexInfo:
     generation: str = ""  # of the write that committed this state (the manifest's generation)
     trained: dict[str, int] = field(default_factory=dict)  # IVF: vectors trained on, lists built...
     quantizer: str = ""  # IVF: the file (in the segments folder) of the trained, empty index every segment copies
+    quantizer_checksum: str = ""  # ... and its checksum (see segments.checksum)
     segments: int = 0  # live segment files
     next_segment: int = 1  # the manifest's number for the next segment
     index_id: str = ""  # written into the index file too, so that files of two indexes are never paired

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Collection, Iterable, Iterator
 
-import orjson
 
 from mmtools.errors import IndexFileError
 from mmtools.index import filters, fulltext, kinds, legacy, segments
 from mmtools.index.info import (SEGMENTED, Hit, IndexInfo, canonical_item_id, metadata_path, read_info,
                                 segments_folder)
 from mmtools.index.locate import as_opened_from_here, record_location, stored_root
-from mmtools.records import EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, encode_vector
+from mmtools.records import EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, encode_vector, loads_json
 
 OPEN_ATTEMPTS = 40  # a reader that meets a commit in progress opens again (50 ms apart)
 RECONSTRUCT_CHUNK = 4096
@@ -51,14 +50,35 @@ class Segment:
 
 
 def _connect(meta: Path) -> sqlite3.Connection:
-    """Read-only use of the metadata; opened read-write where allowed so that the last reader to close
-    tidies SQLite's -wal and -shm files away (a read-only connection leaves them behind)."""
-    try:
-        db = sqlite3.connect(f"file:{meta}?mode=rw", uri=True, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA query_only=1")
-    except sqlite3.OperationalError:
-        db = sqlite3.connect(f"file:{meta}?mode=ro", uri=True, check_same_thread=False, isolation_level=None)
-    return db
+    """Read-only use of the metadata. Opened read-write where allowed (``query_only``), so that the last
+    reader to close tidies SQLite's -wal and -shm files away; else read-only (``mode=ro``: a file or folder
+    the user may not write); else, when no WAL is pending, as an immutable file (a read-only file system,
+    where SQLite cannot even make its -shm file)."""
+    from urllib.parse import quote
+
+    uri = f"file:{quote(str(meta))}"
+    attempts = [f"{uri}?mode=rw", f"{uri}?mode=ro"]
+    wal = Path(f"{meta}-wal")
+    if not wal.exists() or wal.stat().st_size == 0:
+        attempts.append(f"{uri}?mode=ro&immutable=1")
+    error: sqlite3.Error | None = None
+    for target in attempts:
+        try:
+            db = sqlite3.connect(target, uri=True, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            error = exc
+            continue
+        try:
+            if target.endswith("mode=rw"):
+                db.execute("PRAGMA query_only=1")
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the WAL index too
+            return db
+        except sqlite3.Error as exc:
+            db.close()
+            error = exc
+    raise IndexFileError(f"index metadata {meta} cannot be opened ({error})",
+                         hint="check that the file and its folder can be read; on a read-only copy, first run "
+                              "any `mmtools index -o` on the original so that no write-ahead log (-wal) is pending")
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -88,6 +108,10 @@ class IndexReader:
         opened_segments = None
         self._missing: Path | None = None
         for _attempt in range(OPEN_ATTEMPTS):
+            if not self.path.exists() and meta.exists():
+                raise IndexFileError(f"index file {self.path} is missing but its metadata {meta.name} is there",
+                                     hint=f"the next `mmtools index -o {self.path}` run writes it again from the "
+                                          "metadata (the records are kept)")
             if not self.path.exists():
                 raise IndexFileError(f"no index at {self.path}",
                                      hint="build one with `mmtools embed-images DIR | mmtools index -o "
@@ -145,13 +169,14 @@ class IndexReader:
         trained = None
         if info.quantizer:  # IVF kinds: the centroids segments share, read once for all of them
             try:
+                segments.verify(folder / info.quantizer, None, info.quantizer_checksum)
                 trained = segments.read_trained(folder, info.quantizer)
             except FileNotFoundError:
                 self._missing = folder / info.quantizer
                 return None
-        for number, name, vectors in self._db.execute(
-                "SELECT number, name, vectors FROM segments ORDER BY number").fetchall():
+        for number, name, vectors, size, checksum in self._manifest():
             try:
+                segments.verify(folder / name, size, checksum)
                 index = segments.read_segment(folder, name, mmap, trained)
             except FileNotFoundError:
                 self._missing = folder / name
@@ -163,6 +188,29 @@ class IndexReader:
                     "another program?", hint="rebuild it with mmtools index --rebuild")
             opened.append(Segment(number, index))
         return opened
+
+    def _manifest(self) -> list[tuple[int, str, int, int, str | None]]:
+        """``(number, name, vectors, bytes, checksum)`` of each live segment (checksum None before they were
+        kept)."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(segments)")}
+        checksum = "checksum" if "checksum" in columns else "NULL"
+        return self._db.execute(f"SELECT number, name, vectors, bytes, {checksum} FROM segments "
+                                "ORDER BY number").fetchall()
+
+    def check(self) -> list[str]:
+        """Hash every file of the index against the checksums recorded when it was written; the names of the
+        files checked. Raises IndexFileError naming the first damaged one."""
+        folder = segments_folder(self.path)
+        if self.info.format_version < SEGMENTED:
+            return []
+        checked = []
+        if self.info.quantizer:
+            segments.verify(folder / self.info.quantizer, None, self.info.quantizer_checksum, full=True)
+            checked.append(self.info.quantizer)
+        for _number, name, _vectors, size, checksum in self._manifest():
+            segments.verify(folder / name, size, checksum, full=True)
+            checked.append(name)
+        return checked
 
     def close(self) -> None:
         self._db.close()
@@ -298,7 +346,7 @@ class IndexReader:
             marks = ",".join("?" * len(chunk))
             for row, item_id, record, *vector in self._db.execute(
                     f"SELECT {columns} FROM items WHERE row IN ({marks})", chunk):
-                entry = (item_id, orjson.loads(record))
+                entry = (item_id, loads_json(record))
                 if with_vectors:
                     entry += (np.frombuffer(vector[0], dtype=np.float32),)
                 found[row] = entry
@@ -379,7 +427,7 @@ class IndexReader:
     def scan(self) -> Iterator[tuple[int, str, dict[str, Any]]]:
         """``(row, id, record)`` of every live record (what filters look at)."""
         for row, item_id, record in self._db.execute("SELECT row, id, record FROM items ORDER BY row"):
-            yield row, item_id, orjson.loads(record)
+            yield row, item_id, loads_json(record)
 
     def ids(self) -> Iterator[str]:
         for (item_id,) in self._db.execute("SELECT id FROM items ORDER BY row"):
@@ -388,7 +436,7 @@ class IndexReader:
     def get(self, item_id: str) -> dict[str, Any] | None:
         """The stored record with this id, or None."""
         row = self._db.execute("SELECT record FROM items WHERE id = ?", (canonical_item_id(item_id),)).fetchone()
-        return orjson.loads(row[0]) if row else None
+        return loads_json(row[0]) if row else None
 
     def export(self, vector_format: str = "base64") -> Iterator[dict[str, Any]]:
         """Every stored record with its vector, as an embedding record (``mmtools index`` reads it back)."""
@@ -405,7 +453,7 @@ class IndexReader:
         def flush() -> Iterator[dict[str, Any]]:
             vectors = self.vectors_of([row for row, _, _ in batch])
             for (_row, item_id, record), vector in zip(batch, vectors):
-                yield {**orjson.loads(record), "id": item_id, EMBEDDING: encode_vector(vector, vector_format),
+                yield {**loads_json(record), "id": item_id, EMBEDDING: encode_vector(vector, vector_format),
                        **model_fields}
             batch.clear()
 

@@ -29,7 +29,8 @@ from mmtools.index.legacy import faiss_reason
 MARKER = b"mmtools segmented index "
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS segments (number INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,
-                                     vectors INTEGER NOT NULL, live INTEGER NOT NULL, bytes INTEGER NOT NULL);
+                                     vectors INTEGER NOT NULL, live INTEGER NOT NULL, bytes INTEGER NOT NULL,
+                                     checksum TEXT);
 CREATE INDEX IF NOT EXISTS items_by_segment ON items (segment);
 """
 ITEMS = """
@@ -64,6 +65,45 @@ def write_marker(path: Path, index_id: str) -> None:
     tmp.write_bytes(marker_text(index_id))
     replace_atomically(tmp, path)
     fsync_directory(path.parent)
+
+
+# A segment up to this size has its hash checked whenever it is opened; a larger one only its size (it is
+# memory-mapped, and reading it whole would cost what mapping saves); ``mmtools index --check`` hashes all.
+VERIFY_ON_OPEN_BYTES = 16 << 20
+HASH_CHUNK = 1 << 20
+
+
+def checksum(path: Path) -> str:
+    """``blake2b:<hex>`` of a file's bytes (its size is kept beside it, in the manifest's ``bytes``)."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return f"blake2b:{digest.hexdigest()}"
+
+
+def verify(path: Path, size: int | None, expected: str | None, full: bool = False) -> None:
+    """Raise IndexFileError naming ``path`` when it is not the file the manifest recorded: another size, or
+    (when ``full``, or small enough to hash at every open) other bytes. FileNotFoundError when it is gone."""
+    try:
+        actual = path.stat().st_size
+    except FileNotFoundError:
+        raise FileNotFoundError(path) from None
+    hint = "the file was damaged or changed after it was written; rebuild the index with mmtools index --rebuild"
+    if size is not None and actual != size:
+        raise IndexFileError(f"segment {path} is damaged: {actual} bytes, the manifest recorded {size}", hint=hint)
+    if expected and (full or actual <= VERIFY_ON_OPEN_BYTES) and checksum(path) != expected:
+        raise IndexFileError(f"segment {path} is damaged: its bytes do not match the checksum recorded when it "
+                             "was written", hint=hint)
+
+
+def add_checksum_column(db: Any) -> None:
+    """Manifests written before checksums get the column (their segments, NULL there, go unchecked)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(segments)")}
+    if columns and "checksum" not in columns:
+        db.execute("ALTER TABLE segments ADD COLUMN checksum TEXT")
 
 
 def new_name(prefix: str = "") -> str:

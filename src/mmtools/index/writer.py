@@ -21,7 +21,6 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import orjson
 
 from mmtools.atomic import fsync_directory
 from mmtools.errors import IndexFileError
@@ -31,7 +30,7 @@ from mmtools.index.info import (FORMAT_VERSION, SEGMENTED, IndexInfo, RecordReje
                                 segments_folder)
 from mmtools.index.locate import root_fields, stored_root
 from mmtools.index.locking import acquire_lock, release_lock
-from mmtools.records import replace_atomically, temp_path_beside
+from mmtools.records import dumps_json, loads_json, replace_atomically, temp_path_beside
 
 ADD_CHUNK = 4096  # vectors handed to FAISS at once
 
@@ -89,6 +88,7 @@ class IndexWriter:
             self._fulltext = fulltext.FullTextWriter(self._db, list(text_fields), self.stored)  # full text
             self._changed |= self._fulltext.changed  # full text: new tables or fields to fill
             self.info.text_fields = list(self._fulltext.fields)  # shown by --info (the tables decide)
+            self.previous_root = self.root  # what the index recorded before this write (--sync compares)
             if root is not None:
                 self._set_root(root)
         except BaseException:
@@ -99,7 +99,7 @@ class IndexWriter:
     def _existing_format(self, rebuild: bool) -> int | None:
         """The format of the index at ``path`` to update (or to rebuild in place), None for a new one."""
         if not self.path.exists():
-            return None
+            return self._without_index_file(rebuild)
         if not self.meta_path.exists():
             if rebuild:
                 return None
@@ -118,19 +118,41 @@ class IndexWriter:
             return None  # a format-2 file is replaced by renaming, as that format always was
         return found
 
+    def _without_index_file(self, rebuild: bool) -> int | None:
+        """No index file: a new index, unless metadata is there (the marker was deleted, or a new index's
+        write was killed just before its last step). Metadata holding an index is never started over: the
+        marker is written again from it (``_open_existing``), or the write is refused."""
+        if rebuild or not self.meta_path.exists():
+            return None
+        found = legacy.stored_format(self.meta_path)
+        if found is not None and SEGMENTED <= found <= FORMAT_VERSION:
+            return found
+        raise IndexFileError(f"index file {self.path} is missing but its metadata {self.meta_path} is still "
+                             "there", hint=f"put {self.path.name} back, or use --rebuild to start a new index in "
+                                           "its place")
+
     def _open_existing(self, model: str | None, fingerprint: str | None, kind: str | None,
                        params: dict[str, int], rebuild: bool) -> None:
         self._db = sqlite3.connect(self.meta_path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a commit that returned stays committed
+        # No checkpoint while writing: the pages a write changed stay in the WAL (readers see them there)
+        # until a reader closing last folds them into the file, or the WAL passes CHECKPOINT_BYTES.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.execute("BEGIN IMMEDIATE")
         self.info = read_info(self._db, str(self.meta_path))
+        segments.add_checksum_column(self._db)
         marker = segments.read_marker(self.path)
-        if marker != self.info.index_id:
+        missing_marker = marker is None and not self.path.exists()
+        if marker != self.info.index_id and not missing_marker:
             if marker is not None or not self.info.upgraded_from:
                 raise IndexFileError(f"index {self.path} and its metadata are from different writes",
                                      hint="rebuild it with --rebuild")
-            segments.write_marker(self.path, self.info.index_id)  # an upgrade killed before its last step
+        if not rebuild:
+            self._check_files_present()
+        if marker != self.info.index_id:
+            # An upgrade killed before its last step, or a deleted index file: the metadata names the index.
+            segments.write_marker(self.path, self.info.index_id)
         segments.sweep(self.folder, self._committed_files())  # what a killed writer or a merge left
         if rebuild:
             self._start_over(model, fingerprint, kind, params)
@@ -184,6 +206,17 @@ class IndexWriter:
         merged.update(params)
         return IndexInfo(model=model or "", fingerprint=fingerprint or "", dim=0, kind=kind, params=merged,
                          created_at=time.time())
+
+    def _check_files_present(self) -> None:
+        """Refuse to write to an index whose segment files are gone (every later read would fail)."""
+        for name in sorted(self._committed_files()):
+            if not (self.folder / name).is_file():
+                gone = self.folder if not self.folder.is_dir() else self.folder / name
+                raise IndexFileError(
+                    f"index {self.path} lacks {'its segment folder' if gone == self.folder else 'its segment file'}"
+                    f" {gone}; nothing was written",
+                    hint=f"an index is three things: {self.path.name}, {self.meta_path.name} and the folder "
+                         f"{self.folder.name}; put the folder back, or use --rebuild to start over")
 
     def _committed_files(self) -> set[str]:
         names = {name for (name,) in self._db.execute("SELECT name FROM segments")}
@@ -241,9 +274,12 @@ class IndexWriter:
             self._changed = True
         if not self.info.dim:
             self.info.dim = len(vector)
-        unit = vector / max(float(np.linalg.norm(vector)), 1e-12)
+        norm = float(np.linalg.norm(vector))
+        # A vector already of unit length is kept as it is: dividing by a norm an ulp from 1 would move it a
+        # little on every round trip (export, merge into itself), and it would count as changed each time.
+        unit = vector if abs(norm - 1.0) <= 1e-6 else vector / max(norm, 1e-12)
         digest = hashlib.blake2b(unit.tobytes(), digest_size=16).digest()
-        blob = orjson.dumps(record)
+        blob = dumps_json(record)
         item_id = canonical_item_id(item_id)
         existing = self._db.execute("SELECT row, digest, record, segment FROM items WHERE id = ?",
                                     (item_id,)).fetchone()
@@ -293,7 +329,7 @@ class IndexWriter:
 
     def stored(self) -> list[tuple[str, dict[str, Any]]]:
         """``(id, record)`` of every record in the index as it stands in this write."""
-        return [(item_id, orjson.loads(record))
+        return [(item_id, loads_json(record))
                 for item_id, record in self._db.execute("SELECT id, record FROM items ORDER BY row").fetchall()]
 
     def _forget_row(self, row: int, segment: int | None) -> None:
@@ -351,6 +387,7 @@ class IndexWriter:
         name, _size = segments.write_index_file(empty, self.folder, prefix="trained-")
         self._written.append(name)
         self.info.quantizer = name
+        self.info.quantizer_checksum = segments.checksum(self.folder / name)
         self._trained = (name, empty)
         self._trained_now = True
 
@@ -362,6 +399,7 @@ class IndexWriter:
         index.reset()
         self.info.quantizer, _size = segments.write_index_file(index, self.folder, prefix="trained-")
         self._written.append(self.info.quantizer)
+        self.info.quantizer_checksum = segments.checksum(self.folder / self.info.quantizer)
         self._trained = (self.info.quantizer, index)
 
     def _trained_index(self) -> Any:
@@ -394,8 +432,9 @@ class IndexWriter:
                                                share_centroids=kinds.needs_training(self.info.kind))
         self._written.append(name)
         live = self._db.execute("SELECT COUNT(*) FROM items WHERE segment = ?", (number,)).fetchone()[0]
-        self._db.execute("INSERT INTO segments (number, name, vectors, live, bytes) VALUES (?, ?, ?, ?, ?)",
-                         (number, name, int(index.ntotal), live, size))
+        self._db.execute("INSERT INTO segments (number, name, vectors, live, bytes, checksum) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (number, name, int(index.ntotal), live, size, segments.checksum(self.folder / name)))
         self._changed = True
 
     # -- merging
@@ -501,13 +540,14 @@ class IndexWriter:
             else:
                 commit_transaction(self._db)
                 self._written = []
-                self._db.close()
+                _close_without_checkpoint(self._db, self.meta_path)
                 self._db = None
             segments.sweep(self.folder, keep)  # merged segments, an old quantizer: no longer named
         except BaseException:
             self.abort()
             raise
         self._release()
+        _checkpoint_if_large(self.meta_path)  # committed and unlocked: readers and writers go on meanwhile
         return info
 
     def _install_new(self) -> None:
@@ -545,7 +585,8 @@ class IndexWriter:
 
     def _release(self) -> None:
         if self._lock is not None:
-            release_lock(self._lock)
+            # No index here after all (refused, failed or empty): no lock file left beside nothing.
+            release_lock(self._lock, remove=not self.meta_path.exists())
             self._lock = None
 
     def __enter__(self) -> "IndexWriter":
@@ -556,6 +597,38 @@ class IndexWriter:
             self.commit()
         else:
             self.abort()
+
+
+CHECKPOINT_BYTES = 32 << 20  # a WAL past this is folded into the metadata file after a write
+
+
+def _close_without_checkpoint(db: sqlite3.Connection, meta: Path) -> None:
+    """Close the writer's connection without the checkpoint SQLite does when the last connection to a WAL
+    database closes (it would copy every page the write changed a second time, in the write's critical
+    path): a read-only connection stays open over the close, and being read-only cannot checkpoint itself."""
+    try:
+        companion = sqlite3.connect(f"file:{meta}?mode=ro", uri=True, isolation_level=None)
+        companion.execute("SELECT 1 FROM info LIMIT 1").fetchone()  # holds its shared lock from here
+    except sqlite3.Error:
+        db.close()
+        return
+    db.close()
+    companion.close()
+
+
+def _checkpoint_if_large(meta: Path) -> None:
+    """Fold a WAL grown past CHECKPOINT_BYTES (many writes with no reader closing in between) into the file;
+    passive: it waits for no reader and no writer."""
+    try:
+        if os.path.getsize(f"{meta}-wal") <= CHECKPOINT_BYTES:
+            return
+        db = sqlite3.connect(meta, isolation_level=None)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+    except (OSError, sqlite3.Error):
+        pass  # a later write or reader folds it
 
 
 def _convert_legacy(db: sqlite3.Connection, info: IndexInfo, name: str, size: int) -> None:

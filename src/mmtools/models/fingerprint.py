@@ -29,10 +29,31 @@ DECIDING_FILES = ("config.json", "tokenizer.json", "vocab.txt", "bpe.codes", "vo
 
 
 def model_files(directory: Path) -> list[Path]:
-    """The files below ``directory`` whose contents decide the model's vectors, in a stable order."""
+    """The files below ``directory`` whose contents decide the model's vectors, in a stable order.
+
+    A linked folder is followed only when it resolves inside ``directory`` and was not walked already, so a
+    loop (``latest -> .``) or a link to somewhere else (``data -> /``) is never walked into; linked files
+    (the Hugging Face cache links each file to its blob) count as their contents."""
     found = []
+    top = os.path.realpath(directory)
+    walked = {top}
+
+    def keep(current: str, name: str) -> bool:
+        if name.startswith(".") or name == "checkpoint":
+            return False
+        path = os.path.join(current, name)
+        if not os.path.islink(path):
+            return True
+        real = os.path.realpath(path)
+        inside = os.path.commonpath([real, top]) == top
+        if not inside or real in walked:
+            return False
+        walked.add(real)
+        return True
+
     for current, dirs, files in os.walk(directory, followlinks=True):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "checkpoint")
+        walked.add(os.path.realpath(current))
+        dirs[:] = sorted(d for d in dirs if keep(current, d))
         for name in sorted(files):
             if name.endswith(WEIGHT_SUFFIXES) or name in DECIDING_FILES:
                 found.append(Path(current) / name)

@@ -99,10 +99,12 @@ def _error_body(message: str, hint: str | None = None) -> dict:
     return {"error": message, "hint": hint}
 
 
-def create_app(engine: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY, token: Optional[str] = None) -> Any:
+def create_app(engine: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY, token: Optional[str] = None,
+               host: Optional[str] = None) -> Any:
     """The ASGI application over ``engine`` (a mmtools.serve.engine.Engine): the API's routes and the web page,
     the error answers for all of them, and the body limit around everything; with ``token``, requests need
-    it (see mmtools.serve.auth)."""
+    it (see mmtools.serve.auth); without one, only requests addressed to this machine's own names (and
+    ``host``, the name it is bound to) are answered (see mmtools.serve.security)."""
     require_fastapi()
     from fastapi_offline import FastAPIOffline
 
@@ -121,9 +123,14 @@ def create_app(engine: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY, token: Op
 
     signer = UrlSigner(token) if token else None
     add_web_page(app, engine, max_pixels=engine.max_pixels, token_required=bool(token), signer=signer)
+    from mmtools.serve.security import WILDCARD_HOSTS, HostCheck, PlainErrorsAsJson, own_names
+
+    guarded = PlainErrorsAsJson(app)
     if token:
-        return BodyLimit(TokenAuth(app, token, signer), max_body_bytes)
-    return BodyLimit(app, max_body_bytes)
+        return BodyLimit(TokenAuth(guarded, token, signer), max_body_bytes)
+    if host in WILDCARD_HOSTS:  # --insecure on every address: any name may reach it, as its user chose
+        return BodyLimit(guarded, max_body_bytes)
+    return HostCheck(BodyLimit(guarded, max_body_bytes), own_names(host))
 
 
 def _orjson_response() -> Any:
@@ -146,6 +153,9 @@ def _install_error_answers(app: Any, max_body_bytes: int) -> None:
     from starlette.exceptions import HTTPException
 
     answer = _orjson_response()
+    from mmtools.serve.security import install_error_answers
+
+    install_error_answers(app, answer)
 
     @app.exception_handler(HTTPProblem)
     async def _problem(_request: Request, exc: HTTPProblem):

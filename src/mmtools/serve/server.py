@@ -62,7 +62,7 @@ def serve(engine: Engine, *, socket: str | None = None, http: tuple[str, int] | 
         if http is not None:
             from mmtools.serve.http import DEFAULT_MAX_BODY, create_app
 
-            app = create_app(engine, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY, token=token)
+            app = create_app(engine, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY, token=token, host=http[0])
         engine.warm_up()
         sockets.start()
         address = None
@@ -90,8 +90,10 @@ def serve(engine: Engine, *, socket: str | None = None, http: tuple[str, int] | 
 def _start_http(app: Any, host: str, port: int) -> tuple[tuple[Any, threading.Thread], str]:
     import uvicorn
 
+    from mmtools.serve.security import header_timeout_protocol
+
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
-                            timeout_keep_alive=5)
+                            timeout_keep_alive=5, http=header_timeout_protocol())
     server = uvicorn.Server(config)
     # In a thread, uvicorn leaves signals alone (they are ours: see _install_signals).
     thread = threading.Thread(target=server.run, name="mmtools-http", daemon=True)

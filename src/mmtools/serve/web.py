@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from mmtools.paths import cache_dir
+from mmtools.serve.security import looks_like_image, served_file
 from mmtools.serve.thumbnails import THUMBNAIL_SIZE, VIEW_SIZE, Picture, RenditionCache
 
 STATIC = Path(__file__).with_name("static")
@@ -37,22 +38,29 @@ PAGE_HEADERS = {
 }
 
 
-def record_picture(record: dict[str, Any], item_id: str, index_path: Path) -> Picture | None:
-    """The picture a stored record stands for: its ``path`` (absolute, else against the index's folder or
-    the server's), else an id that is a file's path; a video record's frame at its ``time``."""
+def record_picture(record: dict[str, Any], item_id: str, index_path: Path,
+                   root: str | None = None) -> Picture | None:
+    """The picture a stored record stands for: its ``path`` (absolute, else against the index's root, its
+    folder or the server's), else an id that is a file's path; a video record's frame at its ``time``. Only
+    a file the server may send (``security.served_file``: no link leading out of the index's root or folder)
+    counts."""
     candidates = []
     for name in (record.get("path"), item_id):
-        if not isinstance(name, str) or not name:
+        if not isinstance(name, str) or not name or "\0" in name:
             continue
         if os.path.isabs(name):
             candidates.append(name)
         else:
+            candidates += [os.path.join(root, name)] if root else []
             candidates += [str(Path(index_path).parent / name), os.path.abspath(name)]
     moment = record.get("time")
     moment = float(moment) if isinstance(moment, (int, float)) and not isinstance(moment, bool) else None
+    roots = [root] if root else [str(Path(index_path).parent)]  # a rooted index's files are inside its root
     for candidate in candidates:
-        if os.path.isfile(candidate):
-            return Picture(candidate, moment)
+        if os.path.lexists(candidate):
+            allowed = served_file(candidate, roots)
+            if allowed is not None:
+                return Picture(allowed, moment)
     return None
 
 
@@ -106,11 +114,13 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
             for path in searched(index):
                 with engine.reader(path) as reader:
                     record = reader.get(item_id)
+                    root = getattr(reader, "root", None)
                 if record is not None:
-                    picture = record_picture(record, item_id, path)
+                    picture = record_picture(record, item_id, path, root)
                     if picture is None:
-                        raise NotFound(f"the file of {item_id} is missing",
-                                       "it was moved or deleted since it was indexed; index it again")
+                        raise NotFound(f"the file of {item_id} is missing (or not a file this server sends)",
+                                       "it was moved or deleted since it was indexed, or is a link leading out "
+                                       "of the indexed folder; index it again")
                     return path, record, picture
         except LookupError as exc:
             raise NotFound(str(exc.args[0])) from None
@@ -120,6 +130,8 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
         try:
             _, _, picture = find(item_id, index)
             media_type = picture.browser_type() if size == VIEW_SIZE else None
+            if media_type is not None and not looks_like_image(picture.path):
+                return problem(422, f"{item_id}: the file is not an image", "index it again")
             if media_type is not None:  # the file as it is: no need to decode it
                 import hashlib
 
@@ -192,9 +204,10 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
         except NotFound as exc:
             return problem(404, exc.message, exc.hint)
         path = f"/video/{params.id}"
-        query = [urlencode({"index": params.index})] if params.index else []
-        if signer is not None:
-            query.append(signer.sign(path))
+        if signer is not None:  # the signature covers the index too
+            query = [signer.sign(path, index=params.index)]
+        else:
+            query = [urlencode({"index": params.index})] if params.index else []
         url = quote(path, safe="/") + ("?" + "&".join(query) if query else "")
         return {"url": url, "time": picture.time, "start": record.get("shot_start", record.get("start")),
                 "end": record.get("shot_end", record.get("end"))}  # a shot's bounds, or a spoken segment's

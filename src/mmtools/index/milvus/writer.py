@@ -10,8 +10,6 @@ import time
 import uuid
 from typing import Any, Callable, Iterable
 
-import orjson
-
 from mmtools.errors import IndexFileError
 from mmtools.index import kinds
 from mmtools.index.info import (IndexInfo, RecordRejected, WriteSummary, canonical_item_id, model_mismatch,
@@ -21,7 +19,10 @@ from mmtools.index.milvus.collection import (INDEX_TYPES, MAX_ID_BYTES, count_re
                                              full_text_version, info_property, iterate_rows, load_collection)
 from mmtools.index.milvus.connection import connect, disconnect, milvus_exception, talking_to
 from mmtools.index.milvus.location import ids_expression, parse_location
+from mmtools.records import dumps_json, loads_json
 
+STAGED = "__"  # a physical collection is named COLLECTION__<8 hex>; the alias COLLECTION names the live one
+STALE_STAGING_S = 3600.0  # a staged collection no alias names, older than this, was left by a killed writer
 MAX_RECORD_BYTES = 65_536  # Milvus's default limit for one JSON value
 BATCH = 256  # rows per upsert, ids per lookup
 
@@ -70,6 +71,9 @@ class MilvusWriter:
             old_server = full_text_version(self._client, self.location)
             self._texts = old_server is None
             described = describe(self._client, self.location)
+            # what a killed writer left: a staged collection never switched to, or the one it switched from
+            sweep_staged(self._client, self.location, described.physical if described else None,
+                         everything=self.location.lite)
             self._replaces = described.physical if described and rebuild else None  # switched over on commit
             if described is None or rebuild:
                 kind = kind or "flat"
@@ -147,7 +151,7 @@ class MilvusWriter:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         self.check(model, len(vector), fingerprint)
         item_id = canonical_item_id(item_id)
-        blob = orjson.dumps(record)
+        blob = dumps_json(record)
         if len(item_id.encode("utf-8")) > MAX_ID_BYTES:
             raise RecordRejected(f"id is longer than the {MAX_ID_BYTES} bytes a Milvus key holds")
         if len(blob) > MAX_RECORD_BYTES:
@@ -195,7 +199,7 @@ class MilvusWriter:
 
     def stored(self) -> list[tuple[str, dict[str, Any]]]:
         """``(id, record)`` of every record in the collection as it stands in this write."""
-        pending = {item_id: orjson.loads(blob) for item_id, blob in
+        pending = {item_id: loads_json(blob) for item_id, blob in
                    self._spool.execute("SELECT id, record FROM pending")}
         removed = {item_id for (item_id,) in self._spool.execute("SELECT id FROM removed")}
         result = []
@@ -231,12 +235,10 @@ class MilvusWriter:
                 self._copy_stored()
                 self._replaces = self.collection
                 self._fill_new_collection(compare_with=self.collection)
+            elif self._changes_records():
+                self._stage_and_switch()
             else:
-                self._write(self.collection, fresh=False)
-                # A new generation for every write that changed records: warm servers open the collection
-                # again (its count) and rebuild what they learnt from its texts (the accent restorer).
-                summary = self.summary
-                self._info_changed |= bool(summary.added or summary.replaced or summary.removed)
+                self._count_unchanged()
             if self._info_changed:
                 self.info.updated_at = time.time()
                 self.info.generation = uuid.uuid4().hex
@@ -253,7 +255,45 @@ class MilvusWriter:
         self.abort()  # nothing left to discard: closes the spool and the connection
         return self.info
 
-    def _copy_stored(self) -> None:
+    def _changes_records(self) -> bool:
+        """Whether this write adds, replaces or removes any record (else only the info may change)."""
+        if self._spool.execute("SELECT 1 FROM removed LIMIT 1").fetchone():
+            return True
+        cursor = self._spool.execute("SELECT id, digest FROM pending ORDER BY id")
+        while batch := cursor.fetchmany(BATCH):
+            stored = self._digests(self.collection, [item_id for item_id, _ in batch])
+            if any(stored.get(item_id) != digest for item_id, digest in batch):
+                return True
+        return False
+
+    def _count_unchanged(self) -> None:
+        self.summary.unchanged += self._spool.execute("SELECT COUNT(*) FROM pending").fetchone()[0]
+
+    def _stage_and_switch(self) -> None:
+        """An update, all or nothing: the stored records this write leaves alone and its own go into a new
+        collection, and the alias switches to it once it is complete (``_fill_new_collection``), so a reader,
+        or a writer killed at any moment, sees the old collection whole or the new one. A writer that switched
+        the alias meanwhile (another process on a server) is not overwritten: the copy starts again from
+        theirs."""
+        for _attempt in range(5):
+            copied_from = self.collection
+            self._spool.execute("DELETE FROM pending WHERE copied = 1")
+            self.summary = WriteSummary(removed=self.summary.removed, notes=self.summary.notes)
+            self._copy_stored(note=False)
+            self._replaces = copied_from
+            if self._fill_new_collection(compare_with=copied_from, expect=copied_from):
+                self._info_changed = False
+                return
+            described = describe(self._client, self.location)
+            if described is None:
+                raise IndexFileError(f"Milvus collection {self.path} disappeared while it was written",
+                                     hint="run again")
+            self.collection = described.physical
+            load_collection(self._client, self.location, self.collection)
+        raise IndexFileError(f"Milvus collection {self.path} kept changing under this write (other writers); "
+                             "nothing was written", hint="run again when the other writers are done")
+
+    def _copy_stored(self, note: bool = True) -> None:
         """Spool every stored record this write leaves alone, to go into the new collection as it is."""
         import numpy as np
 
@@ -264,32 +304,38 @@ class MilvusWriter:
                 continue
             vector = np.asarray(row["vector"], dtype=np.float32).tobytes()
             copied += self._spool.execute("INSERT OR IGNORE INTO pending VALUES (?, ?, ?, ?, 1)",
-                                          (row["id"], vector, orjson.dumps(row["record"]), row["digest"])).rowcount
-        self.summary.notes.append(f"{copied} stored records copied into a new collection that keeps their texts "
-                                  "for keyword search")
+                                          (row["id"], vector, dumps_json(row["record"]), row["digest"])).rowcount
+        if note:
+            self.summary.notes.append(f"{copied} stored records copied into a new collection that keeps their "
+                                      "texts for keyword search")
 
-    def _fill_new_collection(self, compare_with: str | None = None) -> None:
+    def _fill_new_collection(self, compare_with: str | None = None, expect: str | None = None) -> bool:
         """Fill a collection of its own, then point the alias at it: readers see the old collection (or none)
         until the new one is complete. Another writer may have created the collection meanwhile: then this
-        write goes into theirs."""
-        physical = f"{self.location.collection}__{uuid.uuid4().hex[:8]}"
+        write goes into theirs. ``expect``: switch only if the alias still names this collection (False, and
+        nothing switched, otherwise)."""
+        physical = f"{self.location.collection}{STAGED}{uuid.uuid4().hex[:8]}"
         self.info.generation = uuid.uuid4().hex
         self.info.updated_at = time.time()
         create_collection(self._client, self.location, physical, self.info, self._texts)
         try:
             self._write(physical, fresh=True, compare_with=compare_with)
             previous = self._replaces
+            if expect is not None:
+                now = describe(self._client, self.location)
+                if now is None or now.physical != expect:
+                    with talking_to(self.location, "dropping an unneeded collection"):
+                        self._client.drop_collection(physical)
+                    return False
             published = self._publish(physical, replace=previous is not None)
         except BaseException:
-            with talking_to(self.location, "dropping an unfinished collection"):
-                self._client.drop_collection(physical)
+            _drop_quietly(self._client, self.location, physical)
             raise
         if published:
             self.collection, self._info_changed = physical, False
             if previous is not None:
-                with talking_to(self.location, "dropping the collection it replaced"):
-                    self._client.drop_collection(previous)
-            return
+                _drop_quietly(self._client, self.location, previous)  # a later writer sweeps it otherwise
+            return True
         with talking_to(self.location, "dropping an unneeded collection"):
             self._client.drop_collection(physical)
         described = describe(self._client, self.location)
@@ -305,7 +351,8 @@ class MilvusWriter:
                                  f"{self.info.model} ({self.info.dim} dimensions); nothing was written",
                                  hint="use --rebuild to start over with the new model")
         self.summary = WriteSummary(removed=self.summary.removed)
-        self._write(self.collection, fresh=False)
+        self._stage_and_switch()
+        return True
 
     def _publish(self, physical: str, replace: bool) -> bool:
         """Point the alias at ``physical``; False when another writer's alias got there first."""
@@ -334,7 +381,9 @@ class MilvusWriter:
             rows = []
             for item_id, vector, record, digest, copied in batch:
                 before = stored.get(item_id)
-                if copied or before == digest:
+                if copied:
+                    self.summary.unchanged += self._recopy  # a recopy counts what it carried over
+                elif before == digest:
                     self.summary.unchanged += 1
                     if not fresh:
                         continue
@@ -342,7 +391,7 @@ class MilvusWriter:
                     self.summary.added += 1
                 else:
                     self.summary.replaced += 1
-                record = orjson.loads(record)
+                record = loads_json(record)
                 texts = milvus_texts.columns(record, self.info.text_fields) if self._texts else {}
                 rows.append({"id": item_id, "vector": np.frombuffer(vector, dtype=np.float32).tolist(),
                              "record": record, "digest": digest, **texts})
@@ -380,3 +429,39 @@ class MilvusWriter:
             self.commit()
         else:
             self.abort()
+
+
+def _drop_quietly(client: Any, where: Any, physical: str) -> None:
+    """Drop a collection no alias names; if the server is gone, a later writer sweeps it."""
+    try:
+        with talking_to(where, "dropping a collection no longer named"):
+            client.drop_collection(physical)
+    except (IndexFileError, OSError):
+        pass
+
+
+def sweep_staged(client: Any, where: Any, live: str | None, everything: bool) -> int:
+    """Drop the staged collections of this alias that it does not name: left by a writer killed before its
+    switch, or the old one a killed writer had switched from. ``everything``: all of them (Milvus Lite, one
+    writer at a time); else only those older than ``STALE_STAGING_S`` (another writer may be filling one)."""
+    import json
+
+    from mmtools.index.milvus.collection import INFO_PROPERTY
+
+    prefix = f"{where.collection}{STAGED}"
+    dropped = 0
+    with talking_to(where, "listing collections"):
+        names = [name for name in client.list_collections() if name.startswith(prefix) and name != live]
+    for name in names:
+        if not everything:
+            try:
+                with talking_to(where, "looking up a collection"):
+                    properties = client.describe_collection(name).get("properties") or {}
+                updated = json.loads(properties.get(INFO_PROPERTY, "{}")).get("updated_at", 0)
+            except (IndexFileError, ValueError):
+                continue
+            if time.time() - float(updated or 0) < STALE_STAGING_S:
+                continue
+        _drop_quietly(client, where, name)
+        dropped += 1
+    return dropped
