@@ -256,8 +256,14 @@ class SearchPlan:
             return
         from mmtools.fusion import fused_found
 
-        members = [(plan.name, lambda batch, fetch, plan=plan: self._found(plan, batch, fetch, None))
-                   for plan in self.indexes]
+        from mmtools.index.backends import short_name
+
+        # Each index is named in ``scores`` and ``fused`` by its short name (a file's stem, a collection's
+        # name: the same whichever door named it), or as named where two share one.
+        short = [short_name(plan.location) for plan in self.indexes]
+        labels = short if len(set(short)) == len(short) else [plan.name for plan in self.indexes]
+        members = [(label, lambda batch, fetch, plan=plan: self._found(plan, batch, fetch, None))
+                   for label, plan in zip(labels, self.indexes)]
         for query, found in fused_found(members, queries, k=k, weights=self.request.weights):
             for rank, item in enumerate(found, 1):
                 yield hit_record(query, rank, item)
