@@ -44,7 +44,8 @@ def world(tmp_path_factory, siglip_dir, clip_dir):
     from mmtools.index import index_records
     from mmtools.models import load_encoder
     from mmtools.serve.engine import Engine
-    from mmtools.serve.server import serve
+
+    from helpers.live_server import running_server
 
     root = tmp_path_factory.mktemp("one-search")
     model = root / "model"
@@ -69,19 +70,9 @@ def world(tmp_path_factory, siglip_dir, clip_dir):
             moments.append({"id": f"v{video}.mp4#{step}", "path": f"{root}/v{video}.mp4", "time": 5.0 * step,
                             "channel": "AB"[video % 2], **embedding_fields(vector, siglip, "image", "base64")})
     index_records(moments, root / "v.faiss")
-    stop, ready = threading.Event(), []
     engine = Engine(device="cpu", indexes=[str(root / name) for name in ("a.faiss", "b.faiss", "v.faiss")])
-    thread = threading.Thread(target=serve, args=(engine,), kwargs=dict(
-        socket=str(root / "s.sock"), http=("127.0.0.1", 0), on_ready=ready.append, stop=stop))
-    thread.start()
-    for _ in range(600):
-        if ready or not thread.is_alive():
-            break
-        time.sleep(0.05)
-    assert ready, "server did not start"
-    yield {"root": root, "socket": root / "s.sock", "http": ready[0].http, "engine": engine, "model": model}
-    stop.set()
-    thread.join(10)
+    with running_server(engine, str(root / "s.sock")) as ready:
+        yield {"root": root, "socket": root / "s.sock", "http": ready.http, "engine": engine, "model": model}
     chdir.undo()
 
 

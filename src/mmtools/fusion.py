@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from mmtools.errors import ProblemHandler, UsageError, raise_problem
+from mmtools.errors import UsageError
 from mmtools.evaluate.ranks import comparable_scores, tied_worst_list_ranks, tied_worst_ranks
 
 RRF_K = 60

@@ -18,7 +18,7 @@ from mmtools.embed import batched
 from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.images import ImageDecodeError, load_image
 from mmtools.errors import IndexFileError
-from mmtools.index.store import IndexInfo, IndexReader, model_mismatch, models_match
+from mmtools.index.store import IndexInfo, model_mismatch, models_match
 from mmtools.models.encoder import Encoder
 from mmtools.models.query_cache import default_query_cache
 from mmtools.records import EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector, record_id

@@ -33,7 +33,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, Protocol
 
-from mmtools.errors import Problem, ProblemHandler, UsageError, raise_problem
+from mmtools.errors import ProblemHandler, UsageError, raise_problem
 from mmtools.records import Record
 
 if TYPE_CHECKING:
@@ -404,5 +404,5 @@ def search_hits(request: SearchRequest, resources: Resources, inputs: Iterable[A
         yield from relative_paths(hits, request.cwd) if relative else hits
 
 
-__all__ = ["DEFAULT_INDEX", "LocalResources", "Problem", "Resources", "SearchPlan", "SearchRequest",
+__all__ = ["DEFAULT_INDEX", "LocalResources", "Resources", "SearchPlan", "SearchRequest",
            "plan_search", "relative_paths", "request_queries", "restorer_for", "search_hits"]

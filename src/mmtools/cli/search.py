@@ -10,7 +10,7 @@ import typer
 
 from mmtools.cli.common import DeviceOption, OutputOption, RuntimeChoice, RuntimeOption, command_session
 from mmtools.cli.output import (Column, FieldsOption, OutputFormat, OutputFormatOption, Print0Option,
-                                emit_records, path_or_id, resolve_format)
+                                emit_records)
 from mmtools.errors import UsageError
 from mmtools.ranking import MODES
 

@@ -15,7 +15,7 @@ through the engine. The OpenAPI page at /docs has its scripts from the fastapi-o
 import os
 import tempfile
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Iterator, Optional
 
 from mmtools.errors import IndexFileError, MissingDependencyError, ModelError, UsageError
 

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mmtools.errors import MmtoolsError, Problem
-from mmtools.index.backends import resolve_location
 from mmtools.serve import paths, protocol
 from mmtools.serve.argv import Declined, search_request
 from mmtools.serve.engine import Engine
