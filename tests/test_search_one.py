@@ -291,7 +291,7 @@ def test_a_stuck_server_costs_one_wait_then_the_command_works_alone(tmp_path, mo
     monkeypatch.setattr(client, "ACCEPT_TIMEOUT_S", 0.3)
     monkeypatch.setattr(client, "_passed_by", set())
     try:
-        assert client.forward_search(["xe"], on_problem=print, on_warning=print, stdin_sequences=False) is False
+        assert client.forward_search(["xe"], on_problem=print, on_warning=print) is False
         assert client.connect() is None  # passed by for the rest of this process
         assert client.search(SearchRequest(texts=["xe"]), output=None, on_problem=print) is False
     finally:

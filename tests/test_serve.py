@@ -92,7 +92,7 @@ def test_a_forwarded_command_line_is_read_by_the_commands_own_parser(tmp_path):
 
     def header(*args, env=None, stdout_tty=False, stdin_tty=True):
         return {"argv": list(args), "cwd": str(tmp_path), "env": env or {}, "stdin_tty": stdin_tty,
-                "stdout_tty": stdout_tty, "stdin_sequences": False}
+                "stdout_tty": stdout_tty}
 
     request, accepted = search_request(header("xe hoi", "-k", "5", "--mode=keyword", "--where", "n>2",
                                               "--no-restore", "--then", "xe chạy", "-o", "out.jsonl",

@@ -398,10 +398,27 @@ def search_hits(request: SearchRequest, resources: Resources, inputs: Iterable[A
                 on_problem: ProblemHandler = raise_problem,
                 on_none_selected: Callable[[str, list[str]], None] | None = None,
                 relative: bool = True) -> Iterator[Record]:
-    """Plan and run ``request``: its hits, with paths relative to the client's folder where ``relative``."""
+    """Plan and run ``request``: its hits, with paths relative to the client's folder where ``relative``.
+    Input records whose first holds ``steps`` are temporal queries (steps in order), the rest plain queries."""
+    if request.inputs == "records" and inputs is not None:
+        first, inputs = _first(inputs)
+        if isinstance(first, dict) and "steps" in first:
+            from dataclasses import replace
+
+            request = replace(request, inputs="sequences")
     with plan_search(request, resources, on_problem=on_problem, on_none_selected=on_none_selected) as plan:
         hits = plan.run(request_queries(request, inputs, on_problem))
         yield from relative_paths(hits, request.cwd) if relative else hits
+
+
+def _first(items: Iterable[Any]) -> tuple[Any, Iterator[Any]]:
+    """The first item, and every item again (the first included)."""
+    import itertools
+
+    iterator = iter(items)
+    for first in iterator:
+        return first, itertools.chain([first], iterator)
+    return None, iter(())
 
 
 __all__ = ["DEFAULT_INDEX", "LocalResources", "Resources", "SearchPlan", "SearchRequest",

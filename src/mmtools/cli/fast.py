@@ -74,21 +74,6 @@ def search_args(argv: list[str]) -> tuple[list[str], bool] | None:
     return argv[position + 1:], quiet
 
 
-def stdin_holds_sequences() -> bool:
-    """Whether piped standard input starts with a temporal query record (``{"steps": [...]}``), seen
-    without consuming anything (the buffered reader's peek)."""
-    stream = getattr(sys.stdin, "buffer", None)
-    if stream is None or not hasattr(stream, "peek"):
-        return False
-    try:
-        if stream.isatty():
-            return False
-        first = stream.peek(1 << 16).lstrip()
-    except (OSError, ValueError):
-        return False
-    return first.startswith(b"{") and b'"steps"' in first.split(b"\n", 1)[0]
-
-
 def try_search(argv: list[str]) -> int | None:
     """Run ``search`` through a running server; its exit status, or None to go the normal way.
 
@@ -117,8 +102,7 @@ def try_search(argv: list[str]) -> int | None:
         sys.stderr.write(f"mmtools search: {' '.join(str(problem).split())}\n")
 
     try:
-        handled = client.forward_search(args, on_problem=on_problem, on_warning=warn,
-                                        stdin_sequences=stdin_holds_sequences())
+        handled = client.forward_search(args, on_problem=on_problem, on_warning=warn)
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()

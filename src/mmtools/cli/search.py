@@ -181,14 +181,11 @@ class Edge:
     cwd: str
     stdin_tty: bool
     stdout_tty: bool
-    stdin_sequences: bool  # standard input starts with a temporal query record
 
     @classmethod
     def here(cls) -> "Edge":
         import os
         import sys
-
-        from mmtools.cli.fast import stdin_holds_sequences
 
         def tty(stream) -> bool:
             try:
@@ -196,7 +193,7 @@ class Edge:
             except (AttributeError, ValueError):
                 return False
 
-        return cls(os.getcwd(), tty(sys.stdin), tty(sys.stdout), stdin_holds_sequences())
+        return cls(os.getcwd(), tty(sys.stdin), tty(sys.stdout))
 
 
 @dataclass
@@ -239,7 +236,7 @@ def request_from_options(*, queries, image, k, min_score, index, weights, mode, 
         if edge.stdin_tty:
             raise UsageError("no query given", hint='mmtools search "xe hơi màu đỏ", or --image PHOTO.jpg, '
                                                     "or pipe queries in")
-        inputs = "lines" if lines else "sequences" if edge.stdin_sequences else "records"
+        inputs = "lines" if lines else "records"  # records of steps in order are told apart by the plan
     if then and len(queries) + len(image) != 1:
         raise UsageError("--then follows one first step: one query text or one --image",
                          hint='mmtools search "người đàn ông mở cửa" --then "chiếc xe chạy đi" --within 30')
@@ -291,10 +288,14 @@ def _search_here(request, view: View, report) -> None:
     except FilterError as exc:
         raise where_error(exc) from None
     hits = iter(()) if first is None else _chain(first, hits)
+    temporal = request.temporal or (first is not None and "steps" in first)  # steps in order read from stdin
+    if temporal and (view.montage or view.html):
+        raise UsageError("--montage and --html show single queries, not steps in order",
+                         hint="leave them out when standard input holds steps")
     kept: list[dict] = []
     if view.montage or view.html:
         hits = _keeping(hits, kept)
-    if request.temporal:
+    if temporal:
         emit_records(hits, view.output_format, columns=SEQUENCE_COLUMNS, output=view.output, group_by="query",
                      fields=view.fields)
         return

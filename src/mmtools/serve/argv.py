@@ -70,8 +70,7 @@ def search_request(header: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     if not isinstance(cwd, str) or not cwd:
         raise Declined("a forwarded command line needs the client's folder")
     params = parse_search(args, {str(k): str(v) for k, v in env.items()})
-    edge = Edge(cwd, bool(header.get("stdin_tty")), bool(header.get("stdout_tty")),
-                bool(header.get("stdin_sequences")))
+    edge = Edge(cwd, bool(header.get("stdin_tty")), bool(header.get("stdout_tty")))
     try:
         request, view = request_from_options(**params, edge=edge)
     except MmtoolsError as exc:

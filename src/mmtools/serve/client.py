@@ -280,8 +280,7 @@ def _search_inputs(kind: str | None, on_problem: ProblemHandler) -> Iterable[dic
     return ({"record": record} for record in read_records(["-"], on_problem))
 
 
-def forward_search(args: list[str], *, on_problem: ProblemHandler, on_warning: Callable[[str], None],
-                   stdin_sequences: bool) -> bool:
+def forward_search(args: list[str], *, on_problem: ProblemHandler, on_warning: Callable[[str], None]) -> bool:
     """``mmtools search ARGS`` as typed, for the server to parse with the command's own parser (the fast
     path, before typer loads here). False when no server takes it: one that is not running, or that leaves
     this command line to the typer command (help, a bad option, a table for a terminal, a picture to draw)."""
@@ -297,7 +296,7 @@ def forward_search(args: list[str], *, on_problem: ProblemHandler, on_warning: C
     header = {"argv": list(args), "cwd": os.getcwd(),
               "env": {name: os.environ[name] for name in ("MMTOOLS_INDEX", "MMTOOLS_DEVICE", "MMTOOLS_RUNTIME")
                       if os.environ.get(name)},
-              "stdin_tty": tty(sys.stdin), "stdout_tty": tty(sys.stdout), "stdin_sequences": stdin_sequences}
+              "stdin_tty": tty(sys.stdin), "stdout_tty": tty(sys.stdout)}
     try:
         try:
             accepted = _accepted(connection, "search", header, False) or {}
