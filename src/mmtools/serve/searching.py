@@ -25,7 +25,8 @@ def http_search(engine: Any, *, indexes: list[str], text: str | None, image: str
     from mmtools.serve.engine import EngineResources
 
     def shown(query: Any) -> Any:
-        return replace(query, shown=image_name) if query.image is not None else query
+        # an upload is named by its file name, never by the server's temporary copy
+        return replace(query, id=image_name, shown=image_name) if query.image is not None else query
 
     queries = []
     for query in request_queries(request, on_problem=on_problem):
