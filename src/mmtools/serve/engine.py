@@ -723,7 +723,7 @@ class Engine:
                                        "records": entry.reader.info.count, "default": path == self.default_index})
         indexes = {str(path): {"records": entry.reader.info.count, "model": entry.reader.info.model,
                                "kind": entry.reader.info.kind, "searches": entry.searches}
-                   for path, entry in opened.items()}
+                   for path, entry in sorted(opened.items())}  # a stable order, whatever was used last
         from mmtools import __version__
 
         return {"status": "ok", "version": __version__, "pid": os.getpid(),
