@@ -137,7 +137,7 @@ def run_in_pty(args, cwd, **env):
 def test_search_prints_a_table_on_a_terminal_and_jsonl_into_a_pipe(index):
     code, shown = run_in_pty(["search", "xe hơi", "-k", "3"], index)
     assert code == 0
-    assert "rank" in shown and "score" in shown and "photos/" in shown
+    assert "rank" in shown and "similarity" in shown and "photos/" in shown  # the column names its number
     assert '"query_id"' not in shown
     assert "\x1b[" in shown  # colour on a terminal...
     code, plain = run_in_pty(["search", "xe hơi", "-k", "3"], index, NO_COLOR="1")

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mmtools.cli.fast import OPTIONS, parse_search
+from mmtools.cli.fast import search_args
 from mmtools.serve.batcher import MicroBatcher
 from mmtools.serve.server import parse_host_port
 
@@ -79,28 +79,38 @@ def test_a_bad_http_address_is_a_usage_error():
         parse_host_port("localhost:http")
 
 
-def test_fast_path_parses_the_simple_forms_and_leaves_the_rest_to_typer():
-    options, quiet = parse_search(["-q", "search", "xe hơi", "-k", "5", "--index=a.faiss", "--image", "p.jpg"])
-    assert quiet and options["texts"] == ["xe hơi"] and options["k"] == 5 and options["index"] == "a.faiss"
-    assert options["images"] == ["p.jpg"] and options["mode"] is None and options["where"] == []
-    options, _ = parse_search(["search", "xe hoi", "--mode", "keyword", "--where", "n>2", "--where=tags~xe",
-                               "--no-restore"])
-    assert options["mode"] == "keyword" and options["where"] == ["n>2", "tags~xe"] and options["no_restore"]
-    for argv in (["search", "--help"], ["search", "-k", "zero"], ["search", "-k", "0"], ["index", "x"],
-                 ["search", "--device", "cpu", "x"], ["search", "--lines=yes"], ["search", "-k"],
-                 ["search", "--unknown", "x"], ["search", "--mode", "fuzzy", "x"]):
-        assert parse_search(argv) is None, argv
+def test_fast_path_only_forwards_the_command_line():
+    assert search_args(["-q", "search", "xe hơi", "-k", "5"]) == (["xe hơi", "-k", "5"], True)
+    assert search_args(["search", "--mode", "fuzzy"]) == (["--mode", "fuzzy"], False)
+    assert search_args(["index", "x"]) is None and search_args(["-q"]) is None
 
 
-def test_fast_path_knows_exactly_the_search_commands_options():
-    import typer.main
+def test_a_forwarded_command_line_is_read_by_the_commands_own_parser(tmp_path):
+    """The server reads a forwarded command line with typer's parser and the client's environment: the same
+    request the command builds; what the command must say or draw itself is declined."""
+    from mmtools.serve.argv import Declined, search_request
 
-    from mmtools.cli import app
+    def header(*args, env=None, stdout_tty=False, stdin_tty=True):
+        return {"argv": list(args), "cwd": str(tmp_path), "env": env or {}, "stdin_tty": stdin_tty,
+                "stdout_tty": stdout_tty}
 
-    command = typer.main.get_command(app).commands["search"]
-    names = {name for param in command.params if param.param_type_name == "option"
-             for name in param.opts + param.secondary_opts if name not in ("-h", "--help")}
-    assert names == set(OPTIONS)
+    request, accepted = search_request(header("xe hoi", "-k", "5", "--mode=keyword", "--where", "n>2",
+                                              "--no-restore", "--then", "xe chạy", "-o", "out.jsonl",
+                                              env={"MMTOOLS_INDEX": "b.faiss"}))
+    assert (request.texts, request.k, request.mode, request.where, request.restore, request.then) == \
+        (["xe hoi"], 5, "keyword", ["n>2"], False, ["xe chạy"])
+    assert request.indexes == ["b.faiss"] and request.cwd == str(tmp_path)  # the client's environment
+    assert accepted == {"inputs": None, "output": "out.jsonl"}
+    request, accepted = search_request(header("-i", "a.faiss", "-i", "b.faiss", "--weights", "1,2",
+                                              stdin_tty=False))
+    assert request.indexes == ["a.faiss", "b.faiss"] and request.weights == [1.0, 2.0]
+    assert request.inputs == "records" and accepted["inputs"] == "records"
+    for args, kw in ((["--help"], {}), (["-k", "zero", "x"], {}), (["-k", "0", "x"], {}), (["--mode", "fuzzy", "x"], {}),
+                     (["--device", "cpu", "x"], {}), (["--unknown", "x"], {}), (["x"], {"stdout_tty": True}),
+                     (["x", "--montage", "m.png"], {}), ([], {}), (["x", "--then", "y", "--group-by", "video"], {}),
+                     (["x", "--runtime", "torch"], {}), (["x"], {"env": {"MMTOOLS_DEVICE": "cpu"}})):
+        with pytest.raises(Declined):
+            search_request(header(*args, **kw))
 
 
 # --------------------------------------------------------------------------------------- a live server
@@ -152,12 +162,13 @@ def _remote_search(served, monkeypatch, **options):
     monkeypatch.setenv("MMTOOLS_SERVER", str(served["socket"]))
     out = io.BytesIO()
     problems = []
-    header = dict(texts=[], images=[], k=3, min_score=None, index="idx.faiss", field="text", lines=False,
-                  model=None, output=None)
-    header.update(options)
+    from mmtools.search_plan import SearchRequest
+
+    options.setdefault("k", 3)
+    request = SearchRequest(indexes=[options.pop("index", "idx.faiss")], cwd=os.getcwd(), **options)
     monkeypatch.setattr(sys, "stdout", types.SimpleNamespace(buffer=out, flush=lambda: None))
     try:
-        handled = client.search(on_problem=problems.append, **header)
+        handled = client.search(request, output=None, on_problem=problems.append)
     finally:
         monkeypatch.undo()
     return handled, [orjson.loads(line) for line in out.getvalue().splitlines()], problems
@@ -182,14 +193,16 @@ def assert_same_hits(got, expected):
     assert got == [] or max(abs(a["score"] - b["score"]) for a, b in zip(got, expected)) < 1e-5
 
 
-def _local_search(served, texts=(), images=(), k=3):
+def _local_search(served, texts=(), images=(), k=3, relative=True):
     from mmtools.index import IndexReader
     from mmtools.models import load_encoder
     from mmtools.search import Query, search
+    from mmtools.search_plan import relative_paths
 
     queries = [Query(f"q{i}", text=t) for i, t in enumerate(texts, 1)] + [Query(p, image=p) for p in images]
     with IndexReader(served["root"] / "idx.faiss") as reader:
-        return list(search(reader, queries, lambda: load_encoder(served["model"], "cpu"), k=k))
+        return list(relative_paths(search(reader, queries, lambda: load_encoder(served["model"], "cpu"), k=k),
+                                   os.getcwd() if relative else None))
 
 
 def test_socket_search_gives_what_in_process_search_gives(served, monkeypatch):
@@ -223,8 +236,10 @@ def test_concurrent_socket_clients_each_get_their_own_answers(served, monkeypatc
 
     def ask(text):
         out = io.BytesIO()
-        client.call("search", {"index": str(served["root"] / "idx.faiss"), "k": 2, "texts": [text]}, None, out,
-                    lambda p: None)
+        from mmtools.search_plan import SearchRequest
+
+        request = SearchRequest(indexes=[str(served["root"] / "idx.faiss")], k=2, texts=[text], cwd=os.getcwd())
+        client.call("search", {"request": request.to_json()}, None, out, lambda p: None)
         return [orjson.loads(line) for line in out.getvalue().splitlines()]
 
     with ThreadPoolExecutor(8) as pool:
@@ -413,7 +428,8 @@ def test_http_search_with_text_and_with_an_uploaded_image(served):
     with _http(served) as http:
         text = http.post("/search", json={"query": "xe hơi màu đỏ", "k": 3})
         assert text.status_code == 200
-        assert_same_hits(text.json()["hits"], _local_search(served, ["xe hơi màu đỏ"]))
+        # an HTTP client has no folder of the server's: paths are absolute
+        assert_same_hits(text.json()["hits"], _local_search(served, ["xe hơi màu đỏ"], relative=False))
         upload = http.post("/search", files={"image": (image.name, image.read_bytes(), "image/jpeg")},
                            data={"k": "2", "index": "idx"})
         hits = upload.json()["hits"]
@@ -562,7 +578,7 @@ def test_concurrent_http_clients_each_get_their_own_answers(served):
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(ask, texts))
     for text, answer in zip(texts, answers):
-        assert_same_hits(answer, _local_search(served, [text], k=2))
+        assert_same_hits(answer, _local_search(served, [text], k=2, relative=False))
 
 
 def test_socket_paths(monkeypatch, tmp_path):

@@ -230,7 +230,8 @@ def test_the_page_asks_for_the_token_once_and_a_vietnamese_query_shows_loaded_th
     assert browser.execute_script("return sessionStorage.getItem('mmtools-token')") == TOKEN
     assert QUERY in browser.find_element(By.ID, "search-status").text
     cards = browser.find_elements(By.CSS_SELECTOR, "#results .card")
-    assert any(re.search(r"điểm \d\.\d{3}", card.text) for card in cards)
+    # each number says what it is: a similarity, a BM25 relevance, or a fusion value
+    assert all(re.search(r"(tương đồng|BM25|điểm hợp nhất) -?\d+\.\d{3}", card.text) for card in cards)
     # Only the refused token's request failed (a 401); nothing else went wrong.
     errors = console_errors(browser)
     assert all("401" in message for message in errors), errors

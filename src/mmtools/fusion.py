@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from mmtools.errors import ProblemHandler, UsageError, raise_problem
+from mmtools.errors import UsageError
 from mmtools.evaluate.ranks import comparable_scores, tied_worst_list_ranks, tied_worst_ranks
 
 RRF_K = 60
@@ -99,40 +99,38 @@ def fuse_score_blocks(blocks: Sequence[Any], *, weights: Sequence[float] | None 
 # ------------------------------------------------------------------------------ search over several indexes
 
 
-def fused_search(readers: Sequence[Any], names: Sequence[str], queries: Iterable[Any],
-                 encoders: Sequence[Callable[[], Any]], *, k: int = 10, weights: Sequence[float] | None = None,
-                 fetch: int | None = None, batch_size: int = 64,
-                 on_problem: ProblemHandler = raise_problem) -> Iterator[dict[str, Any]]:
-    """Query each index with its own model, fuse per query: one ranking, distinct ids, ranks 1..k.
+def fused_found(members: Sequence[tuple[str, Callable[[list[Any], int], Iterable[tuple[Any, list[Any]]]]]],
+                queries: Iterable[Any], *, k: int = 10, weights: Sequence[float] | None = None,
+                fetch: int | None = None, batch_size: int = 64) -> Iterator[tuple[Any, list[Any]]]:
+    """Per query, one ranking fused from several indexes' (each searched with its own model and checked
+    plan: ``members`` are ``(name, search(batch, n))`` giving ``(query, [mmtools.search.Found])``): distinct
+    ids, best ``k``, each a Found with ``fusion`` (the fused value), ``scores`` ({index: its own value}) and
+    ``fused`` (each index's rank and score).
 
     ``fetch`` hits are taken from each index (default 4k, at least 50) so that a candidate ranked a little
     lower by one model still meets the other's.
     """
-    from mmtools.embed import batched
-    from mmtools.search import HIT_FIELDS, search
+    import dataclasses
 
-    check_weights(weights, len(readers))
+    from mmtools.embed import batched
+
+    check_weights(weights, len(members))
     fetch = fetch or max(4 * k, 50)
     for batch in batched(queries, batch_size):
-        per_member: list[dict[str, list[dict[str, Any]]]] = []
-        for reader, get_encoder in zip(readers, encoders):
-            grouped: dict[str, list[dict[str, Any]]] = {}
-            for hit in search(reader, batch, get_encoder, k=fetch, batch_size=batch_size, on_problem=on_problem):
-                grouped.setdefault(hit["query_id"], []).append(hit)
-            per_member.append(grouped)
+        per_member = [{query.id: found for query, found in search(batch, fetch)} for _name, search in members]
         for query in batch:
             lists = [grouped.get(query.id, []) for grouped in per_member]
             if not any(lists):
                 continue
-            fused = fuse_rankings([[(hit["id"], hit["score"]) for hit in hits] for hits in lists],
+            fused = fuse_rankings([[(item.id, item.value) for item in found] for found in lists],
                                   weights=weights, k=k)
-            stored_by_id: dict[str, dict[str, Any]] = {}
-            for hits in lists:
-                for hit in hits:
-                    stored_by_id.setdefault(hit["id"], hit)
-            for rank, hit in enumerate(fused, 1):
-                stored = {key: value for key, value in stored_by_id[hit.id].items() if key not in HIT_FIELDS}
-                yield {"query_id": query.id, "query": query.label, "rank": rank, "score": round(hit.score, 6),
-                       **stored, "id": hit.id,
-                       "fused": [{"index": names[m], "rank": r, "score": s} for m, (r, s) in
-                                 sorted(hit.members.items())]}
+            first: dict[str, Any] = {}
+            for found in lists:
+                for item in found:
+                    first.setdefault(item.id, item)
+            names = [name for name, _ in members]
+            yield query, [dataclasses.replace(
+                first[hit.id], score=None, fusion=hit.score, matched=None,
+                scores={names[m]: s for m, (_r, s) in sorted(hit.members.items())},
+                fused=[{"index": names[m], "rank": r, "score": round(s, 6)} for m, (r, s) in sorted(hit.members.items())])
+                for hit in fused]

@@ -2,20 +2,25 @@
 
 A channel takes a batch of queries and gives, for each, its ranked records (or None where the query is not
 something it can rank: an image has no words for full text). ``vector`` encodes the query with the index's
-model and asks FAISS; ``keyword`` asks the index's full-text tables (BM25; no model). ``hybrid`` runs both
-and fuses them per query by reciprocal rank fusion, or by weighted normalised scores when weights are given
-(``mmtools.fusion``, the same fusion as for several indexes). Commands pick channels by name through
-``channels_for``; they never branch on them.
+model and asks the index (scores: similarities, cosine for a normalised index); ``keyword`` asks the index's
+full-text tables (scores: BM25; no model). ``hybrid`` runs both and fuses them per query by reciprocal rank
+fusion, or by weighted normalised scores when weights are given (``mmtools.fusion``, the same fusion as for
+several indexes). Search (``mmtools.search``) works through the ``Channel`` protocol only: what a channel
+does with a query typed without accents, whether it says what matched, and whether it can rank a query are
+its own attributes, never a test of its name. ``channels_for`` is the one table from mode to channels.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from mmtools.errors import IndexFileError, ProblemHandler, UsageError, raise_problem
 from mmtools.index.filters import Selection, SelectionCache
+
+if TYPE_CHECKING:
+    from mmtools.index.backends import IndexBackend
 
 MODES = ("vector", "keyword", "hybrid")
 CHANNELS = {"vector": ("vector",), "keyword": ("keyword",), "hybrid": ("vector", "keyword")}
@@ -30,90 +35,130 @@ class Ranked:
 
 
 class Channel(Protocol):
+    """One way to rank an index's records for a query."""
+
     name: str
+    encodes: bool  # it encodes queries with a model: a query typed without accents is restored for it
+    describes_matches: bool  # its hits can say which words matched (``snippet``)
+    similarity: bool  # its scores are similarities (what --min-score bounds)
+
+    def can_rank(self, query: Any) -> bool:
+        """Whether this channel ranks ``query`` at all (a keyword channel cannot rank a picture)."""
 
     def rank(self, queries: Sequence[Any], k: int, among: Selection | None) -> list[list[Ranked] | None]:
         """Per query, its ``k`` best records (only those in ``among``), or None if it cannot rank it."""
 
 
 class VectorChannel:
-    """Queries encoded with the index's model (loaded on first need), ranked by cosine similarity."""
+    """Queries encoded with the index's model (loaded on first need), ranked by similarity.
+
+    A query that was restored with several likely alternatives (``Query.alternatives``: texts and weights
+    summing to 1) is hedged: each alternative is encoded, and the query vector is their weighted mixture.
+    Against unit vectors a record's score is then the weighted mean of its similarities to the alternatives
+    (fusing the alternatives' similarity rankings by weight, done in one search)."""
 
     name = "vector"
+    encodes = True
+    describes_matches = False
+    similarity = True
 
-    def __init__(self, reader: Any, get_encoder: Callable[[], Any], *, min_score: float | None = None,
-                 on_problem: ProblemHandler = raise_problem):
+    def __init__(self, reader: "IndexBackend", get_encoder: Callable[[], Any], *, min_score: float | None = None,
+                 on_problem: ProblemHandler = raise_problem, load_picture: Callable[[str, Any], Any] | None = None):
         self.reader, self.get_encoder, self.min_score, self.on_problem = reader, get_encoder, min_score, on_problem
+        self.load_picture = load_picture
+
+    def can_rank(self, query: Any) -> bool:
+        return True
 
     def rank(self, queries: Sequence[Any], k: int, among: Selection | None) -> list[list[Ranked] | None]:
         import numpy as np
 
-        from mmtools.search import _vectors_for
+        from mmtools.search import vectors_for
 
-        # A query restored to its accents (mmtools.text.restore) is encoded as restored.
-        encodable = [dataclasses.replace(q, text=q.restored) if getattr(q, "restored", None) else q
-                     for q in queries]
-        ready = _vectors_for(encodable, self.reader, self.get_encoder, self.on_problem)
+        ready = vectors_for(queries, self.reader, self.get_encoder, self.on_problem, self.load_picture)
         results: list[list[Ranked] | None] = [None] * len(queries)
         if not ready:
             return results
-        position = {id(q): i for i, q in enumerate(encodable)}
-        vectors = np.stack([vector for _, vector in ready])
-        hits = (self.reader.search(vectors, k=k, min_score=self.min_score) if among is None else
-                self.reader.search(vectors, k=k, min_score=self.min_score, among=among.rows.keys()))
-        for (query, _), query_hits in zip(ready, hits):
-            results[position[id(query)]] = [Ranked(h.id, h.score, h.record) for h in query_hits]
+        position = {id(q): i for i, q in enumerate(queries)}
+        plain = [(query, vector) for query, vector in ready if len(getattr(query, "alternatives", ()) or ()) < 2]
+        if plain:
+            found = self._search(np.stack([vector for _, vector in plain]), k, among, self.min_score)
+            for (query, _), query_hits in zip(plain, found):
+                results[position[id(query)]] = [Ranked(h.id, h.score, h.record) for h in query_hits]
+        for query, vector in ready:
+            if len(getattr(query, "alternatives", ()) or ()) < 2:
+                continue
+            # The mixture is shorter than a unit vector: searched as a unit vector, its scores scaled back.
+            norm = float(np.linalg.norm(vector)) or 1.0
+            bound = None if self.min_score is None else self.min_score / norm
+            query_hits = self._search(np.asarray(vector, dtype=np.float32)[None] / norm, k, among, bound)[0]
+            results[position[id(query)]] = [Ranked(h.id, float(h.score) * norm, h.record) for h in query_hits]
         return results
+
+    def _search(self, vectors: Any, k: int, among: Selection | None, min_score: float | None) -> list:
+        if among is None:
+            return self.reader.search(vectors, k=k, min_score=min_score)
+        return self.reader.search(vectors, k=k, min_score=min_score, among=among.rows.keys())
 
 
 class KeywordChannel:
     """Text queries against the index's full text (the reader's ``keyword_search``: FTS5 in a FAISS index's
-    metadata, BM25 in a Milvus collection); needs no model."""
+    metadata, BM25 in a Milvus collection); needs no model. Its scores are BM25 relevances."""
 
     name = "keyword"
+    encodes = False
+    describes_matches = True
+    similarity = False
 
-    def __init__(self, reader: Any):
+    def __init__(self, reader: "IndexBackend"):
         self.reader = reader
+
+    def can_rank(self, query: Any) -> bool:
+        return query.vector is None and query.text is not None
 
     def rank(self, queries: Sequence[Any], k: int, among: Selection | None) -> list[list[Ranked] | None]:
         ids = None if among is None else among.ids
         results: list[list[Ranked] | None] = []
         for query in queries:
-            text = getattr(query, "restored", None) or query.text
-            if query.vector is not None or text is None:
+            if not self.can_rank(query):
                 results.append(None)
                 continue
-            found = self.reader.keyword_search(text, k, ids)
+            found = self.reader.keyword_search(getattr(query, "restored", None) or query.text, k, ids)
             results.append([Ranked(hit.id, hit.score,
                                    hit.record if hit.record is not None else self.reader.get(hit.id) or {},
                                    hit.snippet) for hit in found])
         return results
 
 
-def default_mode(reader: Any) -> str:
+def default_mode(reader: "IndexBackend") -> str:
     """hybrid when the index holds texts to search (beyond file names), else vector."""
     return "hybrid" if reader.has_texts() else "vector"
 
 
-def channels_for(mode: str, reader: Any, get_encoder: Callable[[], Any], *, min_score: float | None = None,
-                 on_problem: ProblemHandler = raise_problem) -> list[Channel]:
+def channels_for(mode: str, reader: "IndexBackend", get_encoder: Callable[[], Any], *,
+                 min_score: float | None = None, on_problem: ProblemHandler = raise_problem,
+                 load_picture: Callable[[str, Any], Any] | None = None) -> list[Channel]:
     if mode not in MODES:
         raise UsageError(f"unknown search mode {mode!r}", hint=f"use one of {', '.join(MODES)}")
     if mode != "vector":
         if not reader.has_texts(file_names=True):
             raise IndexFileError(f"index {reader.path} holds no texts for keyword search", hint=reader.texts_hint())
-    made = {"vector": lambda: VectorChannel(reader, get_encoder, min_score=min_score, on_problem=on_problem),
+    made = {"vector": lambda: VectorChannel(reader, get_encoder, min_score=min_score, on_problem=on_problem,
+                                            load_picture=load_picture),
             "keyword": lambda: KeywordChannel(reader)}
-    return [made[name]() for name in CHANNELS[mode]]
+    channels = [made[name]() for name in CHANNELS[mode]]
+    if min_score is not None and not any(channel.similarity for channel in channels):
+        raise UsageError(f"a minimum score bounds the similarity of the vector channel, and a {mode} search has "
+                         "none", hint="leave out the minimum score, or search in vector or hybrid mode")
+    return channels
 
 
 def fuse(lists: Sequence[list[Ranked] | None], names: Sequence[str], k: int,
-         weights: Sequence[float] | None = None) -> list[tuple[float, Ranked, list[str]]]:
-    """One ranking from the channels' lists: ``(score, best-known Ranked, names of channels that found it)``."""
+         weights: Sequence[float] | None = None) -> list[tuple[float, Ranked, dict[str, float]]]:
+    """One ranking from several channels' lists: ``(fused value, best-known Ranked, {channel: its own score})``,
+    best first; ``weights`` per channel."""
     from mmtools.fusion import fuse_rankings
 
-    if len(lists) == 1:
-        return [(hit.score, hit, [names[0]]) for hit in (lists[0] or [])[:k]]
     by_id: dict[str, Ranked] = {}
     for ranked in lists:
         for hit in ranked or []:
@@ -121,15 +166,16 @@ def fuse(lists: Sequence[list[Ranked] | None], names: Sequence[str], k: int,
             if known.snippet is None and hit.snippet is not None:
                 by_id[hit.id] = dataclasses.replace(known, snippet=hit.snippet)
     fused = fuse_rankings([[(hit.id, hit.score) for hit in ranked or []] for ranked in lists], weights=weights, k=k)
-    return [(hit.score, by_id[hit.id], [names[m] for m in sorted(hit.members)]) for hit in fused]
+    return [(hit.score, by_id[hit.id], {names[m]: hit.members[m][1] for m in sorted(hit.members)})
+            for hit in fused]
 
 
-def plan(reader: Any, mode: str | None, where: Sequence[str] = (),
+def plan(reader: "IndexBackend", mode: str | None, where: Sequence[str] = (),
          selections: SelectionCache | None = None) -> tuple[str, Selection | None]:
-    """What one index's search runs, for `mmtools search` and the warm server alike: the mode (the index's
-    default when None) and the records the ``where`` conditions let through (None: all; FilterError, a
-    ValueError, for a condition that does not parse). ``selections``: what this state of the index selected
-    before (a warm server keeps one per opened index)."""
+    """One index's mode (the index's default when None) and the records the ``where`` conditions let through
+    (None: all; FilterError, a ValueError, for a condition that does not parse). ``selections``: what this
+    state of the index selected before (a warm server keeps one per opened index). Used by
+    ``mmtools.search_plan``, where every search is planned."""
     from mmtools.index.filters import parse_conditions, select
 
     conditions = parse_conditions(where)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import sys
 import tempfile
 import unicodedata
@@ -317,6 +318,23 @@ def open_output(path: str | None) -> Iterator[IO[bytes]]:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process's umask, read without changing it where the system says it (Linux: /proc/self/status):
+    setting it to find it out would let a file another thread creates meanwhile (a warm server writes
+    thumbnails while it answers) be born open to everyone. Elsewhere, once, under a lock, and kept."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        if not _UMASK_KNOWN:
+            mask = os.umask(0o077)  # never 0: a file made meanwhile is private, not open to all
+            os.umask(mask)
+            _UMASK_KNOWN.append(mask)
+        return _UMASK_KNOWN[0]
+
+
+_UMASK_LOCK = threading.Lock()
+_UMASK_KNOWN: list[int] = []

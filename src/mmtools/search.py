@@ -1,23 +1,37 @@
-"""Text and image queries against an index, encoded with the model the index was built with."""
+"""Text and image queries against one index, encoded with the model the index was built with.
+
+Where a search is planned (which indexes, models, channels and fusion) is ``mmtools.search_plan``; this module
+runs one index's channels for a batch of queries and writes the hits. A hit's scores (README, "Scores"):
+
+* ``score``: a hit found by one ranking: the similarity of a vector hit (cosine for a normalised index), the
+  BM25 relevance of a keyword hit;
+* ``fusion``: a hit of several rankings fused (hybrid channels, several indexes, hedged restorations are not:
+  see VectorChannel): the fused value it is ordered by; ``scores`` beside it holds each ranking's own score.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from mmtools.embed import batched
 from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.images import ImageDecodeError, load_image
 from mmtools.errors import IndexFileError
-from mmtools.index.store import IndexInfo, IndexReader, model_mismatch, models_match
+from mmtools.index.store import IndexInfo, model_mismatch, models_match
 from mmtools.models.encoder import Encoder
 from mmtools.models.query_cache import default_query_cache
 from mmtools.records import EMBEDDING, EMBEDDING_FINGERPRINT, EMBEDDING_MODEL, Record, decode_vector, record_id
 
 if TYPE_CHECKING:
+    from mmtools.index.backends import IndexBackend
     from mmtools.index.filters import Selection
 
-HIT_FIELDS = ("query_id", "query", "query_restored", "rank", "score", "matched", "snippet")
+# The fields a hit names itself. A stored record's own field of one of these names is not dropped nor
+# overwritten: it is kept under STORED (``{"stored": {"score": 4}}``), with the stored field named STORED.
+HIT_FIELDS = ("query_id", "query", "query_restored", "query_alternatives", "rank", "score", "fusion", "scores",
+              "fused", "matched", "snippet", "stored")
+STORED = "stored"
 
 
 @dataclass
@@ -32,9 +46,13 @@ class Query:
     fingerprint: str | None = None  # ... and its fingerprint
     record: Record = field(default_factory=dict)
     restored: str | None = None  # the text with its accents put back, when it was typed without
+    alternatives: list[tuple[str, float]] | None = None  # likely restorations and weights, when hedged
+    shown: str | None = None  # what the hits show as ``query`` (an image path as the client named it)
 
     @property
     def label(self) -> str:
+        if self.shown is not None:
+            return self.shown
         return self.text if self.text is not None else self.image or self.id
 
 
@@ -100,8 +118,82 @@ def _mismatch(where: str, info: IndexInfo, name: str, fingerprint: str | None = 
                           hint="leave out --model to use the index's model, or rebuild the index with the new model")
 
 
-def search(
-    reader: IndexReader,
+@dataclass
+class Found:
+    """One record found for one query, before it is written as a hit: ``score`` when one ranking found it,
+    ``fusion`` (and each ranking's own ``scores``) when several were fused."""
+
+    id: str
+    record: dict[str, Any]
+    path: str | None = None  # absolute where the file is known, else the stored path
+    score: float | None = None
+    fusion: float | None = None
+    scores: dict[str, float] | None = None
+    matched: list[str] | None = None
+    snippet: str | None = None
+    fused: list[dict[str, Any]] | None = None  # several indexes: each one's rank and score
+
+    @property
+    def value(self) -> float:
+        """What the hit is ordered by."""
+        return self.fusion if self.fusion is not None else float(self.score or 0.0)
+
+
+def hit_value(hit: Record) -> float:
+    """What a written hit is ordered by: its ``fusion`` where rankings were fused, else its ``score``."""
+    value = hit.get("fusion", hit.get("score"))
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def score_kind(hit: Record) -> str:
+    """What a written hit's ranking value is: "similarity" (a vector hit's score), "bm25" (a keyword hit's
+    score) or "fusion" (several rankings fused): what tables, contact sheets and pages label it."""
+    if "fusion" in hit:
+        return "fusion"
+    matched = hit.get("matched")
+    return "bm25" if isinstance(matched, list) and matched and "vector" not in matched else "similarity"
+
+
+def hit_record(query: Query, rank: int, found: Found) -> Record:
+    """The hit as written: query fields, rank, score (or fusion and scores), the stored record, id, matches."""
+    stored = {key: value for key, value in found.record.items() if key not in HIT_FIELDS}
+    clashing = {key: value for key, value in found.record.items() if key in HIT_FIELDS}
+    if clashing:
+        stored[STORED] = clashing
+    if found.path is not None:
+        stored["path"] = found.path
+    hit: Record = {"query_id": query.id, "query": query.label}
+    if query.restored is not None:
+        hit["query_restored"] = query.restored
+    if query.alternatives is not None and len(query.alternatives) > 1:
+        hit["query_alternatives"] = [{"text": text, "weight": round(weight, 6)} for text, weight in query.alternatives]
+    hit["rank"] = rank
+    if found.fusion is not None:
+        hit["fusion"] = round(found.fusion, 6)
+        hit["scores"] = {name: round(score, 6) for name, score in (found.scores or {}).items()}
+    else:
+        hit["score"] = round(float(found.score or 0.0), 6)
+    hit.update(stored)
+    hit["id"] = found.id
+    if found.fused is not None:
+        hit["fused"] = found.fused
+    if found.matched is not None:
+        hit["matched"] = found.matched
+        if found.snippet is not None:
+            hit["snippet"] = found.snippet
+    return hit
+
+
+def search(reader: "IndexBackend", queries: Iterable[Query], get_encoder: Callable[[], Encoder], **options: Any
+           ) -> Iterator[Record]:
+    """Yield one record per hit (``hit_record``): the hits of ``search_found``, ranks 1..k per query."""
+    for query, found in search_found(reader, queries, get_encoder, **options):
+        for rank, item in enumerate(found, 1):
+            yield hit_record(query, rank, item)
+
+
+def search_found(
+    reader: "IndexBackend",
     queries: Iterable[Query],
     get_encoder: Callable[[], Encoder],
     *,
@@ -112,59 +204,75 @@ def search(
     mode: str = "vector",
     among: "Selection | None" = None,
     weights: list[float] | None = None,
-    restore: Callable[[str], str] | None = None,
-) -> Iterator[Record]:
-    """Yield one record per hit: query_id, query, rank, score, then the stored record's fields, with ``path``
-    made to open from the current folder (absolute, from the index's root or the record's absolute id).
+    restore: Callable[[str], list[tuple[str, float]]] | None = None,
+    load_picture: Callable[[str, int | None], Any] | None = None,
+) -> Iterator[tuple[Query, list[Found]]]:
+    """Per query (that some channel could rank), its best ``k`` records, with ``path`` absolute where the
+    file's place is known (the index's root, or the record's absolute id): callers make it relative to the
+    folder their user is in (``mmtools.search_plan.relative_paths``).
 
-    ``mode`` names the ranking channels (``mmtools.ranking``: vector, keyword or hybrid); keyword and
-    hybrid hits also say which channels found them (``matched``) and, where the words matched, a
-    ``snippet``. ``among``: only these records (a ``--where`` selection). ``weights``: per channel, for
-    weighted score fusion instead of reciprocal ranks. ``restore``: puts accents back into a text typed
-    without them, for the vector channel (reported as ``query_restored``). ``get_encoder`` is called only
-    if some query needs encoding (ready vectors need no model; keyword search none at all). The encoder
-    picks its towers for this index (``Encoder.for_index``): with ONNX Runtime, the int8 text tower where it
-    was measured to agree with fp32 on a sample of this index's vectors.
+    ``mode`` names the ranking channels (``mmtools.ranking``). A query only one channel can rank (a picture,
+    a ready vector) is ranked by that channel alone, so a picture is searched by vector, ``score`` its
+    similarity; where several channels rank it their rankings are fused (``fusion``, ``scores``, ``matched``
+    and, where words matched, a ``snippet``). ``min_score``: the least similarity a vector hit needs (applied
+    before any fusion; a mode without the vector channel refuses it). ``among``: only these records (a
+    --where selection). ``weights``: per channel, for weighted score fusion instead of reciprocal ranks.
+    ``restore(text)``: the likely accented forms of a text typed without accents, best first, with weights
+    summing to 1 (``AccentRestorer.alternatives``), for the channels that encode; the best is reported as
+    ``query_restored``, and when there are several the vector channel hedges over them
+    (``query_alternatives``). ``get_encoder`` is called only if some query needs encoding. ``load_picture(path,
+    draft_size)`` decodes an image query [default: mmtools.images.load_image].
     """
     from mmtools.ranking import channels_for, fuse
 
     get_encoder = _towers_for(reader, get_encoder)
-
-    channels = channels_for(mode, reader, get_encoder, min_score=min_score, on_problem=on_problem)
+    channels = channels_for(mode, reader, get_encoder, min_score=min_score, on_problem=on_problem,
+                            load_picture=load_picture)
     names = [channel.name for channel in channels]
-    located = getattr(reader, "hit_path", None)  # a FAISS index knows its root; a Milvus one holds absolute ids
+    says_matches = len(channels) > 1 or any(channel.describes_matches for channel in channels)
     fetch = k if len(channels) == 1 else max(4 * k, 50)  # so a hit one channel ranks lower meets the other's
     for batch in batched(queries, batch_size):
-        if restore is not None and "vector" in names:
+        if restore is not None and any(channel.encodes for channel in channels):
             batch = [_restored(query, restore) for query in batch]
         results = [channel.rank(batch, fetch, among) for channel in channels]
         for i, query in enumerate(batch):
             lists = [result[i] for result in results]
-            if all(found is None for found in lists):
+            ranked = [(name, found) for name, found in zip(names, lists) if found is not None]
+            if not ranked:
                 continue
-            extra = {"query_restored": query.restored} if query.restored is not None else {}
-            for rank, (score, hit, matched) in enumerate(fuse(lists, names, k, weights), 1):
-                stored = {key: value for key, value in hit.record.items() if key not in HIT_FIELDS}
-                where = located(hit.id, hit.record) if located is not None else None
-                if where is not None:  # where the file opens from here (the stored path may be relative)
-                    stored["path"] = where
-                found_by = {} if mode == "vector" else {"matched": matched, **(
-                    {"snippet": hit.snippet} if hit.snippet is not None else {})}
-                yield {"query_id": query.id, "query": query.label, **extra, "rank": rank,
-                       "score": round(score, 6), **stored, "id": hit.id, **found_by}
+            if len(ranked) == 1:
+                name, found = ranked[0]
+                yield query, [Found(hit.id, hit.record, _located(reader, hit), score=hit.score,
+                                    matched=[name] if says_matches else None, snippet=hit.snippet)
+                              for hit in found[:k]]
+                continue
+            yield query, [Found(hit.id, hit.record, _located(reader, hit), fusion=value, scores=scores,
+                                matched=list(scores), snippet=hit.snippet)
+                          for value, hit, scores in fuse(lists, names, k, weights)]
 
 
-def _restored(query: Query, restore: Callable[[str], str]) -> Query:
+def _located(reader: "IndexBackend", hit: Any) -> str | None:
+    """Where the hit's file is, absolute (from the index's root, or the record's absolute id), or None when
+    that cannot be known (the stored ``path`` is then written as it is)."""
+    from mmtools.index.locate import record_location
+
+    return record_location(hit.id, hit.record.get("path"), reader.root)
+
+
+def _restored(query: Query, restore: Callable[[str], list[tuple[str, float]]]) -> Query:
     from dataclasses import replace
 
     from mmtools.text.accents import has_accents
 
     if query.vector is not None or query.text is None or has_accents(query.text):
         return query
-    return replace(query, restored=restore(query.text))
+    alternatives = [(text, float(weight)) for text, weight in restore(query.text)]
+    if not alternatives:
+        return query
+    return replace(query, restored=alternatives[0][0], alternatives=alternatives)
 
 
-def _towers_for(reader: IndexReader, get_encoder: Callable[[], Encoder]) -> Callable[[], Encoder]:
+def _towers_for(reader: "IndexBackend", get_encoder: Callable[[], Encoder]) -> Callable[[], Encoder]:
     from mmtools.models.agreement import index_sample
 
     chosen: list[Encoder] = []
@@ -178,8 +286,13 @@ def _towers_for(reader: IndexReader, get_encoder: Callable[[], Encoder]) -> Call
     return get
 
 
-def _vectors_for(batch: list[Query], reader: IndexReader, get_encoder: Callable[[], Encoder],
-                 on_problem: ProblemHandler) -> list[tuple[Query, Any]]:
+def vectors_for(batch: Sequence[Query], reader: "IndexBackend", get_encoder: Callable[[], Encoder],
+                on_problem: ProblemHandler, load_picture: Callable[[str, int | None], Any] | None = None
+                ) -> list[tuple[Query, Any]]:
+    """``(query, vector)`` for each query that has or gets one: a ready vector of the index's model, the text
+    encoded (as restored; a hedged query as the weighted mixture of its alternatives' vectors), the image."""
+    import numpy as np
+
     info = reader.info
     vectors: dict[int, Any] = {}
     texts = [(i, q) for i, q in enumerate(batch) if q.vector is None and q.text is not None]
@@ -196,15 +309,30 @@ def _vectors_for(batch: list[Query], reader: IndexReader, get_encoder: Callable[
         else:
             vectors[i] = query.vector
     if texts:
-        encoded = default_query_cache.vectors(get_encoder(), [q.text for _, q in texts])
-        vectors.update({i: v for (i, _), v in zip(texts, encoded)})
+        wanted: list[str] = []
+        for _, query in texts:
+            wanted += [text for text, _ in _text_forms(query)]
+        encoded = iter(default_query_cache.vectors(get_encoder(), wanted))
+        for i, query in texts:
+            forms = _text_forms(query)
+            mixture = [next(encoded) for _ in forms]
+            vectors[i] = mixture[0] if len(forms) == 1 else np.sum(
+                [weight * np.asarray(vector, dtype=np.float32) for (_, weight), vector in zip(forms, mixture)], axis=0)
     if images:
         encoder = get_encoder()
         for i, query in images:
             try:
-                image = load_image(query.image, draft_size=encoder.image_size)
+                image = (load_picture(query.image, encoder.image_size) if load_picture is not None
+                         else load_image(query.image, draft_size=encoder.image_size))
             except ImageDecodeError as exc:
                 on_problem(Problem(query.image, str(exc)))
                 continue
             vectors[i] = encoder.encode_images([image])[0]
     return [(batch[i], vectors[i]) for i in sorted(vectors)]
+
+
+def _text_forms(query: Query) -> list[tuple[str, float]]:
+    """The texts a query is encoded as, with weights: its alternatives when hedged, else its best form."""
+    if query.alternatives is not None and len(query.alternatives) > 1:
+        return query.alternatives
+    return [(query.restored or query.text or "", 1.0)]

@@ -2,10 +2,11 @@
 typer loads.
 
 Building the typer app imports typer, rich and every command module (about 0.1 s); a warm search takes a
-few milliseconds. So ``main`` first tries this: it reads only the simple, valid forms of the search options
-(OPTIONS, kept equal to the typer command's by a test) and hands them to ``mmtools.serve.client``. Anything
-else (help, a bad value, an option it does not know, completion, no server) returns None, and the normal
-typer command runs, with its own parsing, messages and in-process fallback.
+few milliseconds. So ``main`` first tries this. A search command line is only forwarded: the server reads it
+with the typer command's own parser (one parser for every door). For tag, the simple, valid forms of its
+options are read here (TAG_OPTIONS, kept equal to the typer command's by a test). Anything else (help, a bad
+value, an option it does not know, completion, no server) returns None, and the normal typer command runs,
+with its own parsing, messages and in-process fallback.
 """
 
 from __future__ import annotations
@@ -13,22 +14,6 @@ from __future__ import annotations
 import os
 import sys
 
-# option -> (destination, type); None: a flag; "many": repeatable. Must match search_command's options
-# (tests/test_serve.py).
-OPTIONS: dict[str, tuple[str, type | str | None]] = {
-    "--image": ("images", "many"), "-k": ("k", int), "--top-k": ("k", int), "--min-score": ("min_score", float),
-    "--index": ("index", "many"), "-i": ("index", "many"), "--field": ("field", str), "-f": ("field", str),
-    "--lines": ("lines", None), "--model": ("model", str), "-m": ("model", str), "--device": ("device", str),
-    "--runtime": ("runtime", str),
-    "--output": ("output", str), "-o": ("output", str),
-    # Views and fusions the typer command draws itself: their presence sends the search the normal way.
-    "--weights": ("decline", str), "--format": ("decline", str), "-F": ("decline", str),
-    "--print0": ("decline", None), "-0": ("decline", None), "--montage": ("decline", str),
-    "--html": ("decline", str), "--group-by": ("decline", str), "--fields": ("decline", str),
-    "--then": ("decline", str), "--within": ("decline", float),
-    "--mode": ("mode", str), "--where": ("where", "many"), "--no-restore": ("no_restore", None),
-}
-MODES = ("vector", "keyword", "hybrid")  # as mmtools.ranking.MODES (not imported: start-up time)
 QUIET = ("-q", "--quiet")
 
 
@@ -78,62 +63,38 @@ def parse_command(argv: list[str], command: str, table: dict[str, tuple[str, typ
     return options, quiet
 
 
-def parse_search(argv: list[str]) -> tuple[dict, bool] | None:
-    """``(options, quiet)`` for ``[-q] search ARGS...``, or None when the fast path should not be tried."""
-    defaults: dict = {"texts": [], "images": [], "k": 10, "min_score": None, "index": [], "field": "text",
-                      "lines": False, "model": None, "device": None, "runtime": None, "output": None,
-                      "mode": None, "where": [], "no_restore": False}
-    parsed = parse_command(argv, "search", OPTIONS, defaults, "texts")
-    if parsed is None:
+def search_args(argv: list[str]) -> tuple[list[str], bool] | None:
+    """``(ARGS, quiet)`` for ``[-q] search ARGS...``, or None for another command."""
+    quiet = False
+    position = 0
+    while position < len(argv) and argv[position] in QUIET:
+        quiet, position = True, position + 1
+    if position >= len(argv) or argv[position] != "search":
         return None
-    options, quiet = parsed
-    if len(options["index"]) > 1:
-        return None  # several indexes: a fusion, done in-process
-    options["index"] = options["index"][0] if options["index"] else None
-    if options["output"] in (None, "-") and sys.stdout.isatty():
-        return None  # a terminal gets the table view, which the typer command draws
-    if options["mode"] is not None and options["mode"] not in MODES:
-        return None  # typer names the choices
-    if options["k"] < 1 or (options["device"] or os.environ.get("MMTOOLS_DEVICE") or "auto") != "auto":
-        return None  # a bad -k gets typer's message; an explicit device is honoured in-process
-    if not options["texts"] and not options["images"] and not options["lines"] and stdin_holds_sequences():
-        return None  # temporal queries (events in order) are answered in-process
-    if (options["runtime"] or os.environ.get("MMTOOLS_RUNTIME") or "auto").lower() != "auto":
-        return None  # so is an explicit runtime (the server runs its own)
-    return options, quiet
-
-
-def stdin_holds_sequences() -> bool:
-    """Whether piped standard input starts with a temporal query record (``{"steps": [...]}``), seen
-    without consuming anything (the buffered reader's peek)."""
-    stream = getattr(sys.stdin, "buffer", None)
-    if stream is None or not hasattr(stream, "peek"):
-        return False
-    try:
-        if stream.isatty():
-            return False
-        first = stream.peek(1 << 16).lstrip()
-    except (OSError, ValueError):
-        return False
-    return first.startswith(b"{") and b'"steps"' in first.split(b"\n", 1)[0]
+    return argv[position + 1:], quiet
 
 
 def try_search(argv: list[str]) -> int | None:
-    """Run ``search`` through a running server; its exit status, or None to go the normal way."""
+    """Run ``search`` through a running server; its exit status, or None to go the normal way.
+
+    Only forwards: the command line goes to the server as typed, and the server reads it with the typer
+    command's own parser (mmtools.serve.argv), building the request the command would. What it leaves to the
+    command (help, a bad option, a table for a terminal...) comes back here as None."""
     if os.environ.get("_MMTOOLS_COMPLETE"):
         return None
-    parsed = parse_search(argv)
+    parsed = search_args(argv)
     if parsed is None:
         return None
     from mmtools.serve import client, paths
 
     if paths.client_disabled() or not paths.usable_socket(paths.socket_path()):
         return None
-    options, quiet = parsed
+    args, quiet = parsed
     problems = 0
 
     def warn(text: str) -> None:
-        sys.stderr.write(f"mmtools search: warning: {' '.join(text.split())}\n")
+        if not quiet:
+            sys.stderr.write(f"mmtools search: warning: {' '.join(text.split())}\n")
 
     def on_problem(problem) -> None:
         nonlocal problems
@@ -141,13 +102,7 @@ def try_search(argv: list[str]) -> int | None:
         sys.stderr.write(f"mmtools search: {' '.join(str(problem).split())}\n")
 
     try:
-        handled = client.search(texts=options["texts"], images=options["images"], k=options["k"],
-                                min_score=options["min_score"],
-                                index=options["index"] or os.environ.get("MMTOOLS_INDEX") or "idx.faiss",
-                                field=options["field"], lines=options["lines"], model=options["model"],
-                                output=options["output"], on_problem=on_problem, mode=options["mode"],
-                                where=options["where"], no_restore=options["no_restore"],
-                                on_warning=(lambda text: None) if quiet else warn)
+        handled = client.forward_search(args, on_problem=on_problem, on_warning=warn)
         sys.stdout.flush()
     except BrokenPipeError:
         silence_stdout()

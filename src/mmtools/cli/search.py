@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, Iterator, Optional
 
@@ -9,8 +10,9 @@ import typer
 
 from mmtools.cli.common import DeviceOption, OutputOption, RuntimeChoice, RuntimeOption, command_session
 from mmtools.cli.output import (Column, FieldsOption, OutputFormat, OutputFormatOption, Print0Option,
-                                emit_records, path_or_id, resolve_format)
+                                emit_records)
 from mmtools.errors import UsageError
+from mmtools.ranking import MODES
 
 
 def moment_label(record: dict):
@@ -35,7 +37,8 @@ class GroupBy(str, Enum):
 # A temporal result: the video, and the moment of each step in order.
 SEQUENCE_COLUMNS = [
     Column("rank", "rank", justify="right"),
-    Column("score", "score", justify="right", style="cyan"),
+    Column("score (sum)", "score", justify="right", style="cyan", optional=True),
+    Column("fusion (sum)", "fusion", justify="right", style="cyan", optional=True),
     Column("path", "path", wrap=True),
     Column("moments", lambda r: " → ".join(_clock(step.get("time")) for step in r.get("steps", [])), wrap=True),
 ]
@@ -47,9 +50,21 @@ def _clock(seconds) -> str:
     return format_clock(seconds) if isinstance(seconds, (int, float)) else "?"
 
 
+def _own_score(kind: str):
+    """A hit's ``score`` where it is of this kind (similarity or bm25: mmtools.search.score_kind)."""
+    def cell(hit: dict):
+        from mmtools.search import score_kind
+
+        return hit.get("score") if score_kind(hit) == kind else None
+    return cell
+
+
+# Each column says what it shows: a similarity, a BM25 relevance, or a fusion value (with each channel's own).
 HIT_COLUMNS = [
     Column("rank", "rank", justify="right"),
-    Column("score", "score", justify="right", style="cyan"),
+    Column("similarity", _own_score("similarity"), justify="right", style="cyan", optional=True),
+    Column("bm25", _own_score("bm25"), justify="right", style="cyan", optional=True),
+    Column("fusion", "fusion", justify="right", style="cyan", optional=True),
     Column("path", moment_label, wrap=True),
     Column("tags", "tags", wrap=True, optional=True),
     Column("matched", "matched", optional=True),
@@ -57,10 +72,8 @@ HIT_COLUMNS = [
 ]
 
 
-class SearchMode(str, Enum):
-    vector = "vector"
-    keyword = "keyword"
-    hybrid = "hybrid"
+# The modes are mmtools.ranking.MODES (the one table of them).
+SearchMode = Enum("SearchMode", {mode: mode for mode in MODES}, type=str)
 
 
 def _query_title(hit: dict) -> str:
@@ -77,7 +90,9 @@ def search_command(
         "--image", metavar="PATH", help="An image to search with (repeatable).")] = None,
     k: Annotated[int, typer.Option("-k", "--top-k", min=1, help="Hits per query.")] = 10,
     min_score: Annotated[Optional[float], typer.Option(
-        "--min-score", help="Leave out hits scoring below this (cosine similarity).")] = None,
+        "--min-score", help="Leave out vector hits less similar than this (cosine similarity, in every mode: "
+                            "in hybrid mode and across several indexes it applies to each vector ranking "
+                            "before fusion; keyword mode has no similarity and refuses it).")] = None,
     index: IndexesOption = None,
     weights: Annotated[Optional[str], typer.Option(
         "--weights", help="With several --index: comma-separated weights, one per index; with one index in "
@@ -86,7 +101,8 @@ def search_command(
     mode: Annotated[Optional[SearchMode], typer.Option(
         "--mode", case_sensitive=False,
         help="vector (the model), keyword (the stored texts, BM25; loads no model) or hybrid (both, fused by "
-             "reciprocal rank) [default: hybrid when the index holds texts beyond file names, else vector].")]
+             "reciprocal rank) [default: hybrid when the index holds texts beyond file names, else vector; "
+             "an image query is a vector search whatever the mode].")]
         = None,
     where: Annotated[Optional[list[str]], typer.Option(
         "--where", metavar="FIELD OP VALUE",
@@ -130,7 +146,7 @@ def search_command(
         "--within", metavar="SECONDS", min=0.001, help="With --then: first to last step inside this many "
                                                        "seconds (the default of stdin records too).")] = 30.0,
 ) -> None:
-    """Search an index: one JSONL line per hit with query_id, query, rank, score and the stored record.
+    """Search an index: one JSONL line per hit with query_id, query, rank, score (or fusion) and the stored record.
 
     Queries are encoded with the model the index was built with. On a terminal the hits are shown as a
     table instead (one per query); pipes and files always get JSONL.
@@ -138,105 +154,179 @@ def search_command(
     A query typed without accents ("xe hoi mau do") is searched for as restored ("xe hơi màu đỏ",
     reported as query_restored) by the model; the keyword channel matches with and without accents anyway.
 
+    Scores: score is a hit's cosine similarity (vector) or BM25 relevance (keyword); a hybrid hit, or one
+    of several indexes fused, has fusion (what it is ranked by) and scores (each ranking's own) instead.
+
     Example: mmtools search "xe hơi màu đỏ" -k 5 --montage hits.png
     """
     with command_session("search") as report:
+        request, view = request_from_options(
+            queries=queries, image=image, k=k, min_score=min_score, index=index, weights=weights, mode=mode,
+            where=where, no_restore=no_restore, field=field, lines=lines, model=model, device=device,
+            runtime=runtime, output=output, output_format=output_format, print0=print0, montage=montage,
+            html=html, group_by=group_by, fields=fields, then=then, within=within, edge=Edge.here())
         from mmtools.serve import client
 
-        # A running `mmtools serve` answers plain JSONL searches of one index, warm, in any mode, with
-        # filters and restored accents; fusions, weights, pictures and steps in order are answered here.
-        sequences = _sequences(queries or [], image or [], then or [], within, lines, report)
-        if sequences is not None and (montage or html or group_by is not None):
-            raise UsageError("--montage, --html and --group-by show single queries, not steps in order",
-                             hint="leave them out with --then (results are one per video already)")
-        plain = (len(index or []) <= 1 and not weights and not montage and not html and group_by is None
-                 and sequences is None and resolve_format(output_format, output) == OutputFormat.jsonl)
-        if plain and device == "auto" and runtime == RuntimeChoice.auto and client.search(
-                texts=queries or [], images=image or [], k=k, min_score=min_score,
-                index=(index or [None])[0], field=field, lines=lines, model=model, output=output,
-                on_problem=report.problem, mode=mode.value if mode is not None else None, where=where or [],
-                no_restore=no_restore, on_warning=report.warning):
+        # A running `mmtools serve` answers the request itself (the same plan, warm), unless it is drawn here.
+        if view.servable and client.search(request, output=output, on_problem=report.problem,
+                                           on_warning=report.warning):
             return
-        from mmtools.index.backends import open_reader
-        from mmtools.models import load_encoder
-        from mmtools.search import query_encoder, search
+        _search_here(request, view, report)
 
-        indexes = index or ["idx.faiss"]
-        if sequences is not None:
-            _temporal(indexes, weights, sequences, k, min_score, model, device, report, output=output,
-                      output_format=output_format, fields=fields)
-            return
-        if len(indexes) > 1:
-            if min_score is not None or model is not None or mode not in (None, SearchMode.vector) or where:
-                raise UsageError("--min-score, --model, --mode and --where apply to a single index, not to a "
-                                 "fusion of several", hint="leave them out with several --index")
-            _fused(indexes, weights, _queries(queries or [], image or [], field, lines, report), k, device,
-                   runtime.value, report, output=output, output_format=output_format, print0=print0,
-                   group_by=group_by, fields=fields)
-            return
-        from mmtools.index.filters import FilterError
-        from mmtools.ranking import plan
 
-        index = indexes[0]
-        with open_reader(index) as reader:
+@dataclass
+class Edge:
+    """What the command sees where it runs: its folder, and whether its input and output are terminals."""
+
+    cwd: str
+    stdin_tty: bool
+    stdout_tty: bool
+
+    @classmethod
+    def here(cls) -> "Edge":
+        import os
+        import sys
+
+        def tty(stream) -> bool:
             try:
-                chosen, among = plan(reader, mode.value if mode is not None else None, where or [])
-            except FilterError as exc:
-                raise UsageError(f"--where {exc}", hint="e.g. --where 'tags=biển' or --where 'year>=2020'") \
-                    from None
-            values = _parse_weights(weights)
-            if values is not None and (chosen != "hybrid" or len(values) != 2):
-                raise UsageError("with one index, --weights gives two weights (vector,keyword) to a hybrid search",
-                                 hint="e.g. --mode hybrid --weights 0.3,0.7")
-            get_encoder = query_encoder(reader.info, index, lambda name: load_encoder(name, device, runtime.value),
-                                        model)
-            if model is not None and chosen != "keyword":
-                get_encoder()  # check the model named now, before any query
-            if among is not None and not among:
-                report.warning(f"no record of {index} meets --where {' and '.join(where or [])}")
-            restore = None if no_restore else _restorer(index)
-            hits = search(reader, _queries(queries or [], image or [], field, lines, report), get_encoder,
-                          k=_fetch(k, group_by),
-                          min_score=min_score, on_problem=report.problem, mode=chosen, among=among,
-                          weights=values, restore=restore)
-            hits = _grouped(hits, k, group_by)
-            kept: list[dict] = []
-            if montage or html:
-                hits = _keeping(hits, kept)
-            emit_records(hits, output_format, columns=HIT_COLUMNS, output=output, print0=print0,
-                         group_by=_query_title, fields=fields)
-        if montage or html:
-            from mmtools.report import rows_from_records, write_html, write_montage
+                return stream is None or stream.isatty()
+            except (AttributeError, ValueError):
+                return False
 
-            rows = rows_from_records(kept)
-            if montage:
-                write_montage(montage, rows, on_problem=report.problem)
-                report.info(f"{montage}: contact sheet of {sum(len(r.hits) for r in rows)} hits")
-            if html:
-                write_html(html, rows, on_problem=report.problem)
-                report.info(f"{html}: page of {sum(len(r.hits) for r in rows)} hits")
+        return cls(os.getcwd(), tty(sys.stdin), tty(sys.stdout))
 
 
-def _fetch(k: int, group_by: GroupBy | None) -> int:
-    """Hits to ask the index for: more when each video keeps only its best moment."""
-    return k if group_by is None else max(20 * k, 200)
+@dataclass
+class View:
+    """How the hits are shown: JSONL (which a server may write), or drawn by this command."""
+
+    output: str | None
+    output_format: OutputFormat
+    print0: bool = False
+    montage: str | None = None
+    html: str | None = None
+    fields: str | None = None
+    device: str = "auto"
+    runtime: str = "auto"
+
+    @property
+    def servable(self) -> bool:
+        """Whether a server may answer: plain JSONL, the default device and runtime (the server runs its own)."""
+        return (self.output_format == OutputFormat.jsonl and not self.print0 and not self.montage
+                and not self.html and not self.fields and self.device == "auto" and self.runtime == "auto")
 
 
-def _grouped(hits: Iterator[dict], k: int, group_by: GroupBy | None) -> Iterator[dict]:
-    if group_by is None:
-        return hits
-    from mmtools.video.moments import best_moment_per_video
-
-    return best_moment_per_video(hits, k)
+def _value(option):
+    return getattr(option, "value", option)
 
 
-def _restorer(index: str):
-    """Puts accents back into a query, with a model of the index's own texts, built on first need."""
-    def restore(text: str) -> str:
-        from mmtools.text.restore import load_restorer
+def request_from_options(*, queries, image, k, min_score, index, weights, mode, where, no_restore, field, lines,
+                         model, device, runtime, output, output_format, print0, montage, html, group_by, fields,
+                         then, within, edge: Edge):
+    """The search request and view of these options, as the command line gave them (here, or in the server
+    that parses a forwarded command line with this command's own parser): ``(SearchRequest, View)``."""
+    from mmtools.search_plan import DEFAULT_INDEX, SearchRequest
 
-        return load_restorer(index).restore(text)
-    return restore
+    queries, image, then, where = list(queries or []), list(image or []), list(then or []), list(where or [])
+    inputs = None
+    if not queries and not image:
+        if then:
+            raise UsageError("--then follows one first step: one query text or one --image",
+                             hint='mmtools search "người đàn ông mở cửa" --then "chiếc xe chạy đi" --within 30')
+        if edge.stdin_tty:
+            raise UsageError("no query given", hint='mmtools search "xe hơi màu đỏ", or --image PHOTO.jpg, '
+                                                    "or pipe queries in")
+        inputs = "lines" if lines else "records"  # records of steps in order are told apart by the plan
+    if then and len(queries) + len(image) != 1:
+        raise UsageError("--then follows one first step: one query text or one --image",
+                         hint='mmtools search "người đàn ông mở cửa" --then "chiếc xe chạy đi" --within 30')
+    temporal = bool(then) or inputs == "sequences"
+    if temporal and (montage or html or group_by is not None):
+        raise UsageError("--montage, --html and --group-by show single queries, not steps in order",
+                         hint="leave them out with --then (results are one per video already)")
+    indexes = list(index or []) or [DEFAULT_INDEX]
+    values = _parse_weights(weights)
+    if values is not None and len(indexes) == 1 and (_value(mode) not in (None, "hybrid") or len(values) != 2):
+        raise UsageError("with one index, --weights gives two weights (vector,keyword) to a hybrid search",
+                         hint="e.g. --mode hybrid --weights 0.3,0.7")
+    if values is not None and len(indexes) > 1:
+        from mmtools.fusion import check_weights
+
+        check_weights(values, len(indexes))
+    if model is not None and len(indexes) > 1:
+        raise UsageError("--model applies to a single index, not to a fusion of several",
+                         hint="leave it out with several --index (each is queried with its own model)")
+    fmt = _value(output_format)
+    if fmt == OutputFormat.auto.value:
+        fmt = OutputFormat.jsonl.value if output not in (None, "-") or not edge.stdout_tty else OutputFormat.table.value
+    request = SearchRequest(indexes=indexes, texts=queries, images=image, then=then, within=float(within),
+                            mode=_value(mode), where=where, weights=values, restore=not no_restore,
+                            runtime=str(_value(runtime)), device=str(device), model=model, k=k,
+                            min_score=min_score, group_by=_value(group_by), field=field, inputs=inputs, cwd=edge.cwd)
+    view = View(output, OutputFormat(fmt), print0, montage, html, fields, str(device), str(_value(runtime)))
+    return request, view
+
+
+def none_selected(name: str, conditions: list[str]) -> str:
+    """The warning for a --where that no record of an index meets (here and in the server alike)."""
+    return f"no record of {name} meets --where {' and '.join(conditions)}"
+
+
+def where_error(exc: Exception) -> UsageError:
+    return UsageError(f"--where {exc}", hint="e.g. --where 'tags=biển' or --where 'year>=2020'")
+
+
+def _search_here(request, view: View, report) -> None:
+    """The request answered in this process (no server, or a view the server does not draw)."""
+    from mmtools.index.filters import FilterError
+    from mmtools.search_plan import LocalResources, search_hits
+
+    hits = search_hits(request, LocalResources(), _inputs(request, report), on_problem=report.problem,
+                       on_none_selected=lambda name, where: report.warning(none_selected(name, where)))
+    try:  # the plan is made with the first hit: a bad condition is a usage error before anything is written
+        first = next(hits, None)
+    except FilterError as exc:
+        raise where_error(exc) from None
+    hits = iter(()) if first is None else _chain(first, hits)
+    temporal = request.temporal or (first is not None and "steps" in first)  # steps in order read from stdin
+    if temporal and (view.montage or view.html):
+        raise UsageError("--montage and --html show single queries, not steps in order",
+                         hint="leave them out when standard input holds steps")
+    kept: list[dict] = []
+    if view.montage or view.html:
+        hits = _keeping(hits, kept)
+    if temporal:
+        emit_records(hits, view.output_format, columns=SEQUENCE_COLUMNS, output=view.output, group_by="query",
+                     fields=view.fields)
+        return
+    emit_records(hits, view.output_format, columns=HIT_COLUMNS, output=view.output, print0=view.print0,
+                 group_by=_query_title, fields=view.fields)
+    if view.montage or view.html:
+        from mmtools.report import rows_from_records, write_html, write_montage
+
+        rows = rows_from_records(kept)
+        if view.montage:
+            write_montage(view.montage, rows, on_problem=report.problem)
+            report.info(f"{view.montage}: contact sheet of {sum(len(r.hits) for r in rows)} hits")
+        if view.html:
+            write_html(view.html, rows, on_problem=report.problem)
+            report.info(f"{view.html}: page of {sum(len(r.hits) for r in rows)} hits")
+
+
+def _chain(first: dict, rest: Iterator[dict]) -> Iterator[dict]:
+    yield first
+    yield from rest
+
+
+def _inputs(request, report) -> Iterator | None:
+    """Standard input's records or lines, when the queries come from it."""
+    if request.inputs is None:
+        return None
+    from mmtools.records import read_records, read_text_lines
+
+    if request.inputs == "lines":
+        return (text for _where, text in read_text_lines(["-"], report.problem))
+    return read_records(["-"], report.problem)
 
 
 def _parse_weights(weights: str | None) -> list[float] | None:
@@ -251,112 +341,6 @@ def _parse_weights(weights: str | None) -> list[float] | None:
 def _keeping(hits: Iterator[dict], kept: list[dict]) -> Iterator[dict]:
     """Pass hits through, keeping the few fields the pictures need."""
     for hit in hits:
-        kept.append({key: hit.get(key) for key in ("query_id", "query", "rank", "score", "path", "id", "time")})
+        kept.append({key: hit.get(key) for key in ("query_id", "query", "rank", "score", "fusion", "matched",
+                                                   "path", "id", "time")})
         yield hit
-
-
-def _queries(texts: list[str], images: list[str], field: str, lines: bool, report) -> Iterator:
-    import sys
-
-    from mmtools.records import read_records, read_text_lines
-    from mmtools.search import Query, queries_from_records
-
-    if not texts and not images:
-        if sys.stdin is None or sys.stdin.isatty():
-            raise UsageError("no query given", hint='mmtools search "xe hơi màu đỏ", or --image PHOTO.jpg, '
-                                                    "or pipe queries in")
-        if lines:
-            for number, (_where, text) in enumerate(read_text_lines(["-"], report.problem), 1):
-                yield Query(f"q{number}", text=text)
-        else:
-            yield from queries_from_records(read_records(["-"], report.problem), field, report.problem)
-        return
-    for number, text in enumerate(texts, 1):
-        yield Query(f"q{number}", text=text)
-    for path in images:
-        yield Query(path, image=path)
-
-
-def _fused(indexes: list[str], weights: str | None, queries: Iterator, k: int, device: str, runtime: str,
-           report, *, output: str | None, output_format: OutputFormat, print0: bool,
-           group_by: GroupBy | None = None, fields: str | None = None) -> None:
-    from contextlib import ExitStack
-
-    from mmtools.fusion import fused_search
-    from mmtools.index.backends import open_reader
-    from mmtools.models import load_encoder
-
-    values = _weights(weights, len(indexes))
-    with ExitStack() as stack:
-        readers = [stack.enter_context(open_reader(path)) for path in indexes]
-        encoders = [(lambda name=reader.info.model, info=reader.info: load_encoder(name, device, runtime)
-                     .for_index(info)) for reader in readers]
-        hits = fused_search(readers, indexes, queries, encoders, k=_fetch(k, group_by), weights=values,
-                            on_problem=report.problem)
-        emit_records(_grouped(hits, k, group_by), output_format, columns=HIT_COLUMNS, output=output,
-                     print0=print0, group_by="query", fields=fields)
-
-
-def _sequences(texts: list[str], images: list[str], then: list[str], within: float, lines: bool, report):
-    """The temporal queries of this command line (or of standard input), or None for ordinary queries."""
-    from mmtools.cli.fast import stdin_holds_sequences
-
-    if not then:
-        if texts or images or lines or not stdin_holds_sequences():
-            return None
-        from mmtools.records import read_records
-        from mmtools.video.temporal import temporal_queries_from_records
-
-        return temporal_queries_from_records(read_records(["-"], report.problem), within, report.problem)
-    if len(texts) + len(images) != 1:
-        raise UsageError("--then follows one first step: one query text or one --image",
-                         hint='mmtools search "người đàn ông mở cửa" --then "chiếc xe chạy đi" --within 30')
-    from mmtools.search import Query
-    from mmtools.video.temporal import TemporalQuery
-
-    first = Query("q1/1", text=texts[0]) if texts else Query("q1/1", image=images[0])
-    steps = [first] + [Query(f"q1/{i}", text=text) for i, text in enumerate(then, 2)]
-    return iter([TemporalQuery("q1", steps, within)])
-
-
-def _temporal(indexes: list[str], weights: str | None, sequences, k: int, min_score: float | None,
-              model: str | None, device: str, report, *, output: str | None, output_format: OutputFormat,
-              fields: str | None) -> None:
-    """Steps in order: each step searched (one index, or the fusion of several), chained per video."""
-    from contextlib import ExitStack
-
-    from mmtools.fusion import fused_search
-    from mmtools.index.backends import open_reader
-    from mmtools.models import load_encoder
-    from mmtools.search import query_encoder, search
-    from mmtools.video.temporal import temporal_search
-
-    values = _weights(weights, len(indexes))
-    with ExitStack() as stack:
-        readers = [stack.enter_context(open_reader(path)) for path in indexes]
-        if len(readers) == 1 and values is None:
-            get_encoder = query_encoder(readers[0].info, indexes[0], lambda name: load_encoder(name, device), model)
-
-            def retrieve(steps, fetch):
-                return search(readers[0], steps, get_encoder, k=fetch, min_score=min_score,
-                              on_problem=report.problem)
-        else:
-            if min_score is not None or model is not None:
-                raise UsageError("--min-score and --model apply to a single index, not to a fusion",
-                                 hint="leave them out with several --index")
-            encoders = [(lambda name=reader.info.model: load_encoder(name, device)) for reader in readers]
-
-            def retrieve(steps, fetch):
-                return fused_search(readers, indexes, steps, encoders, k=fetch, weights=values,
-                                    on_problem=report.problem)
-        emit_records(temporal_search(sequences, retrieve, k=k), output_format, columns=SEQUENCE_COLUMNS,
-                     output=output, group_by="query", fields=fields)
-
-
-def _weights(weights: str | None, members: int) -> list[float] | None:
-    from mmtools.fusion import check_weights
-
-    values = _parse_weights(weights)
-    if values is not None:
-        check_weights(values, members)
-    return values

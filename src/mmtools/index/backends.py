@@ -4,20 +4,67 @@
 * ``milvus://HOST:PORT/COLLECTION``: a collection on a Milvus server or cluster (``mmtools.index.milvus``);
 * ``milvus-lite://PATH.db/COLLECTION``: a collection in a Milvus Lite file (embedded, the same API).
 
-Both implementations have the same reader (``info``, ``search``, ``scan``, ``get``, ``ids``, ``export``,
-``close``, and for the keyword channel ``has_texts``, ``keyword_search``, ``stored_texts``, ``texts_hint``)
-and writer (``add``, ``remove``, ``has``, ``stored``, ``check``, ``commit``, ``abort``, ``info``,
-``summary``) and are context managers. Commands open indexes only through the functions here.
+Both implementations have the same reader, declared here as ``IndexBackend`` (a typing.Protocol: what search,
+filters, the warm server and the int8 agreement check may use, and nothing else), and the same writer (``add``,
+``remove``, ``has``, ``stored``, ``check``, ``commit``, ``abort``, ``info``, ``summary``); both are context
+managers. Commands open indexes only through the functions here.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Collection, Iterable, Iterator, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from mmtools.index.fulltext import KeywordHit
+    from mmtools.index.info import Hit, IndexInfo
 
 MILVUS_SCHEMES = ("milvus://", "milvus-lite://")
 
+
+@runtime_checkable
+class IndexBackend(Protocol):
+    """An index opened for search (``IndexReader``, ``MilvusReader``).
+
+    ``search``'s scores are similarities (cosine for a normalised index), best first; ``among`` takes rows that
+    ``scan`` gave. ``root``: the folder a rooted index's relative paths start from (None: paths are absolute, or
+known through absolute ids). ``hit_path`` is where a record's file is, absolute or relative to this process's folder (None
+    when it cannot be known); ``sample_vectors`` gives up to ``count`` of the index's own vectors (None when it
+    keeps none), for the int8 query tower's agreement check (mmtools.models.agreement)."""
+
+    info: "IndexInfo"
+    path: Any
+    root: str | None  # a rooted index's root folder (where it is now): its records' paths are relative to it
+
+    def search(self, vectors: Any, k: int = 10, min_score: float | None = None, *,
+               among: Iterable[int] | None = None) -> "list[list[Hit]]": ...
+
+    def has_texts(self, file_names: bool = False) -> bool: ...
+
+    def texts_hint(self) -> str: ...
+
+    def keyword_search(self, query: str, k: int, among: Collection[str] | None = None) -> "list[KeywordHit]": ...
+
+    def stored_texts(self) -> Iterator[str]: ...
+
+    def scan(self) -> Iterator[tuple[int, str, dict[str, Any]]]: ...
+
+    def ids(self) -> Iterator[str]: ...
+
+    def get(self, item_id: str) -> dict[str, Any] | None: ...
+
+    def export(self, vector_format: str = "base64") -> Iterator[dict[str, Any]]: ...
+
+    def hit_path(self, item_id: str, record: dict[str, Any]) -> str | None: ...
+
+    def sample_vectors(self, count: int) -> Any: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "IndexBackend": ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 def is_milvus_location(location: object) -> bool:
     """Whether ``location`` names a Milvus collection; told apart by its scheme alone, so that every command's
@@ -25,7 +72,7 @@ def is_milvus_location(location: object) -> bool:
     return isinstance(location, str) and location.startswith(MILVUS_SCHEMES)
 
 
-def open_reader(location: str | os.PathLike[str]) -> Any:
+def open_reader(location: str | os.PathLike[str]) -> IndexBackend:
     """An index opened for search (``IndexReader`` or ``MilvusReader``)."""
     if is_milvus_location(location):
         from mmtools.index.milvus import MilvusReader

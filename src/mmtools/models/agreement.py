@@ -11,12 +11,16 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from mmtools.errors import ModelError
 from mmtools.models.onnx_export import (INDEX_SAMPLE, INT8_MIN_COSINE, INT8_MIN_OVERLAP, OVERLAP_K, PROBE_TEXTS,
                                         _min_cosine, record_index_agreement, top_k_overlap)
+
+if TYPE_CHECKING:
+    from mmtools.index.backends import IndexBackend
 
 log = logging.getLogger("mmtools")
 
@@ -39,14 +43,51 @@ def index_key(info: Any) -> str:
     return f"{info.fingerprint or info.model}@{info.count}"
 
 
-_decided: dict[tuple[str, str], bool] = {}  # (export, index) -> agrees: a warm server reads no file per query
+DECIDED_MAX = 256  # (export, index state) pairs remembered: a warm server meets few, a long-lived one many
+
+
+class _Decided:
+    """What was decided per (export, index state), least recently used first out: a warm server reads no
+    file per query, and a server that meets index after index (each update is a new state) stays bounded."""
+
+    def __init__(self, limit: int = DECIDED_MAX):
+        from collections import OrderedDict
+
+        self.limit = limit
+        self._known: "OrderedDict[tuple[str, str], bool]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> bool | None:
+        with self._lock:
+            found = self._known.get(key)
+            if found is not None:
+                self._known.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str], value: bool) -> None:
+        with self._lock:
+            self._known[key] = value
+            self._known.move_to_end(key)
+            while len(self._known) > self.limit:
+                self._known.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._known.clear()
+
+
+_decided = _Decided()
 
 
 def _agrees(encoder: Any, info: Any, sample: Callable[[], Any]) -> bool:
     key = index_key(info)
     memo = (str(encoder.export.directory), key)
-    if memo in _decided:
-        return _decided[memo]
+    decided = _decided.get(memo)
+    if decided is not None:
+        return decided
     known = encoder.export.agreement().get("indexes", {}).get(key)
     if known is None:
         known = measure_agreement(encoder, sample())
@@ -57,8 +98,8 @@ def _agrees(encoder: Any, info: Any, sample: Callable[[], Any]) -> bool:
             log.warning("the int8 text tower of %s disagrees with fp32 on this index (top-%d overlap %.3f, "
                         "cosine %.4f); queries use fp32", encoder.name, OVERLAP_K, known["top10_overlap"],
                         known["min_cosine"])
-    _decided[memo] = bool(known.get("ok"))
-    return _decided[memo]
+    _decided.put(memo, bool(known.get("ok")))
+    return bool(known.get("ok"))
 
 
 def measure_agreement(encoder: Any, corpus: Any) -> dict[str, Any] | None:
@@ -80,27 +121,13 @@ def measure_agreement(encoder: Any, corpus: Any) -> dict[str, Any] | None:
             "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
-def index_sample(reader: Any, count: int = INDEX_SAMPLE) -> Any:
-    """Up to ``count`` of an index's own vectors, spread over it (None when it keeps none it can give)."""
-    import numpy as np
+def index_sample(reader: "IndexBackend", count: int = INDEX_SAMPLE) -> Any:
+    """Up to ``count`` of an index's own vectors, spread over it (None when it keeps none it can give): any
+    backend's ``sample_vectors`` (mmtools.index.backends.IndexBackend), FAISS and Milvus alike."""
+    from mmtools.errors import IndexFileError
 
-    sampler = getattr(reader, "sample_vectors", None)
-    if sampler is not None:
-        return sampler(count)
-    from mmtools.index import kinds
-
-    inner = getattr(reader, "_reader", reader)  # the server's locked wrapper
-    index = getattr(inner, "_faiss", None)
-    if index is None or not getattr(index, "ntotal", 0):
-        return None
     try:
-        stored = kinds.stored_vectors(index, inner.info.kind)
-    except (RuntimeError, AttributeError, ValueError) as exc:
-        log.debug("no vectors to sample from %s: %s", getattr(inner, "path", "index"), exc)
+        return reader.sample_vectors(count)
+    except (IndexFileError, RuntimeError, ValueError) as exc:  # an ivfpq index that keeps no exact vectors, say
+        log.debug("no vectors to sample from %s: %s", getattr(reader, "path", "index"), exc)
         return None
-    if stored is None:
-        return None
-    vectors = np.asarray(stored[1], dtype=np.float32)
-    if len(vectors) > count:
-        vectors = vectors[np.linspace(0, len(vectors) - 1, count).astype(np.int64)]
-    return vectors

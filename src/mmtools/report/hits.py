@@ -15,6 +15,15 @@ class Hit:
     path: str | None  # the image, as the index stored it (relative to where it was built, or absolute)
     id: str
     time: float | None = None  # a frame of the video at ``path``: seconds in
+    kind: str = "similarity"  # what ``score`` is: similarity, bm25 or fusion (mmtools.search.score_kind)
+
+    @property
+    def score_text(self) -> str:
+        """The score as the reports print it, named: ``sim 0.912``, ``bm25 3.100``, ``fusion 0.033``."""
+        return "" if self.score is None else f"{SHORT_KINDS.get(self.kind, self.kind)} {self.score:.3f}"
+
+
+SHORT_KINDS = {"similarity": "sim", "bm25": "bm25", "fusion": "fusion"}
 
 
 @dataclass
@@ -25,19 +34,23 @@ class HitRow:
 
 
 def rows_from_records(records: Iterable[dict[str, Any]]) -> list[HitRow]:
-    """Group search records (query_id, query, rank, score, path, id, and time for video frames) by query, first-seen order, by rank."""
+    """Group search records (query_id, query, rank, score or fusion, path, id, and time for video frames) by
+    query, first-seen order, by rank."""
     rows: dict[str, HitRow] = {}
     for record in records:
         query_id = str(record.get("query_id", ""))
         row = rows.get(query_id)
         if row is None:
             row = rows[query_id] = HitRow(query_id, str(record.get("query", query_id)))
+        from mmtools.search import score_kind
+
         path = record.get("path")
-        score = record.get("score")
+        kind = score_kind(record)
+        score = record.get("fusion" if kind == "fusion" else "score")
         row.hits.append(Hit(rank=int(record.get("rank", len(row.hits) + 1)),
                             score=float(score) if isinstance(score, (int, float)) else None,
                             path=path if isinstance(path, str) and path else None,
-                            id=str(record.get("id", "")), time=frame_time(record)))
+                            id=str(record.get("id", "")), time=frame_time(record), kind=kind))
     for row in rows.values():
         row.hits.sort(key=lambda hit: hit.rank)
     return list(rows.values())

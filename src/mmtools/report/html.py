@@ -61,7 +61,7 @@ def render_html(rows: Sequence[HitRow], page: str | os.PathLike[str], *, title: 
 
 def _figure(hit: Hit, page, base_dir, frames: dict) -> str:
     esc = html.escape
-    score = "" if hit.score is None else f' <span class="score">{hit.score:.3f}</span>'
+    score = "" if hit.score is None else f' <span class="score">{esc(hit.score_text)}</span>'
     caption = f"<figcaption>#{hit.rank}{score}<br>{esc(hit.path or hit.id)}</figcaption>"
     if hit.path is None:
         return f'<figure><div class="missing">{esc(hit.id)}</div>{caption}</figure>'

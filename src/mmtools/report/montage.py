@@ -101,7 +101,7 @@ def write_montage(path: str | os.PathLike[str], rows: Sequence[HitRow], *, thumb
             else:
                 image.thumbnail((thumb, thumb))
                 sheet.paste(image, (box[0] + (thumb - image.width) // 2, box[1] + (thumb - image.height) // 2))
-            score = "" if hit.score is None else f"  {hit.score:.3f}"
+            score = "" if hit.score is None else f"  {hit.score_text}"
             if hit.time is not None:
                 score += f"  {format_clock(hit.time)}"
             draw.text((box[0], box[3] + 4), f"#{hit.rank}", fill=INK, font=caption_font)

@@ -23,8 +23,12 @@ if TYPE_CHECKING:  # imported lazily below: on the start-up path of a served com
     from mmtools.errors import MmtoolsError, ProblemHandler
 
 CONNECT_TIMEOUT_S = 1.0
-ACCEPT_TIMEOUT_S = 10.0  # a live server accepts a request at once; a stuck one is passed by (inputs unread)
+# A live server accepts a request at once (its socket thread answers "+" before any work); a stuck one (stopped,
+# swapping) is passed by, the inputs unread, and not asked again by this process: a command pays this wait at
+# most once, then works alone (README, "A server that does not answer").
+ACCEPT_TIMEOUT_S = 5.0
 REPLY_TIMEOUT_S = 600.0  # the longest silence within an accepted request (a model loading for it included)
+_passed_by: set[str] = set()  # the sockets whose server did not accept in time, in this process
 
 
 class _Refused(Exception):
@@ -95,11 +99,12 @@ def _decode(body: bytes) -> Any:
 
 
 def connect(path: str | os.PathLike[str] | None = None) -> _Connection | None:
-    """A connection to the running server, or None (no server, disabled, or a socket that is not ours)."""
+    """A connection to the running server, or None (no server, disabled, a socket that is not ours, or a
+    server that did not accept a request of this process in time)."""
     if path is None and paths.client_disabled():
         return None
     where = paths.socket_path(path)
-    if not paths.usable_socket(where):
+    if where in _passed_by or not paths.usable_socket(where):
         return None
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     sock.settimeout(CONNECT_TIMEOUT_S)
@@ -132,7 +137,8 @@ def call(op: str, header: dict[str, Any], inputs: Iterable[dict[str, Any]] | Non
     if connection is None:
         return False
     try:
-        return _converse(connection, op, header, inputs, out, on_problem, flush_each,
+        _accepted(connection, op, header, inputs is None, path)
+        return _converse(connection, op, inputs, out, on_problem, flush_each,
                          on_warning or (lambda text: sys.stderr.write(f"mmtools {op}: warning: {text}\n")))
     except _Refused:
         return False
@@ -140,11 +146,12 @@ def call(op: str, header: dict[str, Any], inputs: Iterable[dict[str, Any]] | Non
         connection.close()
 
 
-def _converse(connection: _Connection, op: str, header: dict[str, Any], inputs, out, on_problem,
-              flush_each: bool, on_warning: Callable[[str], None]) -> bool:
+def _accepted(connection: _Connection, op: str, header: dict[str, Any], no_inputs: bool,
+              path: str | os.PathLike[str] | None = None) -> Any:
+    """Send the request's header; the server's acceptance (what it said with "+"), or _Refused."""
     wfile = rfile = connection
     wfile.write(_encode({"v": protocol.VERSION, "op": op, **header}))
-    if inputs is None:
+    if no_inputs:
         wfile.write(_encode({"end": True}))
     wfile.flush()
     # Inputs (perhaps standard input, which cannot be read twice) are sent only once the server has taken the
@@ -152,11 +159,21 @@ def _converse(connection: _Connection, op: str, header: dict[str, Any], inputs, 
     connection.settimeout(ACCEPT_TIMEOUT_S)
     try:
         accepted = rfile.readline(protocol.MAX_LINE + 1)
-    except (TimeoutError, ConnectionResetError):
+    except TimeoutError:
+        _passed_by.add(paths.socket_path(path))  # stuck: not asked again by this process
+        raise _Refused() from None
+    except ConnectionResetError:
         raise _Refused() from None
     if accepted[:1] != protocol.ACCEPTED:
-        raise _Refused()  # "!" (another protocol version, an unknown operation), or closed at once
+        raise _Refused()  # "!" (another protocol version, an unknown operation, a request it leaves to us)
     connection.settimeout(REPLY_TIMEOUT_S)
+    body = accepted[1:].strip()
+    return _decode(body) if body not in (b"", b"null") else None
+
+
+def _converse(connection: _Connection, op: str, inputs, out, on_problem, flush_each: bool,
+              on_warning: Callable[[str], None]) -> bool:
+    wfile = rfile = connection
     sender = None
     if inputs is not None:
         sender = _sender(wfile, inputs)
@@ -244,27 +261,69 @@ def _sender(wfile: BinaryIO, inputs: Iterable[dict[str, Any]]) -> Any:
 # ------------------------------------------------------------------------------------------- commands
 
 
-def search(*, texts: list[str], images: list[str], k: int, min_score: float | None, index: str, field: str,
-           lines: bool, model: str | None, output: str | None, on_problem: ProblemHandler,
-           mode: str | None = None, where: list[str] | None = None, no_restore: bool = False,
+def search(request: Any, *, output: str | None, on_problem: ProblemHandler,
            on_warning: Callable[[str], None] | None = None) -> bool:
-    """``mmtools search`` through the server; False when none runs (then search in-process). ``mode``:
-    vector|keyword|hybrid (None: the index's default); ``where``: conditions, as for --where."""
-    use_stdin = not texts and not images
-    if use_stdin and (sys.stdin is None or sys.stdin.isatty()):
-        return False  # the in-process command explains the missing query
-    header = {"index": index, "k": k, "min_score": min_score, "model": model, "field": field, "lines": lines,
-              "texts": texts, "images": images, "cwd": os.getcwd(), "stdin": use_stdin, "mode": mode,
-              "where": list(where or []), "no_restore": no_restore}
-    inputs = None
-    if use_stdin:
-        from mmtools.records import read_records, read_text_lines
+    """``mmtools search`` through the server: the request itself (mmtools.search_plan.SearchRequest, built
+    by the command's option parser); False when no server takes it (then search in-process)."""
+    return _call_with_output("search", {"request": request.to_json()}, _search_inputs(request.inputs, on_problem),
+                             output, on_problem, on_warning)
 
-        if lines:
-            inputs = ({"line": text} for _where, text in read_text_lines(["-"], on_problem))
-        else:
-            inputs = ({"record": record} for record in read_records(["-"], on_problem))
-    return _call_with_output("search", header, inputs, output, on_problem, on_warning)
+
+def _search_inputs(kind: str | None, on_problem: ProblemHandler) -> Iterable[dict[str, Any]] | None:
+    """Standard input as the server's input messages: plain lines, or records (queries, or steps in order)."""
+    if kind is None:
+        return None
+    from mmtools.records import read_records, read_text_lines
+
+    if kind == "lines":
+        return ({"line": text} for _where, text in read_text_lines(["-"], on_problem))
+    return ({"record": record} for record in read_records(["-"], on_problem))
+
+
+def forward_search(args: list[str], *, on_problem: ProblemHandler, on_warning: Callable[[str], None]) -> bool:
+    """``mmtools search ARGS`` as typed, for the server to parse with the command's own parser (the fast
+    path, before typer loads here). False when no server takes it: one that is not running, or that leaves
+    this command line to the typer command (help, a bad option, a table for a terminal, a picture to draw)."""
+    def tty(stream: Any) -> bool:
+        try:
+            return stream is None or stream.isatty()
+        except (AttributeError, ValueError):
+            return False
+
+    connection = connect()
+    if connection is None:
+        return False
+    header = {"argv": list(args), "cwd": os.getcwd(),
+              "env": {name: os.environ[name] for name in ("MMTOOLS_INDEX", "MMTOOLS_DEVICE", "MMTOOLS_RUNTIME")
+                      if os.environ.get(name)},
+              "stdin_tty": tty(sys.stdin), "stdout_tty": tty(sys.stdout)}
+    try:
+        try:
+            accepted = _accepted(connection, "search", header, False) or {}
+        except _Refused:
+            return False
+        inputs = _search_inputs(accepted.get("inputs"), on_problem)
+        if inputs is None:
+            inputs = iter(())
+        output = accepted.get("output")
+        if output in (None, "-"):
+            return _converse(connection, "search", inputs, sys.stdout.buffer, on_problem, True, on_warning)
+        from contextlib import ExitStack
+
+        from mmtools.records import open_output
+
+        opened: list[BinaryIO] = []
+        with ExitStack() as stack:
+            def open_file() -> BinaryIO:
+                opened.append(stack.enter_context(open_output(output)))
+                return opened[0]
+
+            _converse(connection, "search", inputs, open_file, on_problem, False, on_warning)
+            if not opened:
+                open_file()
+        return True
+    finally:
+        connection.close()
 
 
 class RecordCount:

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from types import MethodType
 from typing import Any, Iterable, Iterator
@@ -36,26 +36,12 @@ log = logging.getLogger("mmtools")
 REOPEN_RETRY_S = 0.05  # an index being replaced has its two files renamed one after the other
 MODEL_CHECK_S = 1.0  # how stale a served model may be after it was retrained in place
 LABEL_CACHE_LABELS = 20_000  # zero-shot label vectors kept in memory for web requests (a few tens of MB)
+MAX_OPEN_INDEXES = 32  # indexes kept open (those named at start-up always are); the least recently used go
+MAX_MODELS = 8  # models kept loaded (those named at start-up, and their indexes', always are)
 RETRIEVAL, TAGGER = "retrieval", "tagger"
 
 
-@dataclass
-class LabelledQuery(Query):
-    """A query whose displayed ``query`` field is fixed by the client (its image path as the user typed it)."""
-
-    shown: str = ""
-
-    @property
-    def label(self) -> str:
-        return self.shown
-
-
-def labelled(query: Query, cwd: str | None) -> LabelledQuery:
-    """The query with its image path made absolute against the client's folder, showing what the client saw."""
-    values = {f.name: getattr(query, f.name) for f in fields(Query)}
-    if query.image is not None and cwd and not os.path.isabs(query.image):
-        values["image"] = os.path.join(cwd, query.image)
-    return LabelledQuery(**values, shown=query.label)
+LabelledQuery = Query  # a query whose ``shown`` label the client fixed (Query.shown)
 
 
 class BatchedEncoder:
@@ -166,7 +152,9 @@ def _model_signature(ref: Any) -> tuple | None:
 
 class _LockedReader:
     """A reader whose methods (search, get, and the ranking channels' look-ups) each run under the index's
-    lock; plain attributes (info) are read as they are."""
+    lock, and whose iterators (scan, ids, stored_texts, export) take it for each step: the SQLite connection
+    is shared between threads, so no call on it, a cursor's next row included, runs outside the lock. Plain
+    attributes (info) are read as they are."""
 
     def __init__(self, reader: Any, lock: threading.Lock):
         self._reader = reader
@@ -180,8 +168,26 @@ class _LockedReader:
 
         def locked(*args: Any, **kwargs: Any) -> Any:
             with self._lock:
-                return value(*args, **kwargs)
+                result = value(*args, **kwargs)
+            if isinstance(result, Iterator) and not isinstance(result, (list, tuple, dict)):
+                return self._stepped(result)
+            return result
         return locked
+
+    def _stepped(self, iterator: Iterator[Any]) -> Iterator[Any]:
+        try:
+            while True:
+                with self._lock:
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        return
+                yield item
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                with self._lock:
+                    close()
 
 
 @dataclass
@@ -214,9 +220,11 @@ class Engine:
         self.max_pixels = max_pixels or DEFAULT_MAX_PIXELS  # for every image a request sends (see picture)
         self.started = time.time()
         self._lock = threading.Lock()  # guards the tables below; never held while loading or opening
-        self._models: dict[str, ServedModel] = {}
+        # Bounded: any client may name an index or model; the least recently used beyond the bound are let go
+        # (an index closed once its last search ends). Those named at start-up are kept.
+        self._models: OrderedDict[str, ServedModel] = OrderedDict()
         self._model_locks: dict[str, threading.Lock] = {}
-        self._indexes: dict[str, _OpenIndex] = {}
+        self._indexes: OrderedDict[str, _OpenIndex] = OrderedDict()
         self._index_locks: dict[str, threading.Lock] = {}
         self._label_vectors: OrderedDict[tuple, Any] = OrderedDict()
         self.index_names: dict[str, str] = {}  # the indexes named at start-up, by name and by location
@@ -274,6 +282,8 @@ class Engine:
         ref = resolve_model(name)
         with self._lock:
             served = self._models.get(ref.name)
+            if served is not None:
+                self._models.move_to_end(ref.name)
             loading = self._model_locks.setdefault(ref.name, threading.Lock())
         if served is not None and self._current(served, expect):
             return served
@@ -289,9 +299,45 @@ class Engine:
             fresh = self._load(name, ref, signature)
             with self._lock:
                 self._models[ref.name] = fresh
+                self._models.move_to_end(ref.name)
+                self._evict_models()
         if served is not None:  # the old copy is not closed: a request may still be using it
             log.info("model %s changed on disk; loaded again (fingerprint %s)", ref.name, fresh.fingerprint)
         return fresh
+
+    def _kept_models(self) -> set[str]:
+        """The models never let go: those named at start-up and those of the indexes named at start-up."""
+        from mmtools.models import resolve_model
+
+        kept = set()
+        for given in self.model_names:
+            try:
+                kept.add(resolve_model(given).name)
+            except ModelError:
+                pass
+        for path in set(self.index_names.values()):
+            entry = self._indexes.get(path)
+            if entry is not None:
+                kept.add(entry.reader.info.model)
+                try:
+                    kept.add(resolve_model(entry.reader.info.model).name)
+                except ModelError:
+                    pass
+        return kept
+
+    def _evict_models(self) -> None:
+        """Under the engine's lock: the least recently used models beyond MAX_MODELS let go (a request still
+        holding one finishes with it)."""
+        if len(self._models) <= MAX_MODELS:
+            return
+        kept = self._kept_models()
+        for name in list(self._models):
+            if len(self._models) <= MAX_MODELS:
+                break
+            if name not in kept:
+                log.info("model %s let go (more than %d loaded)", name, MAX_MODELS)
+                del self._models[name]
+                self._model_locks.pop(name, None)
 
     @staticmethod
     def _current(served: ServedModel, expect: str | None) -> bool:
@@ -353,6 +399,8 @@ class Engine:
                 if not entry.closed:  # else it was replaced and closed meanwhile: take the new one
                     entry.users += 1
                     entry.searches += 1
+                    if path in self._indexes and self._indexes[path] is entry:
+                        self._indexes.move_to_end(path)
                     return entry
 
     def _give_back(self, entry: _OpenIndex) -> None:
@@ -397,17 +445,39 @@ class Engine:
             with self._lock:
                 old = self._indexes.get(path)
                 self._indexes[path] = fresh
+                self._indexes.move_to_end(path)
                 done = old is not None and old.users == 0 and not old.closed
                 if old is not None:
                     old.retired = True  # searches still using it finish on it; the last one closes it
                     old.closed |= done
+                evicted = self._evict_indexes()
         finally:
             opening.release()
         if done:
             _close_reader(old)  # a Milvus reader holds a connection (and a Milvus Lite file): let it go now
+        for gone in evicted:
+            _close_reader(gone)
         if entry is not None:
             log.info("index %s changed on disk; opened again (%d records)", path, reader.info.count)
         return fresh
+
+    def _evict_indexes(self) -> list[_OpenIndex]:
+        """Under the engine's lock: the least recently used indexes beyond MAX_OPEN_INDEXES (not those named at
+        start-up) let go; those no search uses now are returned, to be closed outside the lock."""
+        closing: list[_OpenIndex] = []
+        kept = set(self.index_names.values())
+        for path in list(self._indexes):
+            if len(self._indexes) <= MAX_OPEN_INDEXES:
+                break
+            if path in kept:
+                continue
+            entry = self._indexes.pop(path)
+            self._index_locks.pop(path, None)
+            entry.retired = True
+            if entry.users == 0 and not entry.closed:
+                entry.closed = True
+                closing.append(entry)
+        return closing
 
     def named_index(self, name: str | None) -> str:
         """An index named at start-up (by name, path or file stem); the first one when ``name`` is empty."""
@@ -470,58 +540,27 @@ class Engine:
                on_problem: ProblemHandler = raise_problem, mode: str | None = None,
                where: Iterable[str] = (), restore: bool = True,
                on_none_selected: Any = None) -> Iterator[Record]:
-        """`mmtools search` on a served index: ``mode`` vector|keyword|hybrid (None: the index's default),
-        ``where`` conditions applied before ranking (mmtools.index.filters; a FilterError for one that does
-        not parse), and a query typed without accents restored for the vector channel (``restore``), with
-        the restoration model of this index kept loaded (mmtools.text.restore.load_restorer).
-        ``on_none_selected`` is called when no record meets the conditions."""
-        from mmtools.ranking import plan
-        from mmtools.search import query_encoder, search
+        """Ready queries against one served index, planned as every search is (mmtools.search_plan): ``mode``
+        vector|keyword|hybrid (None: the index's default), ``where`` conditions applied before ranking (a
+        FilterError for one that does not parse), a query typed without accents restored (``restore``).
+        ``on_none_selected()`` is called when no record meets the conditions. Paths are absolute."""
+        from mmtools.search_plan import SearchRequest, plan_search
 
-        with self._opened(index) as entry:
-            reader = _LockedReader(entry.reader, entry.lock)
-            chosen, among = plan(reader, mode, list(where), entry.selections)
-            if among is not None and not among and on_none_selected is not None:
-                on_none_selected()
-            # The same model check as in-process search: by fingerprint, so a moved model directory works,
-            # and a model retrained in place (with the index rebuilt) is loaded again.
-            expect = reader.info.fingerprint or None
-            get_encoder = query_encoder(reader.info, str(index), lambda name: self.encoder(name, expect=expect),
-                                        check_model)
-            if check_model is not None and chosen != "keyword":
-                get_encoder()
-            yield from search(reader, queries, get_encoder, k=k, min_score=min_score, on_problem=on_problem,
-                              mode=chosen, among=among, restore=self.restorer(index) if restore else None)
+        request = SearchRequest(indexes=[str(index)], mode=mode, where=list(where), restore=restore,
+                                model=check_model, k=k, min_score=min_score)
+        with plan_search(request, EngineResources(self), on_problem=on_problem,
+                         on_none_selected=(lambda _name, _where: on_none_selected())
+                         if on_none_selected is not None else None) as plan:
+            yield from plan.run(queries)
 
     def restorer(self, index: str | os.PathLike[str]) -> Any:
-        """Puts the accents back into a query, with the model of ``index``'s own texts (built once per write
-        of the index, and kept: mmtools.text.restore.load_restorer)."""
+        """The accent restorer of ``index``'s own texts (built once per write of the index, and kept:
+        mmtools.text.restore.load_restorer); the general one, said in the log, where they cannot be read."""
+        from mmtools.search_plan import restorer_for
+
         location = resolve_location(index)
-
-        def restore(text: str) -> str:
-            from mmtools.text.restore import load_restorer
-
-            entry = self._indexes.get(location)
-            try:
-                restorer = load_restorer(location, entry.signature if entry is not None else None)
-            except Exception as exc:  # noqa: BLE001 - e.g. an index kind without stored texts (Milvus)
-                log.debug("accent restorer for %s not built (%s): the general one is used", location, exc)
-                restorer = load_restorer(None)
-            return restorer.restore(text)
-        return restore
-
-    def search_image(self, index: str | os.PathLike[str], path: str, label: str, *, k: int = 10,
-                     min_score: float | None = None, where: Iterable[str] = ()) -> list[Record]:
-        """Hits for an uploaded image, decoded under the pixel limit like every image a request sends."""
-        from mmtools.search import query_encoder
-
-        with self.reader(index) as reader:
-            expect = reader.info.fingerprint or None
-            encoder = query_encoder(reader.info, str(index), lambda name: self.encoder(name, expect=expect))()
-        vector = encoder.encode_images([self.picture(path, encoder.image_size)])[0]
-        query = LabelledQuery(label, vector=vector, model=encoder.name,
-                              fingerprint=getattr(encoder, "fingerprint", None), shown=label)
-        return list(self.search(index, [query], k=k, min_score=min_score, mode="vector", where=where))
+        entry = self._indexes.get(location)
+        return restorer_for(location, entry.signature if entry is not None else None)
 
     def embed_texts(self, items: Iterable[Any], *, model: str | None, batch_size: int = 64,
                     vector_format: str = "base64", on_problem: ProblemHandler = raise_problem) -> Iterator[Record]:
@@ -684,7 +723,7 @@ class Engine:
                                        "records": entry.reader.info.count, "default": path == self.default_index})
         indexes = {str(path): {"records": entry.reader.info.count, "model": entry.reader.info.model,
                                "kind": entry.reader.info.kind, "searches": entry.searches}
-                   for path, entry in opened.items()}
+                   for path, entry in sorted(opened.items())}  # a stable order, whatever was used last
         from mmtools import __version__
 
         return {"status": "ok", "version": __version__, "pid": os.getpid(),
@@ -702,3 +741,30 @@ class Engine:
                 served.model.close()
             self._models.clear()
             self._label_vectors.clear()
+
+
+class EngineResources:
+    """The warm server's indexes, models and restorers, for a search plan (mmtools.search_plan.Resources)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._selections: dict[str, Any] = {}
+
+    @contextmanager
+    def reader(self, location: str) -> Iterator[_LockedReader]:
+        with self.engine._opened(location) as entry:
+            self._selections[location] = entry.selections
+            yield _LockedReader(entry.reader, entry.lock)
+
+    def selections(self, location: str) -> Any:
+        return self._selections.get(location)
+
+    def model_loader(self, request: Any, fingerprint: str | None) -> Any:
+        # By fingerprint: a model retrained in place (with the index rebuilt) is loaded again.
+        return lambda name: self.engine.encoder(name, expect=fingerprint)
+
+    def restorer(self, location: str) -> Any:
+        return self.engine.restorer(location)
+
+    def picture(self, path: str, draft_size: int | None) -> Any:
+        return self.engine.picture(path, draft_size)

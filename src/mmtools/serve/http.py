@@ -15,7 +15,7 @@ through the engine. The OpenAPI page at /docs has its scripts from the fastapi-o
 import os
 import tempfile
 from contextlib import contextmanager, nullcontext
-from typing import Any, Iterator, Literal, Optional
+from typing import Any, Iterator, Optional
 
 from mmtools.errors import IndexFileError, MissingDependencyError, ModelError, UsageError
 
@@ -25,6 +25,7 @@ MAX_LABELS = 1000
 MAX_TEXTS = 1024
 MAX_K = 1000
 MAX_CONDITIONS = 32
+MAX_INDEXES = 16
 ROUTES_HINT = ("the API: GET /health; POST /search, /embed, /tag, /api/extract-features (described at /docs "
                "and /openapi.json)")
 
@@ -201,25 +202,39 @@ def api_router(engine: Any) -> Any:
 
     from mmtools.images import ImageDecodeError
     from mmtools.index.filters import FilterError
-    from mmtools.serve.engine import RETRIEVAL, TAGGER, LabelledQuery
+    from mmtools.ranking import MODES
+    from mmtools.serve.engine import RETRIEVAL, TAGGER
 
     fields_hint = "the fields are described at /docs"
 
     class SearchBody(BaseModel):
         query: Optional[str] = Field(None, description="Text to search with (or upload an 'image').")
-        k: int = Field(10, ge=1, le=MAX_K, description="Hits to return.")
+        k: int = Field(10, ge=1, le=MAX_K, description="Hits (or, with 'then', videos) to return.")
         index: Optional[str] = Field(None, description="Name of a served index [default: the first].")
-        min_score: Optional[float] = Field(None, description="Leave out hits scoring below this.")
-        mode: Optional[Literal["vector", "keyword", "hybrid"]] = Field(
-            None, description="vector (the model), keyword (the stored texts, BM25) or hybrid (both, fused by "
-                              "reciprocal rank) [default: hybrid when the index holds texts, else vector]; an "
-                              "image is searched by vector.")
+        indexes: list[str] = Field(default_factory=list, max_length=MAX_INDEXES,
+                                   description="Several served indexes, each queried with its own model, their "
+                                               "rankings fused (hits then carry 'fusion' and 'scores').")
+        min_score: Optional[float] = Field(None, description="Leave out vector hits less similar than this "
+                                                             "(cosine similarity; in hybrid mode and over several "
+                                                             "indexes, before fusion; keyword mode refuses it).")
+        mode: Optional[str] = Field(
+            None, pattern="^(" + "|".join(MODES) + ")$",
+            description="vector (the model), keyword (the stored texts, BM25) or hybrid (both, fused by "
+                        "reciprocal rank) [default: hybrid when the index holds texts, else vector]; an "
+                        "image is searched by vector.")
         where: list[str] = Field(default_factory=list, max_length=MAX_CONDITIONS,
                                  description="Only records whose stored field meets each condition, as for "
                                              "`mmtools search --where`: FIELD=VALUE, !=, <, <=, >, >=, ~ "
                                              "(contains); a form field may repeat.")
         restore: bool = Field(True, description="Put the accents back into a query typed without them before "
                                                 "encoding it (reported as query_restored in the hits).")
+        then: list[str] = Field(default_factory=list, max_length=MAX_CONDITIONS,
+                                description="Events in order: the next steps after the query, as for "
+                                            "`mmtools search --then` (results are videos).")
+        within: float = Field(30.0, gt=0, description="With 'then': first to last step inside this many seconds.")
+        weights: Optional[list[float]] = Field(None, max_length=MAX_INDEXES,
+                                               description="Weights for weighted score fusion: one per index, or "
+                                                           "two (vector, keyword) for one index in hybrid mode.")
 
     class EmbedBody(BaseModel):
         texts: list[str] = Field(default_factory=list, max_length=MAX_TEXTS, description="Texts to embed.")
@@ -343,31 +358,32 @@ def api_router(engine: Any) -> Any:
     @router.post("/search", summary="Search an index with a text or an uploaded image",
                  openapi_extra=body_doc(SearchBody, "one"))
     async def search(request: Request):
-        params, files = await read_body(request, SearchBody, repeated=("where",))
+        params, files = await read_body(request, SearchBody, ("weights",), repeated=("where", "indexes", "then"))
         upload = one_image(files, "search")
         if (params.query is None) == (upload is None):
             raise HTTPProblem(400, "give exactly one of 'query' (text) or an 'image' upload",
                               "e.g. {\"query\": \"xe hơi\", \"k\": 5}, or a form with an 'image' file")
-        index = await work(engine.named_index, params.index)
-        if params.query is not None:
-            if not params.query.strip():
-                raise HTTPProblem(422, "query is empty", "type some words to search for")
-            problems: list = []
+        if params.query is not None and not params.query.strip():
+            raise HTTPProblem(422, "query is empty", "type some words to search for")
+        problems: list = []
 
-            def run() -> list:
-                query = LabelledQuery("q1", text=params.query, shown=params.query)
-                return list(engine.search(index, [query], k=params.k, min_score=params.min_score,
-                                          on_problem=problems.append, mode=params.mode, where=params.where,
-                                          restore=params.restore))
+        def run(path: Optional[str]) -> list:
+            from mmtools.serve.searching import http_search
 
-            hits = await work(run)
-            if problems:
-                raise HTTPProblem(422, problems[0].reason, fields_hint)
-            return {"hits": hits}
-        with saved(upload) as path:
-            name = upload.filename or "image"
-            return {"hits": await work(engine.search_image, index, path, name, k=params.k,
-                                       min_score=params.min_score, where=params.where)}
+            return http_search(engine, indexes=params.indexes or [params.index], text=params.query, image=path,
+                               image_name=(upload.filename or "image") if upload is not None else "",
+                               k=params.k, min_score=params.min_score, mode=params.mode, where=params.where,
+                               restore=params.restore, then=params.then, within=params.within,
+                               weights=params.weights, on_problem=problems.append)
+
+        with (saved(upload) if upload is not None else nullcontext()) as path:
+            hits = await work(run, path)
+        if problems and not hits:
+            if upload is not None:
+                raise HTTPProblem(422, f"image: {problems[0].reason}", f"upload a JPEG, PNG or WebP photo of at "
+                                                                      f"most {engine.max_pixels:,} pixels")
+            raise HTTPProblem(422, problems[0].reason, fields_hint)
+        return {"hits": hits}
 
     @router.post("/embed", summary="Embedding records for texts and/or uploaded images",
                  openapi_extra=body_doc(EmbedBody, "many"))

@@ -5,15 +5,17 @@ server to accept it; then it sends zero or more input lines (``{"record": ...}``
 ``{"end": true}``. The server answers, streaming, one line per message, its first byte saying what it is (so
 that records pass through the client untouched):
 
-* ``+``: the server took the request and is working on it (sent at once: a client that hears nothing within
-  a few seconds knows the server is stuck, and works alone, its inputs still unread);
+* ``+`` (+ JSON): the server took the request and is working on it (sent at once: a client that hears nothing
+  within a few seconds knows the server is stuck, and works alone, its inputs still unread); for a search sent
+  as a command line, what the client is to do: ``{"inputs": "records"|"lines"|null, "output": PATH|null}``;
 * ``r`` + record: an output record, written by the client as is;
 * ``p`` + ``[source, reason]``: one input was skipped (the client reports it; exit status 1);
 * ``w`` + text: a warning for the user (the client shows it; the exit status stays 0);
 * ``e`` + ``{"message", "hint", "code"}``: the operation failed (the client raises; exit status ``code``);
 * ``.``: the operation finished;
-* ``!`` + reason: the server does not do this (another protocol version, an unknown operation); the client then
-  does the work itself, as it does when no server runs.
+* ``!`` + reason: the server does not do this (another protocol version, an unknown operation, a command line
+  it leaves to the command: help, a bad option, a table or picture to draw); the client then does the work
+  itself, as it does when no server runs.
 
 The server encodes with orjson (imported when first needed); the client (mmtools.serve.client) with json.
 """
@@ -25,8 +27,9 @@ TYPE_CHECKING = False  # not `from typing import ...`: typing costs milliseconds
 if TYPE_CHECKING:  # typing itself is not imported at run time: this module is on the client's start-up path
     from typing import Any, BinaryIO, Iterator
 
-VERSION = 3  # 2: the server accepts a request ("+") before the client sends its inputs; 3: search takes
-# mode, where and no_restore (a version-2 server would answer vector search only, so it refuses instead)
+VERSION = 4  # 2: the server accepts a request ("+") before the client sends its inputs; 3: search takes
+# mode, where and no_restore; 4: search takes the request itself (mmtools.search_plan.SearchRequest), or the
+# command line as typed, which the server parses with the command's own parser
 MAX_LINE = 64 * 1024 * 1024  # one message; an embedding record is a few KB
 OPS = ("ping", "search", "embed-texts", "tag")
 

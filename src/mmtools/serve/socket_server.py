@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from mmtools.errors import MmtoolsError, Problem
-from mmtools.index.backends import resolve_location
 from mmtools.serve import paths, protocol
-from mmtools.serve.engine import Engine, labelled
+from mmtools.serve.argv import Declined, search_request
+from mmtools.serve.engine import Engine
 
 log = logging.getLogger("mmtools")
 
@@ -82,6 +82,19 @@ class _Handler(socketserver.StreamRequestHandler):
                 self._send(f"this server speaks protocol {protocol.VERSION} ({', '.join(protocol.OPS)})",
                            protocol.REFUSED)
                 return
+            if op == "search":
+                try:
+                    request, accepted = _search_request(header)
+                except Declined as exc:  # the command itself answers (and explains) this one
+                    log.debug("search left to the client: %s", exc)
+                    self._send(str(exc), protocol.REFUSED)
+                    return
+                self._send(accepted, protocol.ACCEPTED)
+                records = _search(self.server.engine, request, self.rfile, self._problem, self._warn)
+                for record in records:
+                    self._send(record, protocol.RECORD)
+                self._send(None, protocol.END)
+                return
             self._send(None, protocol.ACCEPTED)
             if op == "ping":
                 self._send(self.server.engine.health(), protocol.RECORD)
@@ -118,51 +131,42 @@ class _Handler(socketserver.StreamRequestHandler):
             pass
 
 
-def _search(engine: Engine, header: dict, rfile: Any, on_problem, warn) -> Iterator[dict]:
-    from mmtools.search import Query, queries_from_records
+def _search_request(header: dict) -> tuple[Any, Any]:
+    """The request a client sent (built by the command's parser), or the one its forwarded command line
+    makes (mmtools.serve.argv); and what the client is told on acceptance. Declined: the client searches."""
+    from mmtools.search_plan import SearchRequest
 
-    cwd = header.get("cwd")
+    if "argv" in header:
+        return search_request(header)
+    try:
+        return SearchRequest.from_json(header.get("request")), None
+    except (MmtoolsError, TypeError) as exc:
+        raise Declined(f"not a search request: {exc}") from None
 
-    def queries() -> Iterator[Query]:
-        if header.get("stdin"):
-            inputs = protocol.read_inputs(rfile)
-            if header.get("lines"):
-                for number, message in enumerate(inputs, 1):
-                    yield Query(f"q{number}", text=str(message.get("line", "")))
-            else:
-                yield from queries_from_records((m.get("record") or {} for m in inputs),
-                                                header.get("field") or "text", on_problem)
-            return
-        for number, text in enumerate(header.get("texts") or [], 1):
-            yield Query(f"q{number}", text=str(text))
-        for path in header.get("images") or []:
-            yield Query(str(path), image=str(path))
-        for _ in protocol.read_inputs(rfile):
-            pass
 
-    index = header.get("index") or "idx.faiss"
-    if cwd:
-        index = resolve_location(index, cwd)
-    k = header.get("k", 10)
-    if not isinstance(k, int) or k < 1:
-        raise protocol.ProtocolError("k must be a positive integer")
-    mode = header.get("mode")
-    where = header.get("where") or []
-    if mode is not None and not isinstance(mode, str) or not isinstance(where, list):
-        raise protocol.ProtocolError("mode must be a string and where a list of conditions")
-    from mmtools.errors import UsageError
+def _search(engine: Engine, request: Any, rfile: Any, on_problem, warn) -> Iterator[dict]:
+    """`mmtools search` for a client: the same plan as in-process (mmtools.search_plan) over the engine's
+    warm indexes and models; hit paths written for the client's folder."""
+    from mmtools.cli.search import none_selected, where_error
     from mmtools.index.filters import FilterError
+    from mmtools.search_plan import search_hits
+    from mmtools.serve.engine import EngineResources
 
-    conditions = [str(condition) for condition in where]
-    hits = engine.search(index, (labelled(q, cwd) for q in queries()), k=k, min_score=header.get("min_score"),
-                         check_model=header.get("model"), on_problem=on_problem, mode=mode, where=conditions,
-                         restore=not header.get("no_restore"),
-                         on_none_selected=lambda: warn(f"no record of {header.get('index') or 'idx.faiss'} "
-                                                       f"meets --where {' and '.join(conditions)}"))
+    messages = protocol.read_inputs(rfile)
+    if request.inputs is None:
+        for _ in messages:  # the end of the (empty) input
+            pass
+        inputs = None
+    elif request.inputs == "lines":
+        inputs = (str(message.get("line", "")) for message in messages)
+    else:
+        inputs = (message.get("record") or {} for message in messages)
+    hits = search_hits(request, EngineResources(engine), inputs, on_problem=on_problem,
+                       on_none_selected=lambda name, where: warn(none_selected(name, where)))
     try:  # the first hit, so that a bad condition is an error before anything is sent (the client is the CLI)
         first = next(hits, None)
     except FilterError as exc:
-        raise UsageError(f"--where {exc}", hint="e.g. --where 'tags=biển' or --where 'year>=2020'") from None
+        raise where_error(exc) from None
     return iter(()) if first is None else _chain(first, hits)
 
 
@@ -193,7 +197,7 @@ def _tag(engine: Engine, header: dict, rfile: Any, on_problem, warn) -> Iterator
                               on_problem=on_problem)
 
 
-_OPERATIONS = {"search": _search, "embed-texts": _embed_texts, "tag": _tag}
+_OPERATIONS = {"embed-texts": _embed_texts, "tag": _tag}
 
 
 class _ThreadingServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -123,32 +123,16 @@ class RenditionCache:
 
 
 def video_frame(path: str, seconds: float, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
-    """The frame of the video at ``path`` shown at ``seconds`` (the first one at or after it), as RGB."""
+    """The frame of the video at ``path`` shown at ``seconds``: the very frame embedded for that moment
+    (mmtools.video.decode.frame_at, which counts from the stream's start), as RGB."""
+    from mmtools.errors import MissingDependencyError
+
     try:
-        import av
-    except ImportError:
+        from mmtools.video.decode import frame_at
+
+        return frame_at(path, seconds, max_pixels=max_pixels)
+    except MissingDependencyError:
         raise ImageDecodeError("video frames need the optional PyAV package (pip install 'mmtools[video]')") \
             from None
-    try:
-        with av.open(path) as container:
-            if not container.streams.video:
-                raise ImageDecodeError("has no video stream")
-            stream = container.streams.video[0]
-            if stream.codec_context.width * stream.codec_context.height > max_pixels:
-                raise ImageDecodeError(f"video frames are over the limit of {max_pixels:,} pixels")
-            if stream.time_base:
-                container.seek(max(0, int(seconds / stream.time_base)), stream=stream, backward=True)
-            last = None
-            for frame in container.decode(stream):
-                last = frame
-                if frame.time is None or frame.time >= seconds - 1e-3:
-                    break
-            if last is None:
-                raise ImageDecodeError(f"has no frame at {seconds:g} s")
-            return last.to_image().convert("RGB")
-    except ImageDecodeError:
-        raise
     except FileNotFoundError:
         raise ImageDecodeError("no such file") from None
-    except (OSError, ValueError) as exc:  # av.error.FFmpegError is an OSError or ValueError
-        raise ImageDecodeError(f"video cannot be decoded ({exc})") from None

@@ -77,7 +77,6 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
     from mmtools.errors import MmtoolsError
     from mmtools.images import DEFAULT_MAX_PIXELS, ImageDecodeError
     from mmtools.index.filters import FilterError
-    from mmtools.serve.engine import LabelledQuery
     from mmtools.serve.http import MAX_K
 
     renditions = RenditionCache(Path(cache_folder) if cache_folder else cache_dir() / "thumbnails",
@@ -234,16 +233,8 @@ def add_web_page(app: Any, engine: Any, *, max_pixels: int | None = None, token_
             return problem(503, exc.message, exc.hint)
 
     def more_like(params: SimilarBody) -> list[dict[str, Any]]:
+        from mmtools.serve.searching import similar
+
         path, _, picture = find(params.id, params.index)
-        with engine.reader(path) as reader:
-            model = reader.info.model
-        encoder = engine.encoder(model)
-        vector = encoder.encode_images([picture.load(renditions.max_pixels, encoder.image_size)])[0]
-        query = LabelledQuery(params.id, vector=vector, model=encoder.name,
-                              fingerprint=getattr(encoder, "fingerprint", None) or None, shown=params.id)
-        hits = engine.search(path, [query], k=params.k + 1, min_score=params.min_score, mode="vector",
-                             where=params.where)
-        others = [hit for hit in hits if hit["id"] != params.id][:params.k]
-        for rank, hit in enumerate(others, 1):
-            hit["rank"] = rank
-        return others
+        return similar(engine, path, params.id, picture, k=params.k, min_score=params.min_score,
+                       where=params.where, max_pixels=renditions.max_pixels)

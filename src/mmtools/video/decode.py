@@ -256,7 +256,18 @@ def content_value(previous: Any, current: Any) -> float:
     return float(difference.mean())
 
 
-def frames_at(path: str, times: Sequence[float], *, short_side: int | None = None
+def frame_at(path: str, seconds: float, *, max_pixels: int | None = None, short_side: int | None = None) -> Any:
+    """The frame showing at ``seconds`` of the video (as ``frames_at``: the last one starting at or before it,
+    counted from the stream's start), as RGB: the one frame that was embedded for a moment, and that a page
+    shows for it. VideoDecodeError (an ImageDecodeError) when there is none, or it is over ``max_pixels``."""
+    for _position, image in frames_at(path, [seconds], short_side=short_side, max_pixels=max_pixels):
+        if isinstance(image, BaseException):
+            raise image
+        return image.convert("RGB")
+    raise VideoDecodeError(f"has no frame at {format_clock(seconds)}")
+
+
+def frames_at(path: str, times: Sequence[float], *, short_side: int | None = None, max_pixels: int | None = None
               ) -> Iterator[tuple[int, Any]]:
     """``(i, RGB PIL image)`` for each ``times[i]``, in time order, decoded in one pass over the video:
     seeking to the keyframe before a time only when it is far ahead of the last frame decoded.
@@ -264,13 +275,15 @@ def frames_at(path: str, times: Sequence[float], *, short_side: int | None = Non
     Each image is the frame showing at that time (the last one starting at or before it, within half a
     frame). ``short_side``: frames larger than twice that are scaled down to it (the model shrinks them
     anyway). A time past the decodable end gives a VideoDecodeError in place of the image; a video that
-    cannot be opened raises it.
+    cannot be opened raises it, as does one whose frames are over ``max_pixels``.
     """
     av = require_av()
     wanted = [float(t) for t in times]
     container, stream = open_video(path)
     try:
         info = video_info(container, stream)
+        if max_pixels is not None and info.width * info.height > max_pixels:
+            raise VideoDecodeError(f"video frames are over the limit of {max_pixels:,} pixels")
         start, tolerance = _start(stream), 0.5 / info.fps
         frames: Iterator[Any] | None = None
         current: tuple[Any, float] | None = None  # the last frame starting at or before the previous time

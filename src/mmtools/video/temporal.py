@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from mmtools.errors import Problem, ProblemHandler, raise_problem
 from mmtools.records import Record, record_id
+from mmtools.search import hit_value
 from mmtools.video import frame_time, video_of
 
 DEFAULT_WITHIN_S = 30.0
@@ -117,7 +118,7 @@ def best_chain(steps: Sequence[Sequence[Moment]], within: float) -> tuple[float,
 def temporal_search(queries: Iterable[TemporalQuery], retrieve: Callable[[list[Any], int], Iterable[Record]], *,
                     k: int = 10, candidates: int | None = None) -> Iterator[Record]:
     """One result per video (best first, ranks 1..k) for each temporal query: ``path``, ``score`` (the sum
-    of the steps' scores) and ``steps`` (each step's ``query``, ``time``, ``score`` and the moment's id and
+    of the steps' scores; ``fusion`` where the steps' hits were fused rankings) and ``steps`` (each step's ``query``, ``time``, ``score`` and the moment's id and
     shot). ``retrieve(step_queries, n)`` gives up to ``n`` hits per step query, tagged with its ``query_id``."""
     fetch = candidates or max(CANDIDATES, 20 * k)
     for query in queries:
@@ -128,7 +129,7 @@ def temporal_search(queries: Iterable[TemporalQuery], retrieve: Callable[[list[A
             video, time = video_of(hit), frame_time(hit)
             if step is None or video is None or time is None:
                 continue
-            per_step[step].setdefault(video, []).append(Moment(time, float(hit.get("score", 0.0)), hit))
+            per_step[step].setdefault(video, []).append(Moment(time, hit_value(hit), hit))
         results = []
         for video in set.intersection(*(set(videos) for videos in per_step)) if per_step else set():
             found = best_chain([videos[video] for videos in per_step], query.within)
@@ -136,8 +137,11 @@ def temporal_search(queries: Iterable[TemporalQuery], retrieve: Callable[[list[A
                 results.append((found[0], video, found[1]))
         results.sort(key=lambda result: (-result[0], result[1]))
         for rank, (total, video, chain) in enumerate(results[:k], 1):
-            yield {"query_id": query.id, "query": query.label, "rank": rank, "score": round(total, 6),
+            # A step's hit has a score (one ranking) or a fusion value (several fused): the sum is named alike.
+            named = "score" if all("score" in moment.hit for moment in chain) else "fusion"
+            yield {"query_id": query.id, "query": query.label, "rank": rank, named: round(total, 6),
                    "path": chain[0].hit.get("path", video), "within": query.within,
-                   "steps": [{"query": step.label, "time": moment.time, "score": round(moment.score, 6),
+                   "steps": [{"query": step.label, "time": moment.time,
+                              ("score" if "score" in moment.hit else "fusion"): round(moment.score, 6),
                               **{key: moment.hit[key] for key in STEP_FIELDS if key in moment.hit}}
                              for step, moment in zip(query.steps, chain)]}

@@ -220,3 +220,24 @@ class MilvusReader:
         for row in iterate_rows(self._client, self.location, self.collection, ["id", "vector", "record"]):
             vector = np.asarray(row["vector"], dtype=np.float32)
             yield {**row["record"], "id": row["id"], EMBEDDING: encode_vector(vector, vector_format), **model_fields}
+
+    # -- what search and the int8 agreement check ask every backend (mmtools.index.backends.IndexBackend)
+    root = None  # a collection's records name their files by absolute path or id
+
+    def hit_path(self, item_id: str, record: dict[str, Any]) -> str | None:
+        """The record's file: its absolute ``path``, or found through its absolute id; else the stored path."""
+        from mmtools.index.locate import record_location
+
+        path = record.get("path")
+        located = record_location(item_id, path, None)
+        return located if located is not None else path if isinstance(path, str) else None
+
+    def sample_vectors(self, count: int) -> Any:
+        """Up to ``count`` of the collection's own vectors (its first ones); None when it is empty."""
+        import itertools
+
+        import numpy as np
+
+        rows = itertools.islice(iterate_rows(self._client, self.location, self.collection, ["vector"]), count)
+        vectors = [np.asarray(row["vector"], dtype=np.float32) for row in rows]
+        return np.stack(vectors) if vectors else None

@@ -9,7 +9,7 @@ const TEXT = {
     sections: "Các mục", tabSearch: "Tìm ảnh", tabTag: "Gắn nhãn", language: "Ngôn ngữ",
     queryLabel: "Mô tả ảnh cần tìm", queryPlaceholder: "Tìm ảnh, ví dụ: người đàn ông chơi bóng chày",
     searchButton: "Tìm", byImage: "Hoặc tìm bằng ảnh: chọn hoặc thả ảnh vào đây", chooseImage: "Chọn ảnh…", options: "Tùy chọn",
-    index: "Chỉ mục", k: "Số kết quả", minScore: "Điểm tối thiểu",
+    index: "Chỉ mục", k: "Số kết quả", minScore: "Độ tương đồng tối thiểu",
     description: "Mô tả", descriptionPlaceholder: "Ví dụ: Phòng trọ rộng, có wifi, gần chợ",
     photo: "Ảnh (không bắt buộc)", tagger: "Bộ gắn nhãn",
     labels: "Nhãn để chấm điểm (phân cách bằng dấu phẩy)", tagButton: "Gắn nhãn",
@@ -20,7 +20,7 @@ const TEXT = {
     searching: "Đang tìm…", tagging: "Đang gắn nhãn…",
     found: "{n} kết quả cho “{q}”", none: "Không có kết quả cho “{q}”",
     byImageQuery: "ảnh {name}", likeQuery: "ảnh giống {name}",
-    score: "điểm", at: "lúc", ocr: "Chữ trong ảnh", tags: "Nhãn",
+    score: "điểm", similarity: "tương đồng", bm25: "BM25", fusion: "điểm hợp nhất", at: "lúc", ocr: "Chữ trong ảnh", tags: "Nhãn",
     missing: "Không còn tệp ảnh", noQuery: "Hãy nhập nội dung cần tìm hoặc chọn một ảnh.",
     noIndex: "Máy chủ này không mở chỉ mục nào (chạy mmtools serve với --index).",
     needDescription: "Hãy nhập mô tả.", needInput: "Hãy nhập mô tả hoặc chọn ảnh.",
@@ -38,7 +38,7 @@ const TEXT = {
     sections: "Sections", tabSearch: "Search", tabTag: "Tag", language: "Language",
     queryLabel: "Describe the photo you are looking for", queryPlaceholder: "Search photos, e.g. a man playing baseball",
     searchButton: "Search", byImage: "Or search by image: choose or drop a photo here", chooseImage: "Choose a photo…", options: "Options",
-    index: "Index", k: "Results", minScore: "Minimum score",
+    index: "Index", k: "Results", minScore: "Minimum similarity",
     description: "Description", descriptionPlaceholder: "e.g. Large room with wifi, near the market",
     photo: "Photo (optional)", tagger: "Tagger",
     labels: "Labels to score (comma-separated)", tagButton: "Tag",
@@ -49,7 +49,7 @@ const TEXT = {
     searching: "Searching…", tagging: "Tagging…",
     found: "{n} results for “{q}”", none: "No results for “{q}”",
     byImageQuery: "image {name}", likeQuery: "photos like {name}",
-    score: "score", at: "at", ocr: "Text in the photo", tags: "Tags",
+    score: "score", similarity: "similarity", bm25: "BM25", fusion: "fusion", at: "at", ocr: "Text in the photo", tags: "Tags",
     missing: "The photo's file is missing", noQuery: "Type what to look for, or choose a photo.",
     noIndex: "This server has no index open (start mmtools serve with --index).",
     needDescription: "Type a description.", needInput: "Type a description or choose a photo.",
@@ -295,9 +295,21 @@ function element(tag, className, text) {
   return el;
 }
 
+// What the number is (mmtools.search.score_kind): a similarity, a BM25 relevance, or a fusion value.
+function scoreKind(hit) {
+  if (typeof hit.fusion === "number") return "fusion";
+  const matched = Array.isArray(hit.matched) ? hit.matched : [];
+  return matched.length && !matched.includes("vector") ? "bm25" : "similarity";
+}
+
+function scoreText(hit) {
+  const kind = scoreKind(hit);
+  return `${t(kind)} ${Number(kind === "fusion" ? hit.fusion : hit.score).toFixed(3)}`;
+}
+
 function describe(hit, container, full) {
   container.replaceChildren();
-  const score = element("div", "score", `${t("score")} ${Number(hit.score).toFixed(3)}`);
+  const score = element("div", "score", scoreText(hit));
   if (typeof hit.time === "number") {
     score.append(" · ", element("span", "moment", `${t("at")} ${moment(hit.time)}`));
   }
