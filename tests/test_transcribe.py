@@ -173,6 +173,7 @@ def test_speech_segments_are_indexed_with_keyframes_and_a_word_said_finds_the_vi
     assert "[thời sự]" in hit["snippet"]
     page = (tmp_path / "page.html").read_text()
     assert 'src="videos/news.mp4#t=2.6"' in page
+    assert "<q>" in page and "thời sự" in page.split("<q>", 1)[1]  # the words said there, under the player
     hybrid = shell('mmtools search -i idx.faiss --mode hybrid "thoi su" -k 1', tmp_path)
     assert hybrid.returncode == 0, hybrid.stderr
     assert records(hybrid.stdout)[0]["time"] == 2.6

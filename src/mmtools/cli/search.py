@@ -342,5 +342,5 @@ def _keeping(hits: Iterator[dict], kept: list[dict]) -> Iterator[dict]:
     """Pass hits through, keeping the few fields the pictures need."""
     for hit in hits:
         kept.append({key: hit.get(key) for key in ("query_id", "query", "rank", "score", "fusion", "matched",
-                                                   "path", "id", "time")})
+                                                   "path", "id", "time", "end", "text")})
         yield hit

@@ -16,6 +16,7 @@ class Hit:
     id: str
     time: float | None = None  # a frame of the video at ``path``: seconds in
     kind: str = "similarity"  # what ``score`` is: similarity, bm25 or fusion (mmtools.search.score_kind)
+    said: str | None = None  # a spoken segment's words (a transcribe record: text from time to end)
 
     @property
     def score_text(self) -> str:
@@ -31,6 +32,12 @@ class HitRow:
     query_id: str
     query: str
     hits: list[Hit] = field(default_factory=list)
+
+
+def _spoken(record: dict[str, Any]) -> str | None:
+    """The words of a hit on a spoken segment (``mmtools transcribe``: a moment with an ``end`` and its text)."""
+    text = record.get("text")
+    return text if isinstance(text, str) and text and record.get("end") is not None else None
 
 
 def rows_from_records(records: Iterable[dict[str, Any]]) -> list[HitRow]:
@@ -50,7 +57,8 @@ def rows_from_records(records: Iterable[dict[str, Any]]) -> list[HitRow]:
         row.hits.append(Hit(rank=int(record.get("rank", len(row.hits) + 1)),
                             score=float(score) if isinstance(score, (int, float)) else None,
                             path=path if isinstance(path, str) and path else None,
-                            id=str(record.get("id", "")), time=frame_time(record), kind=kind))
+                            id=str(record.get("id", "")), time=frame_time(record), kind=kind,
+                            said=_spoken(record)))
     for row in rows.values():
         row.hits.sort(key=lambda hit: hit.rank)
     return list(rows.values())

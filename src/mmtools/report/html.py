@@ -92,8 +92,10 @@ def _moment_figure(hit: Hit, page, base_dir, poster: str | None, score: str) -> 
     href = esc(f"{image_href(hit.path, page, base_dir)}#t={format_seconds(hit.time)}")
     shown = poster if poster is not None else ""
     label = f"{hit.path} {format_clock(hit.time)}"
+    said = f"<br><q>{esc(hit.said)}</q>" if hit.said else ""  # what is said there, for a hit on speech
     return (f'<figure class="moment"><video controls preload="none" src="{href}" poster="{esc(shown)}">'
-            f'</video><figcaption>#{hit.rank}{score}<br><a href="{href}">{esc(label)}</a></figcaption></figure>')
+            f'</video><figcaption>#{hit.rank}{score}<br><a href="{href}">{esc(label)}</a>{said}'
+            f'</figcaption></figure>')
 
 
 def frame_posters(rows: Sequence[HitRow], base_dir: str | os.PathLike[str] | None = None, *, side: int = 320,
