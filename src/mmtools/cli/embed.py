@@ -9,6 +9,7 @@ import typer
 
 from mmtools.cli.common import (DeviceOption, EmbeddingFormat, FormatOption, ModelOption, OutputOption,
                                 RuntimeChoice, RuntimeOption, command_session, require_input)
+from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, emit_records, path_or_id, vector_cell
 
 ShardOption = Annotated[Optional[str], typer.Option(
     "--shard", metavar="I/N", help="Embed only part I of N (I from 0), split by a stable hash of each input's id: "
@@ -30,6 +31,27 @@ class Counted:
         for record in records:
             self.count += 1
             yield record
+
+
+VECTORS_HINT = ("the vectors are not shown on a terminal: pipe them (e.g. | mmtools index -o idx.faiss), write "
+                "them with -o FILE, or see the records with --format jsonl")
+
+
+def write_embeddings(records: Iterable[Any], fmt: OutputFormat, output: str | None, columns: list[Column],
+                     report: Any) -> None:
+    """JSONL records for pipes and files; on a terminal a table a person reads (no vectors) and a hint."""
+    if emit_records(records, fmt, columns=columns, output=output) and fmt == OutputFormat.auto \
+            and output in (None, "-") and _on_terminal():
+        report.info(VECTORS_HINT)
+
+
+def _on_terminal() -> bool:
+    import sys
+
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def summary(report: Any, embedded: int, started: float) -> None:
@@ -69,6 +91,7 @@ def embed_images_command(
         "--max-pixels", min=1, help="Refuse images larger than this many pixels (decompression bombs).")]
         = 100_000_000,
     shard: ShardOption = None,
+    fmt: OutputFormatOption = OutputFormat.auto,
 ) -> None:
     """Embed images and video frames: one record per image or frame with its id, path and embedding.
 
@@ -80,7 +103,6 @@ def embed_images_command(
         from mmtools.embed import embed_images
         from mmtools.images import discover_images
         from mmtools.models import load_encoder
-        from mmtools.records import RecordWriter, open_output
         from mmtools.shard import parse_shard, take_shard
 
         from mmtools.images import IMAGE_EXTENSIONS
@@ -111,11 +133,13 @@ def embed_images_command(
         bar.set_total(total)
         embedded = Counted()
         try:
-            with open_output(output) as stream:
-                writer = RecordWriter(stream, flush_each=output is None)
-                writer.write_all(embedded(embed_images(sources, encoder, batch_size=batch_size, workers=workers,
-                                                       max_pixels=max_pixels, vector_format=embedding_format.value,
-                                                       cache=cache, on_problem=report.problem, progress=bar)))
+            write_embeddings(embedded(embed_images(sources, encoder, batch_size=batch_size, workers=workers,
+                                                   max_pixels=max_pixels, vector_format=embedding_format.value,
+                                                   cache=cache, on_problem=report.problem, progress=bar)),
+                             fmt, output, [Column("path", path_or_id, wrap=True),
+                                           Column("time", "time", justify="right", optional=True),
+                                           Column("taken_at", "taken_at", optional=True),
+                                           Column("embedding", vector_cell, justify="right")], report)
         finally:
             bar.close()
         summary(report, embedded.count, started)
@@ -136,6 +160,7 @@ def embed_texts_command(
     embedding_format: FormatOption = EmbeddingFormat.base64,
     batch_size: BatchOption = 64,
     shard: ShardOption = None,
+    fmt: OutputFormatOption = OutputFormat.auto,
 ) -> None:
     """Embed texts: one record per text with its id and embedding, other fields passed through.
 
@@ -147,7 +172,7 @@ def embed_texts_command(
     with command_session("embed-texts") as report:
         started = time.monotonic()
         from mmtools.embed import embed_texts, text_items_from_lines, text_items_from_records
-        from mmtools.records import RecordWriter, open_output, read_records, read_text_lines
+        from mmtools.records import read_records, read_text_lines
 
         sources = require_input(inputs or [], "texts")
         if lines:
@@ -162,7 +187,11 @@ def embed_texts_command(
         items = take_shard(items, parse_shard(shard) if shard else None, key=lambda item: item.id)
         from mmtools.serve import client
 
-        served = device == "auto" and runtime == RuntimeChoice.auto  # the server has its own runtime
+        from mmtools.cli.output import resolve_format
+
+        # the server has its own runtime, and writes JSONL: a terminal's table is drawn here
+        served = device == "auto" and runtime == RuntimeChoice.auto and \
+            resolve_format(fmt, output) == OutputFormat.jsonl
         written = client.RecordCount()
         if served and client.embed_texts(items, model=model, batch_size=batch_size, output=output,
                                          embedding_format=embedding_format.value, on_problem=report.problem,
@@ -175,11 +204,11 @@ def embed_texts_command(
         bar = report.progress("embedding texts")
         embedded = Counted()
         try:
-            with open_output(output) as stream:
-                writer = RecordWriter(stream, flush_each=output is None)
-                writer.write_all(embedded(embed_texts(items, encoder, batch_size=batch_size,
-                                                      vector_format=embedding_format.value,
-                                                      on_problem=report.problem, progress=bar)))
+            write_embeddings(embedded(embed_texts(items, encoder, batch_size=batch_size,
+                                                  vector_format=embedding_format.value,
+                                                  on_problem=report.problem, progress=bar)),
+                             fmt, output, [Column("id", "id"), Column("text", field, wrap=True),
+                                           Column("embedding", vector_cell, justify="right")], report)
         finally:
             bar.close()
         summary(report, embedded.count, started)
