@@ -18,7 +18,7 @@ BIN = Path(sys.executable).parent
 def shell(command: str, cwd: Path, **extra) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1", **extra}
     return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=900)
 
 
 @pytest.fixture

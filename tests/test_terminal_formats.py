@@ -46,13 +46,13 @@ def on_terminal(args: list[str], cwd: Path, columns: int = 80, **extra) -> tuple
             break
         shown += chunk
     os.close(main)
-    _, err = process.communicate(timeout=300)
+    _, err = process.communicate(timeout=900)
     return ESCAPES.sub("", shown.decode("utf-8", "replace")).replace("\r", ""), err.decode(), process.returncode
 
 
 def piped(command: str, cwd: Path, **extra) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=cwd, env=env(**extra),
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
 
 
 def assert_readable(screen: str) -> None:

@@ -7,10 +7,15 @@ from typing import Annotated, Any, Iterable, Iterator, Optional
 
 import typer
 
-from mmtools.cli.common import (DeviceOption, EmbeddingFormat, FormatOption, ModelOption, OutputOption,
+from mmtools.cli.common import (DeviceOption, EmbeddingFormat, FormatOption, ModelOption,
                                 RuntimeChoice, RuntimeOption, command_session, require_input)
 from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, emit_records, path_or_id, vector_cell
 
+EmbedOutputOption = Annotated[Optional[str], typer.Option(
+    "--output", "-o", metavar="PATH", help="Write JSONL here (atomically) instead of standard output. A name "
+                                           "ending in .npy gets the vectors as one NumPy float32 array (rows in "
+                                           "order) and the records without them, each with its row, in the "
+                                           ".jsonl beside it: for large jobs.")]
 ShardOption = Annotated[Optional[str], typer.Option(
     "--shard", metavar="I/N", help="Embed only part I of N (I from 0), split by a stable hash of each input's id: "
                                    "N processes with --shard 0/N ... N-1/N together embed everything once.")]
@@ -39,7 +44,18 @@ VECTORS_HINT = ("the vectors are not shown on a terminal: pipe them (e.g. | mmto
 
 def write_embeddings(records: Iterable[Any], fmt: OutputFormat, output: str | None, columns: list[Column],
                      report: Any) -> None:
-    """JSONL records for pipes and files; on a terminal a table a person reads (no vectors) and a hint."""
+    """JSONL records for pipes and files; on a terminal a table a person reads (no vectors) and a hint;
+    ``-o FILE.npy``: the vectors as a NumPy array and the records beside it (FILE.jsonl)."""
+    if output is not None and output.endswith(".npy"):
+        from mmtools.errors import MmtoolsError
+        from mmtools.vector_files import records_path, write_npy
+
+        try:
+            count = write_npy(records, output)
+        except ValueError as exc:
+            raise MmtoolsError(f"{output}: {exc}") from None
+        report.info(f"{output}: {count} vectors; their records in {records_path(output)}")
+        return
     if emit_records(records, fmt, columns=columns, output=output) and fmt == OutputFormat.auto \
             and output in (None, "-") and _on_terminal():
         report.info(VECTORS_HINT)
@@ -72,7 +88,7 @@ def embed_images_command(
         "--int8", help="Encode with the int8 image tower (ONNX Runtime): faster on a CPU, but the vectors are "
                        "not the fp32 model's, so they carry a fingerprint of their own and an index of them is "
                        "searched only with the same int8 encoding.")] = False,
-    output: OutputOption = None,
+    output: EmbedOutputOption = None,
     embedding_format: FormatOption = EmbeddingFormat.base64,
     batch_size: ImageBatchOption = None,
     workers: Annotated[Optional[int], typer.Option(
@@ -156,7 +172,7 @@ def embed_texts_command(
     model: ModelOption = None,
     device: DeviceOption = "auto",
     runtime: RuntimeOption = RuntimeChoice.auto,
-    output: OutputOption = None,
+    output: EmbedOutputOption = None,
     embedding_format: FormatOption = EmbeddingFormat.base64,
     batch_size: BatchOption = 64,
     shard: ShardOption = None,
@@ -189,9 +205,9 @@ def embed_texts_command(
 
         from mmtools.cli.output import resolve_format
 
-        # the server has its own runtime, and writes JSONL: a terminal's table is drawn here
+        # the server has its own runtime, and writes JSONL: a terminal's table and a .npy are written here
         served = device == "auto" and runtime == RuntimeChoice.auto and \
-            resolve_format(fmt, output) == OutputFormat.jsonl
+            resolve_format(fmt, output) == OutputFormat.jsonl and not (output or "").endswith(".npy")
         written = client.RecordCount()
         if served and client.embed_texts(items, model=model, batch_size=batch_size, output=output,
                                          embedding_format=embedding_format.value, on_problem=report.problem,
