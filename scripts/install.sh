@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # Set up mmtools in ./.venv on a fresh machine.
-#   scripts/install.sh          auto: gpu where `nvidia-smi` sees an NVIDIA GPU, cpu everywhere else
-#   scripts/install.sh cpu      PyTorch's CPU build (from PyTorch's CPU wheel index on Linux), faiss-cpu
+#   scripts/install.sh          what a user needs; auto flavour: gpu where `nvidia-smi` sees an NVIDIA GPU, cpu elsewhere
+#   scripts/install.sh cpu      PyTorch's CPU build (from PyTorch's CPU wheel index on Linux), faiss-cpu, ONNX Runtime
 #   scripts/install.sh gpu      PyTorch's default (CUDA) build, faiss-gpu-cu12 and torchvision
+#   scripts/install.sh --dev    (with any flavour) also what the test suite needs: pytest, hypothesis, selenium,
+#                               Milvus Lite, PyAV, the HTTP server, plots, LoRA, OCR and duplicates extras
 # torch is installed first and pinned, so nothing after it can replace it with another build.
 # Environment: PYTHON (the interpreter to make the venv with), MMTOOLS_TORCH_VERSION (default below),
 # MMTOOLS_TORCH_CPU_INDEX (PyTorch's CPU wheel index, or a mirror of it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-flavour="${1:-auto}"
-case "$flavour" in auto|cpu|gpu) ;; *) echo "usage: scripts/install.sh [auto|cpu|gpu]" >&2; exit 2 ;; esac
+usage="usage: scripts/install.sh [auto|cpu|gpu] [--dev]"
+flavour=auto
+dev=""
+for arg in "$@"; do
+  case "$arg" in
+    auto|cpu|gpu) flavour="$arg" ;;
+    --dev|dev) dev=",dev" ;;
+    -h|--help) echo "$usage"; exit 0 ;;
+    *) echo "$usage" >&2; exit 2 ;;
+  esac
+done
 python="${PYTHON:-python3}"
 torch_version="${MMTOOLS_TORCH_VERSION:-2.13.0}"
 cpu_index="${MMTOOLS_TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
@@ -66,8 +77,9 @@ else
   "${pip[@]}" uninstall --quiet --yes faiss-gpu faiss-gpu-cu12 torchvision 2>/dev/null || true
 fi
 # The CPU flavour runs its encoders through ONNX Runtime where it can (the onnx extra).
-extras="${flavour},ocr,dev"; [ "$flavour" = cpu ] && extras="cpu,onnx,ocr,dev"
+# A user's install holds no test tools; --dev adds them. ocr: the text detector and the in-process recogniser.
+extras="${flavour},ocr${dev}"; [ "$flavour" = cpu ] && extras="cpu,onnx,ocr${dev}"
 "${pip[@]}" install --quiet --constraint "$constraints" -e ".[${extras}]"
 # Tesseract for `mmtools ocr`, from the system's packages where this user may install them (else a hint).
 scripts/install-system.sh ocr || say "mmtools ocr needs Tesseract with Vietnamese data (see above); everything else works without it"
-say "mmtools installed in .venv ($flavour, torch $(installed_torch)): $(.venv/bin/mmtools --version)"
+say "mmtools installed in .venv ($flavour${dev:+ with the test tools}, torch $(installed_torch)): $(.venv/bin/mmtools --version)"

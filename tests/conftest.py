@@ -24,7 +24,11 @@ os.environ.pop("MMTOOLS_DEVICE", None)
 os.environ["MMTOOLS_SERVER"] = "off"  # a developer's running `mmtools serve` must not answer the tests
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_PHOTOS = REPO.parent / "shared" / "data" / "vi-photos"
+# The real photos and captions the tests read are in the repository (tests/data/vi-photos/ATTRIBUTION.md): a clone
+# tests itself with nothing beside it. ../shared/data is for benchmarks only. Sorted by name, its images are
+# 8 for general use, 20 for OCR (signs drawn on them) and 10 for duplicates; captions.jsonl holds all 626 records.
+TEST_PHOTOS = REPO / "tests" / "data" / "vi-photos"
+SHARED_PHOTOS = TEST_PHOTOS  # the former name, kept so that tests written against it still find the data
 
 
 @pytest.fixture(scope="session")
@@ -47,17 +51,11 @@ def clip_dir(model_dirs) -> str:
 
 @pytest.fixture
 def photos(tmp_path) -> Path:
-    """Eight real JPEGs (from ../shared/data/vi-photos) in a folder with a nested subfolder."""
+    """Eight real JPEGs (from tests/data/vi-photos) in a folder with a nested subfolder."""
     folder = tmp_path / "photos"
     (folder / "nested").mkdir(parents=True)
-    sources = sorted((SHARED_PHOTOS / "images").glob("*.jpg"))[:8]
-    if len(sources) < 8:  # the shared data is missing: generate distinct images instead
-        from PIL import Image
-
-        for i in range(8):
-            target = folder / ("nested" if i >= 6 else "") / f"gen{i}.jpg"
-            Image.new("RGB", (64 + 8 * i, 48), (30 * i, 255 - 30 * i, 90)).save(target)
-        return folder
+    sources = sorted((TEST_PHOTOS / "images").glob("*.jpg"))[:8]
+    assert len(sources) == 8, f"{TEST_PHOTOS / 'images'} holds fewer than 8 photos"
     for i, source in enumerate(sources):
         shutil.copy(source, folder / ("nested" if i >= 6 else "") / source.name)
     return folder

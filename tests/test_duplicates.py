@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import SHARED_PHOTOS
+from conftest import TEST_PHOTOS
 
 pytest.importorskip("imagehash", reason="pip install 'mmtools[duplicates]' (the dev extra has it)")
 
@@ -31,15 +31,14 @@ def collection(tmp_path_factory, model_dirs):
     through `embed-images | index`; the expected groups by file name."""
     from mmtools.duplicates.copies import write_copies
 
-    images = sorted((SHARED_PHOTOS / "images").glob("*.jpg"))
-    if len(images) < 600:
-        pytest.skip("the shared photos are not here")
+    images = [p for p in sorted((TEST_PHOTOS / "images").glob("*.jpg"))[28:] if p.name not in SAME_SCENE]
+    assert len(images) == ORIGINALS + 3, f"the duplicates test's photos are missing from {TEST_PHOTOS}"
     work = tmp_path_factory.mktemp("duplicates")
     photos = work / "photos"
     photos.mkdir()
     rng = random.Random(5)
     expected = set()
-    for n, photo in enumerate(images[400:400 + ORIGINALS + 3] + [SHARED_PHOTOS / "images" / s for s in SAME_SCENE]):
+    for n, photo in enumerate(images + [TEST_PHOTOS / "images" / s for s in SAME_SCENE]):
         shutil.copy(photo, photos / photo.name)
         if n < ORIGINALS:
             copies = write_copies(photo, photos, rng)

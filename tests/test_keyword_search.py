@@ -17,7 +17,7 @@ from mmtools.index.backends import open_reader
 from mmtools.records import encode_vector
 from mmtools.text.accents import fold, syllables
 
-from conftest import SHARED_PHOTOS
+from conftest import TEST_PHOTOS
 
 runner = CliRunner()
 KINDS = ["flat", "hnsw", "ivf", "ivfpq"]
@@ -63,9 +63,7 @@ def backend(request):
 
 @pytest.fixture(scope="module")
 def photo_captions():
-    path = SHARED_PHOTOS / "captions.jsonl"
-    if not path.exists():
-        pytest.skip("the shared photos are not here")
+    path = TEST_PHOTOS / "captions.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 

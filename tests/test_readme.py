@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
-SHARED = REPO.parent / "shared" / "data" / "vi-photos"
+PHOTOS = REPO / "tests" / "data" / "vi-photos"  # real photos and captions kept in the repository
 BIN = Path(sys.executable).parent
 BLOCK = re.compile(r"(?:<!--\s*not run:\s*(?P<reason>[^>]*?)\s*-->\s*\n)?```sh\n(?P<code>.*?)```", re.S)
 
@@ -35,17 +35,10 @@ def workdir(tmp_path_factory, siglip_dir):
     work = tmp_path_factory.mktemp("readme")
     (work / "photos").mkdir()
     captions = {}
-    if (SHARED / "captions.jsonl").exists():
-        for line in (SHARED / "captions.jsonl").read_text(encoding="utf-8").splitlines()[:8]:
-            record = json.loads(line)
-            shutil.copy(SHARED / record["path"], work / "photos" / Path(record["path"]).name)
-            captions[Path(record["path"]).name] = record["captions"]
-    else:
-        from PIL import Image
-
-        for i in range(8):
-            Image.new("RGB", (64, 48), (30 * i, 200, 90)).save(work / "photos" / f"gen{i}.jpg")
-            captions[f"gen{i}.jpg"] = [f"ảnh số {i}", "một chiếc xe hơi màu đỏ"]
+    for line in (PHOTOS / "captions.jsonl").read_text(encoding="utf-8").splitlines()[:8]:
+        record = json.loads(line)
+        shutil.copy(PHOTOS / record["path"], work / "photos" / Path(record["path"]).name)
+        captions[Path(record["path"]).name] = record["captions"]
     with open(work / "captions.jsonl", "w", encoding="utf-8") as out:
         for name, texts in captions.items():
             out.write(json.dumps({"id": name, "path": f"photos/{name}", "captions": texts}, ensure_ascii=False) + "\n")
@@ -66,7 +59,7 @@ def test_the_guide_has_examples_and_says_why_any_are_not_run():
 
 def test_the_fresh_machine_commands_are_the_ones_ci_runs():
     text = README.read_text(encoding="utf-8")
-    test_command = "scripts/install-system.sh ocr browser && scripts/install.sh && .venv/bin/python -m pytest"
+    test_command = "scripts/install-system.sh ocr browser speech && scripts/install.sh --dev && .venv/bin/python -m pytest"
     assert test_command + "\n" in text
     assert ("scripts/install.sh && .venv/bin/mmtools embed-images photos/ | .venv/bin/mmtools index -o idx.faiss "
             '&& .venv/bin/mmtools search "xe hơi màu đỏ"\n') in text

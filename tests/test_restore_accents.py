@@ -7,7 +7,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SHARED_PHOTOS
+from conftest import TEST_PHOTOS
 from mmtools.cli.app import app
 from mmtools.text.accents import fold, syllables
 from mmtools.text.restore import build_restorer
@@ -27,9 +27,7 @@ def accuracy(restorer, truths):
 
 @pytest.fixture(scope="module")
 def caption_split():
-    path = SHARED_PHOTOS / "captions.jsonl"
-    if not path.exists():
-        pytest.skip("the shared photos are not here")
+    path = TEST_PHOTOS / "captions.jsonl"
     records = sorted((json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()),
                      key=lambda r: r["id"])
     random.Random(0).shuffle(records)

@@ -11,24 +11,20 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import SHARED_PHOTOS
+from conftest import TEST_PHOTOS
 
 TOKEN = "s3cret-token"
 
 
 def photo_files(folder, count):
-    """``count`` real JPEGs copied into ``folder`` (generated ones when the shared photos are missing)."""
-    from PIL import Image
-
+    """``count`` real JPEGs (from tests/data/vi-photos) copied into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    sources = sorted((SHARED_PHOTOS / "images").glob("*.jpg"))[:count]
+    sources = sorted((TEST_PHOTOS / "images").glob("*.jpg"))[:count]
+    assert len(sources) == count, f"{TEST_PHOTOS / 'images'} holds fewer than {count} photos"
     paths = []
-    for i in range(count):
+    for i, source in enumerate(sources):
         target = folder / f"p{i}.jpg"
-        if i < len(sources):
-            shutil.copy(sources[i], target)
-        else:
-            Image.new("RGB", (96, 64), (40 * i % 255, 90, 200)).save(target)
+        shutil.copy(source, target)
         paths.append(target)
     return paths
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from conftest import SHARED_PHOTOS
+from conftest import TEST_PHOTOS
 
 pytestmark = pytest.mark.slow
 
@@ -40,24 +40,16 @@ def no_browser(reason: str):
 
 def photo_records(folder: Path) -> list[dict]:
     """Records of real photos (absolute paths, Vietnamese captions; some with tags and OCR text), and last one
-    whose file is deleted once indexed. Generated pictures where the shared photos are missing."""
-    from PIL import Image
-
+    whose file is deleted once indexed (from tests/data/vi-photos: the captioned photos whose image it holds)."""
     folder.mkdir()
-    rows = []
-    captions = SHARED_PHOTOS / "captions.jsonl"
-    if captions.exists():
-        rows = [orjson.loads(line) for line in captions.read_bytes().splitlines()[:PHOTOS]]
+    rows = [row for row in map(orjson.loads, (TEST_PHOTOS / "captions.jsonl").read_bytes().splitlines())
+            if (TEST_PHOTOS / row["path"]).is_file()][:PHOTOS]
+    assert len(rows) == PHOTOS, f"{TEST_PHOTOS} holds fewer than {PHOTOS} photos"
     records = []
-    for i in range(PHOTOS):
+    for i, row in enumerate(rows):
         target = folder / f"photo{i:02d}.jpg"
-        if i < len(rows):
-            shutil.copy(SHARED_PHOTOS / rows[i]["path"], target)
-            caption = rows[i]["captions"][0]
-        else:
-            Image.new("RGB", (160, 120), (8 * i, 200 - 5 * i, 120)).save(target)
-            caption = f"Ảnh thử số {i} ở ngoài trời"
-        records.append({"path": str(target), "caption": caption})
+        shutil.copy(TEST_PHOTOS / row["path"], target)
+        records.append({"path": str(target), "caption": row["captions"][0]})
     records[0]["tags"] = ["thể thao", "ngoài trời"]
     records[0]["ocr_text"] = "Sân bóng chày"
     gone = folder / "gone.jpg"

@@ -21,6 +21,7 @@ from mmtools.cli.ocr import ocr_command
 from mmtools.cli.restore import restore_accents_command
 from mmtools.cli.search import search_command
 from mmtools.cli.segment import segment_command
+from mmtools.cli.similar import similar_command
 from mmtools.cli.train import train_app
 from mmtools.cli.transcribe import transcribe_command
 from mmtools.cli.tag import tag_command
@@ -65,6 +66,7 @@ app.command("embed-texts")(embed_texts_command)
 app.command("index")(index_command)
 app.command("segment")(segment_command)
 app.command("search")(search_command)
+app.command("similar")(similar_command)
 app.command("restore-accents")(restore_accents_command)
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")

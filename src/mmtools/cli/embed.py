@@ -7,9 +7,15 @@ from typing import Annotated, Any, Iterable, Iterator, Optional
 
 import typer
 
-from mmtools.cli.common import (DeviceOption, EmbeddingFormat, FormatOption, ModelOption, OutputOption,
+from mmtools.cli.common import (DeviceOption, EmbeddingFormat, FormatOption, ModelOption,
                                 RuntimeChoice, RuntimeOption, command_session, require_input)
+from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, emit_records, path_or_id, vector_cell
 
+EmbedOutputOption = Annotated[Optional[str], typer.Option(
+    "--output", "-o", metavar="PATH", help="Write JSONL here (atomically) instead of standard output. A name "
+                                           "ending in .npy gets the vectors as one NumPy float32 array (rows in "
+                                           "order) and the records without them, each with its row, in the "
+                                           ".jsonl beside it: for large jobs.")]
 ShardOption = Annotated[Optional[str], typer.Option(
     "--shard", metavar="I/N", help="Embed only part I of N (I from 0), split by a stable hash of each input's id: "
                                    "N processes with --shard 0/N ... N-1/N together embed everything once.")]
@@ -32,6 +38,38 @@ class Counted:
             yield record
 
 
+VECTORS_HINT = ("the vectors are not shown on a terminal: pipe them (e.g. | mmtools index -o idx.faiss), write "
+                "them with -o FILE, or see the records with --format jsonl")
+
+
+def write_embeddings(records: Iterable[Any], fmt: OutputFormat, output: str | None, columns: list[Column],
+                     report: Any) -> None:
+    """JSONL records for pipes and files; on a terminal a table a person reads (no vectors) and a hint;
+    ``-o FILE.npy``: the vectors as a NumPy array and the records beside it (FILE.jsonl)."""
+    if output is not None and output.endswith(".npy"):
+        from mmtools.errors import MmtoolsError
+        from mmtools.vector_files import records_path, write_npy
+
+        try:
+            count = write_npy(records, output)
+        except ValueError as exc:
+            raise MmtoolsError(f"{output}: {exc}") from None
+        report.info(f"{output}: {count} vectors; their records in {records_path(output)}")
+        return
+    if emit_records(records, fmt, columns=columns, output=output) and fmt == OutputFormat.auto \
+            and output in (None, "-") and _on_terminal():
+        report.info(VECTORS_HINT)
+
+
+def _on_terminal() -> bool:
+    import sys
+
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def summary(report: Any, embedded: int, started: float) -> None:
     """The closing line on stderr, terminal or not: how many were embedded and skipped, and how long it took."""
     report.info(f"{embedded} embedded, {report.problems} skipped, {time.monotonic() - started:.1f} s")
@@ -51,7 +89,7 @@ def embed_images_command(
                        "of their own and an index of them is searched only with the same int8 encoding. (Without "
                        "it, runtime auto or onnx already embeds with the int8 tower where the export measured it "
                        "within cosine 0.99 of fp32, under the model's fingerprint.)")] = False,
-    output: OutputOption = None,
+    output: EmbedOutputOption = None,
     embedding_format: FormatOption = EmbeddingFormat.base64,
     batch_size: ImageBatchOption = None,
     workers: Annotated[Optional[int], typer.Option(
@@ -71,6 +109,7 @@ def embed_images_command(
         "--max-pixels", min=1, help="Refuse images larger than this many pixels (decompression bombs).")]
         = 100_000_000,
     shard: ShardOption = None,
+    fmt: OutputFormatOption = OutputFormat.auto,
 ) -> None:
     """Embed images and video frames: one record per image or frame with its id, path and embedding.
 
@@ -82,7 +121,6 @@ def embed_images_command(
         from mmtools.embed import embed_images
         from mmtools.images import discover_images
         from mmtools.models import load_encoder
-        from mmtools.records import RecordWriter, open_output
         from mmtools.shard import parse_shard, take_shard
 
         from mmtools.images import IMAGE_EXTENSIONS
@@ -113,11 +151,13 @@ def embed_images_command(
         bar.set_total(total)
         embedded = Counted()
         try:
-            with open_output(output) as stream:
-                writer = RecordWriter(stream, flush_each=output is None)
-                writer.write_all(embedded(embed_images(sources, encoder, batch_size=batch_size, workers=workers,
-                                                       max_pixels=max_pixels, vector_format=embedding_format.value,
-                                                       cache=cache, on_problem=report.problem, progress=bar)))
+            write_embeddings(embedded(embed_images(sources, encoder, batch_size=batch_size, workers=workers,
+                                                   max_pixels=max_pixels, vector_format=embedding_format.value,
+                                                   cache=cache, on_problem=report.problem, progress=bar)),
+                             fmt, output, [Column("path", path_or_id, wrap=True),
+                                           Column("time", "time", justify="right", optional=True),
+                                           Column("taken_at", "taken_at", optional=True),
+                                           Column("embedding", vector_cell, justify="right")], report)
         finally:
             bar.close()
         summary(report, embedded.count, started)
@@ -134,10 +174,11 @@ def embed_texts_command(
     model: ModelOption = None,
     device: DeviceOption = "auto",
     runtime: RuntimeOption = RuntimeChoice.auto,
-    output: OutputOption = None,
+    output: EmbedOutputOption = None,
     embedding_format: FormatOption = EmbeddingFormat.base64,
     batch_size: BatchOption = 64,
     shard: ShardOption = None,
+    fmt: OutputFormatOption = OutputFormat.auto,
 ) -> None:
     """Embed texts: one record per text with its id and embedding, other fields passed through.
 
@@ -149,7 +190,7 @@ def embed_texts_command(
     with command_session("embed-texts") as report:
         started = time.monotonic()
         from mmtools.embed import embed_texts, text_items_from_lines, text_items_from_records
-        from mmtools.records import RecordWriter, open_output, read_records, read_text_lines
+        from mmtools.records import read_records, read_text_lines
 
         sources = require_input(inputs or [], "texts")
         if lines:
@@ -164,7 +205,11 @@ def embed_texts_command(
         items = take_shard(items, parse_shard(shard) if shard else None, key=lambda item: item.id)
         from mmtools.serve import client
 
-        served = device == "auto" and runtime == RuntimeChoice.auto  # the server has its own runtime
+        from mmtools.cli.output import resolve_format
+
+        # the server has its own runtime, and writes JSONL: a terminal's table and a .npy are written here
+        served = device == "auto" and runtime == RuntimeChoice.auto and \
+            resolve_format(fmt, output) == OutputFormat.jsonl and not (output or "").endswith(".npy")
         written = client.RecordCount()
         if served and client.embed_texts(items, model=model, batch_size=batch_size, output=output,
                                          embedding_format=embedding_format.value, on_problem=report.problem,
@@ -177,11 +222,11 @@ def embed_texts_command(
         bar = report.progress("embedding texts")
         embedded = Counted()
         try:
-            with open_output(output) as stream:
-                writer = RecordWriter(stream, flush_each=output is None)
-                writer.write_all(embedded(embed_texts(items, encoder, batch_size=batch_size,
-                                                      vector_format=embedding_format.value,
-                                                      on_problem=report.problem, progress=bar)))
+            write_embeddings(embedded(embed_texts(items, encoder, batch_size=batch_size,
+                                                  vector_format=embedding_format.value,
+                                                  on_problem=report.problem, progress=bar)),
+                             fmt, output, [Column("id", "id"), Column("text", field, wrap=True),
+                                           Column("embedding", vector_cell, justify="right")], report)
         finally:
             bar.close()
         summary(report, embedded.count, started)

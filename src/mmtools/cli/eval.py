@@ -8,6 +8,7 @@ import typer
 
 from mmtools.cli.common import (CaptionColumnOption, DeviceOption, ImageColumnOption, OutputOption,
                                 RuntimeChoice, RuntimeOption, command_session)
+from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, emit_records, resolve_format
 from mmtools.errors import UsageError
 
 eval_app = typer.Typer(name="eval", help="Evaluate models on your own data.", no_args_is_help=True,
@@ -38,8 +39,10 @@ def retrieval_command(
     device: DeviceOption = "auto",
     runtime: RuntimeOption = RuntimeChoice.auto,
     output: OutputOption = None,
+    fmt: OutputFormatOption = OutputFormat.auto,
 ) -> None:
-    """Recall@1/5/10, median and mean rank, text->image and image->text, as one JSON object.
+    """Recall@1/5/10, median and mean rank, text->image and image->text: one JSON object, or on a terminal
+    a table (a row per model and direction, and what a model ranking at random would score).
 
     Several captions per image are scored by the standard protocol: each caption finds its image; each image
     counts as found at the best rank of any of its captions. Ties count against the model.
@@ -63,12 +66,36 @@ def retrieval_command(
             caption_columns=caption_column or ["caption", "captions"], batch_size=batch_size,
             device=None if device == "auto" else device, runtime=runtime.value, plot=plot,
             on_problem=report.problem)
+        if resolve_format(fmt, output) == OutputFormat.table:
+            emit_records(_table_rows(result), fmt, columns=RESULT_COLUMNS, output=output,
+                         group_by=lambda _row: f"{result['images']} images, {result['texts']} captions")
+            return
         import json
 
         from mmtools.records import open_output
 
         with open_output(output) as stream:
             stream.write((json.dumps(result, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+RESULT_COLUMNS = [Column("model", "model", wrap=True), Column("direction", "direction")] + [
+    Column(name, name, justify="right") for name in ("R@1", "R@5", "R@10", "median", "mean")] + [
+    Column("mean recall", "mean_recall", justify="right")]
+
+
+def _table_rows(result: dict) -> list[dict]:
+    """A row per model and direction (text → image, image → text), then chance's Recall@K."""
+    rows = []
+    for entry in result["results"]:
+        for key, direction in (("t2i", "text → image"), ("i2t", "image → text")):
+            metrics = entry.get(key) or {}
+            rows.append({"model": entry["model"] if key == "t2i" else "", "direction": direction,
+                         **{name: metrics.get(name) for name in ("R@1", "R@5", "R@10")},
+                         "median": metrics.get("median_rank"),
+                         "mean": metrics.get("mean_rank"),
+                         "mean_recall": entry.get("mean_recall") if key == "t2i" else None})
+    rows.append({"model": "(chance)", "direction": "", **result.get("chance", {})})
+    return rows
 
 
 def _weights(text: str | None) -> list[float] | None:

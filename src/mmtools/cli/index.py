@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from mmtools.cli.common import EmbeddingFormat, FormatOption, command_session, require_input
+from mmtools.cli.output import OutputFormat, OutputFormatOption, emit_object
 from mmtools.errors import UsageError
 from mmtools.index.kinds import ALL_PARAMS, KINDS, param_error
 
@@ -64,7 +65,9 @@ def index_command(
         "--model", "-m", help="Model of records that carry no embedding_model field; a new index takes it.")]
         = None,
     info: Annotated[bool, typer.Option(
-        "--info", help="Print the index's metadata as JSON and exit.")] = False,
+        "--info", help="Print the index's metadata and exit: a table on a terminal, one JSON object "
+                       "otherwise (or as --format says).")] = False,
+    fmt: OutputFormatOption = OutputFormat.auto,
     allow_removal: Annotated[bool, typer.Option(
         "--allow-removal", help="Let --sync remove records even when its folder is missing, empty or not the "
                                 "index's root, or when more than half the records would go (refused "
@@ -88,7 +91,7 @@ def index_command(
     """
     with command_session("index") as report:
         if info:
-            _print_info(output)
+            _print_info(output, fmt)
             return
         if export:
             _export(output, embedding_format.value)
@@ -179,14 +182,23 @@ def _parse_params(pairs: list[str]) -> dict[str, int]:
     return params
 
 
-def _print_info(path: str) -> None:
-    import orjson
-
+def _print_info(path: str, fmt: OutputFormat) -> None:
     from mmtools.index.backends import open_reader
 
     with open_reader(path) as reader:
         info = dict(reader.info.__dict__, path=path)
-    sys.stdout.buffer.write(orjson.dumps(info, option=orjson.OPT_APPEND_NEWLINE))
+    emit_object(info, fmt, title=path, shown=_shown_info)
+
+
+def _shown_info(field: str, value):
+    """An --info value as a person reads it: dates for timestamps, sizes in MB."""
+    if field.endswith("_at") and isinstance(value, (int, float)) and value:
+        import datetime
+
+        return datetime.datetime.fromtimestamp(value).astimezone().isoformat(timespec="seconds")
+    if field.endswith("_bytes") and isinstance(value, int):
+        return f"{value:,} ({value / 1e6:.1f} MB)"
+    return value
 
 
 def _check(path: str, report) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from mmtools.cli.common import OutputOption, command_session, require_input
+from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, emit_records, path_or_id
 
 
 def keyframes_command(
@@ -39,6 +40,7 @@ def keyframes_command(
     hidden: Annotated[bool, typer.Option(
         "--hidden", help="Include hidden files and folders when walking folders.")] = False,
     output: OutputOption = None,
+    fmt: OutputFormatOption = OutputFormat.auto,
 ) -> None:
     """Find the shots of videos and pick keyframes: one record per keyframe with path, time, frame, shot,
     shot_start, shot_end, video_duration, fps and id (VIDEO#t=SECONDS).
@@ -54,7 +56,6 @@ def keyframes_command(
     """
     with command_session("keyframes") as report:
         from mmtools.images import discover_images
-        from mmtools.records import RecordWriter, open_output
         from mmtools.video import VIDEO_EXTENSIONS
         from mmtools.video.decode import require_av
         from mmtools.video.keyframes import KeyframeChoice, keyframe_records
@@ -64,6 +65,13 @@ def keyframes_command(
                                   on_problem=report.problem, extensions=VIDEO_EXTENSIONS)
         choice = KeyframeChoice(per_shot=per_shot, every=every, threshold=threshold, min_shot_frames=min_shot,
                                 gradual=not cuts_only)
-        with open_output(output) as stream:
-            RecordWriter(stream, flush_each=output is None).write_all(
-                keyframe_records(sources, choice, frames_dir=frames_dir, on_problem=report.problem))
+        emit_records(keyframe_records(sources, choice, frames_dir=frames_dir, on_problem=report.problem), fmt,
+                     columns=[Column("shot", "shot", justify="right"), Column("time", _seconds, justify="right"),
+                              Column("frame", "frame", justify="right"),
+                              Column("frame file", "frame_path", wrap=True, optional=True)],
+                     output=output, group_by=path_or_id)
+
+
+def _seconds(record: dict) -> str:
+    time = record.get("time")
+    return f"{time:.2f} s" if isinstance(time, (int, float)) else ""

@@ -27,9 +27,12 @@ def _size(record: dict[str, Any]) -> str:
     return human_size(record.get("size_bytes"))
 
 
-LIST_COLUMNS = [Column("name", "name"), Column("source", "source"), Column("family", "family"),
-                Column("dim", "dim", justify="right"), Column("size", _size, justify="right"),
-                Column("aliases", "aliases", optional=True), Column("location", "location", wrap=True)]
+LIST_COLUMNS = [Column("name", "name", middle=True), Column("source", "source", whole=True),
+                Column("family", "family", optional=True, whole=True, spare=True),
+                Column("dim", "dim", justify="right", whole=True, spare=True),
+                Column("size", _size, justify="right", whole=True),
+                Column("aliases", "aliases", optional=True, wrap=True),
+                Column("location", "location", wrap=True, optional=True, spare=True)]
 FIELD_COLUMNS = [Column("field", "field", style="bold"), Column("value", "value", wrap=True)]
 
 

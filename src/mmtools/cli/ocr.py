@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from mmtools.cli.common import OutputOption, command_session, require_input
+from mmtools.cli.output import Column, OutputFormat, OutputFormatOption, emit_records, path_or_id
 
 
 def ocr_command(
@@ -28,6 +29,7 @@ def ocr_command(
     max_pixels: Annotated[int, typer.Option(
         "--max-pixels", min=1, help="Refuse images larger than this many pixels (decompression bombs).")]
         = 100_000_000,
+    fmt: OutputFormatOption = OutputFormat.auto,
 ) -> None:
     """Read the text in photos (signs, menus, screenshots): a scene-text detector finds each line, Tesseract
     reads it; one record per image with ocr_text (lines joined by newlines, in reading order, Unicode NFC);
@@ -41,16 +43,15 @@ def ocr_command(
     with command_session("ocr") as report:
         from mmtools.images import discover_images
         from mmtools.ocr import ocr_records, open_engine
-        from mmtools.records import RecordWriter, open_output
 
         engine = open_engine(languages, on_warning=report.warning)
         sources = discover_images(require_input(inputs or [], "images"), root=root, hidden=hidden,
                                   on_problem=report.problem)
         bar = report.progress("reading text")
         try:
-            with open_output(output) as stream:
-                writer = RecordWriter(stream, flush_each=output is None)
-                writer.write_all(ocr_records(sources, engine, jobs=jobs, boxes=boxes, max_pixels=max_pixels,
-                                             on_problem=report.problem, progress=bar))
+            emit_records(ocr_records(sources, engine, jobs=jobs, boxes=boxes, max_pixels=max_pixels,
+                                     on_problem=report.problem, progress=bar),
+                         fmt, columns=[Column("path", path_or_id, wrap=True), Column("text", "ocr_text", wrap=True)],
+                         output=output)
         finally:
             bar.close()

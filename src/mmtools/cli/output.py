@@ -57,6 +57,10 @@ class Column:
 
     ``wrap``: a long cell folds onto more lines (paths, texts) instead of being cut with an ellipsis.
     ``optional``: the column is left out of a block where no record has a value for it (e.g. tags).
+    ``middle``: where the table is too wide for the screen, a long cell loses the middle of its text
+    (``google/siglip2-…patch16-384``), keeping the start and the end that tells it from its neighbours.
+    ``whole``: the cell is never cut or folded (sizes, numbers); other columns give way.
+    ``spare``: left out where the table is too wide for the screen (a location `info` also shows).
     """
 
     title: str
@@ -65,6 +69,9 @@ class Column:
     wrap: bool = False
     optional: bool = False
     style: str | None = None
+    middle: bool = False
+    whole: bool = False
+    spare: bool = False
 
     def cell(self, record: Record) -> Any:
         return record.get(self.value) if isinstance(self.value, str) else self.value(record)
@@ -122,6 +129,44 @@ def emit_records(
         if fmt == OutputFormat.csv:
             return _write_csv(records, stream, columns, _field_list(fields), flush_each=to_stdout)
         return _write_tables(records, stream, columns, group_by, block_rows, to_terminal=to_stdout)
+
+
+def emit_object(obj: Record, fmt: OutputFormat, *, output: str | None = None, title: str | None = None,
+                shown: Callable[[str, Any], Any] | None = None) -> None:
+    """Write one object (a report, an index's metadata): one line of JSON for pipes and files, and on a
+    terminal a two-column table of its fields, nested objects as dotted names (``t2i.R@1``). ``shown`` may
+    turn a field's value into what a person reads (a date for a timestamp, a size in MB for bytes)."""
+    fmt = resolve_format(fmt, output)
+    from mmtools.records import open_output
+
+    with open_output(output) as stream:
+        if fmt != OutputFormat.table:
+            import orjson
+
+            stream.write(orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE))
+            return
+        rows = [{"field": key, "value": shown(key, value) if shown else value} for key, value in _flatten(obj)
+                if value not in (None, "", [], {})]  # an empty field says nothing to a reader
+        _write_tables(rows, stream, [Column("field", "field", style="bold"), Column("value", "value", wrap=True)],
+                      (lambda _row: title) if title else None, len(rows) or 1, to_terminal=output in (None, "-"))
+
+
+def _flatten(obj: Record, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in obj.items():
+        if isinstance(value, dict) and value:
+            yield from _flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def vector_cell(record: Record) -> str:
+    """What a table shows for a record's embedding: its size, never its numbers (``768-d``)."""
+    vector = record.get("embedding")
+    if isinstance(vector, list):
+        return f"{len(vector)}-d"
+    if isinstance(vector, str) and vector:
+        return f"{(len(vector) * 3 // 4 - vector[-2:].count('=')) // 4}-d"  # base64 of float32
+    return ""
 
 
 def _write_paths(records: Iterable[Record], stream: IO[bytes], end: bytes, flush_each: bool) -> int:
@@ -194,7 +239,7 @@ def _write_tables(records: Iterable[Record], stream: IO[bytes], columns: Sequenc
     count = 0
     try:
         for title, block in _blocks(records, group_by, block_rows):
-            console.print(_table(title, block, columns))
+            console.print(_table(title, block, columns, console.width))
             count += len(block)
             text.flush()
     finally:
@@ -217,22 +262,80 @@ def _blocks(records: Iterable[Record], group_by, limit: int) -> Iterator[tuple[s
         yield (None if key_of is None else str(current)), block
 
 
-def _table(title: str | None, block: list[Record], columns: Sequence[Column]):
+def _table(title: str | None, block: list[Record], columns: Sequence[Column], width: int | None = None):
     from rich import box
     from rich.table import Table
 
     cells = [[column.cell(record) for column in columns] for record in block]
     kept = [i for i, column in enumerate(columns)
             if not column.optional or any(row[i] not in (None, "", [], {}) for row in cells)]
+    text = [[format_cell(row[i]) for i in kept] for row in cells]
+    shown = [columns[i] for i in kept]
+    if width:
+        text, shown = _fit(text, shown, width)
     table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD,
                   show_edge=False, pad_edge=False, header_style="bold")
-    for i in kept:
-        column = columns[i]
+    for column, cells_width, word in zip(shown, _widths(text, shown), _widths(text, shown, words=True)):
         table.add_column(column.title, justify=column.justify, style=column.style,
-                         overflow="fold" if column.wrap else "ellipsis", no_wrap=not column.wrap)
-    for row in cells:
-        table.add_row(*(format_cell(row[i]) for i in kept))
+                         overflow="fold" if column.wrap else "ellipsis", no_wrap=not column.wrap,
+                         min_width=cells_width if column.whole else
+                         min(word, FOLDED_WIDTH) if column.wrap and width else None)
+    for row in text:
+        table.add_row(*row)
     return table
+
+
+COLUMN_GAP = 3  # a cell's padding on each side and the rule between columns
+FOLDED_WIDTH = 20  # the most a folding column (a path, a text) keeps for its longest word
+
+
+def _widths(text: list[list[str]], columns: Sequence[Column], words: bool = False) -> list[int]:
+    """Each column's widest cell (or, with ``words``, widest word), in terminal cells."""
+    from rich.cells import cell_len
+
+    return [max([cell_len(column.title)] + [cell_len(part) for row in text
+                                             for part in (row[i].split() if words else [row[i]])])
+            for i, column in enumerate(columns)]
+
+
+def _needed(text: list[list[str]], columns: Sequence[Column]) -> int:
+    """The narrowest the table can be without cutting: folding columns at their longest word (at most
+    FOLDED_WIDTH), the others whole."""
+    natural, words = _widths(text, columns), _widths(text, columns, words=True)
+    return sum(min(w, FOLDED_WIDTH) if c.wrap else n for n, w, c in zip(natural, words, columns)) \
+        + COLUMN_GAP * (len(columns) - 1)
+
+
+def _fit(text: list[list[str]], columns: Sequence[Column],
+         width: int) -> tuple[list[list[str]], list[Column]]:
+    """Where the table would not fit ``width``: leave out the spare columns, then cut the middle of the
+    ``middle`` columns' long cells, as little as makes it fit and never so much that two cells of a column
+    read the same."""
+    columns = list(columns)
+    for i in reversed(range(len(columns))):
+        if _needed(text, columns) > width and columns[i].spare:
+            del columns[i]
+            text = [row[:i] + row[i + 1:] for row in text]
+    excess = _needed(text, columns) - width
+    middles = [i for i, c in enumerate(columns) if c.middle]
+    if excess <= 0 or not middles:
+        return text, columns
+    natural = _widths(text, columns)
+    for i in middles:  # each gives way in proportion to its width
+        share = -(-excess * natural[i] // sum(natural[j] for j in middles))
+        limit = max(natural[i] - share, len(columns[i].title) + 2, 8)
+        values = {row[i] for row in text}
+        while limit < natural[i] and len({_cut_middle(v, limit) for v in values}) < len(values):
+            limit += 1
+        text = [row[:i] + [_cut_middle(row[i], limit)] + row[i + 1:] for row in text]
+    return text, columns
+
+
+def _cut_middle(text: str, width: int) -> str:
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head):]
 
 
 def format_cell(value: Any) -> str:

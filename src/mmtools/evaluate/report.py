@@ -23,7 +23,7 @@ def evaluate_retrieval(*, data: str | None, models: Sequence[str | None], images
     try:
         if data:
             from mmtools.models import load_encoder
-            from mmtools.train.retrieval import load_pairs
+            from mmtools.train.data import load_pairs
 
             examples = load_pairs(data, "test data", image_column=image_column, caption_columns=caption_columns,
                                   on_problem=on_problem)

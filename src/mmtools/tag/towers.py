@@ -181,7 +181,7 @@ def save_tagger(directory: Path, model: Any, towers: Towers, thresholds: dict[st
 def load_tagger_parts(directory: Path, manifest: dict[str, Any]) -> tuple[Any, Towers, dict[str, float]]:
     """The network (weights loaded), its towers' tokenizer / processor, and the thresholds."""
     from safetensors.torch import load_model
-    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+    from transformers import AutoConfig
 
     from mmtools.models.hf_dual import quiet_transformers
     from mmtools.tag.model import TaggerModel
@@ -193,17 +193,22 @@ def load_tagger_parts(directory: Path, manifest: dict[str, Any]) -> tuple[Any, T
         towers = Towers()
         classes = manifest.get("tower_classes", {})
         if spec.uses_text:
+            from transformers import AutoTokenizer
+
             towers.text_model = _tower(classes.get("text"), AutoConfig.from_pretrained(directory / "text",
                                                                                        local_files_only=True))
             towers.tokenizer = AutoTokenizer.from_pretrained(directory / "text", local_files_only=True)
             rules = manifest.get("text") or {}
             towers.text_rules = TextRules(**{k: v for k, v in rules.items() if k in TextRules.__dataclass_fields__})
-        if spec.uses_image:
+        if spec.uses_image:  # the image classes cost seconds to import: only for taggers that look at images
+            from transformers import AutoImageProcessor
+
             towers.image_model = _tower(classes.get("image"), AutoConfig.from_pretrained(directory / "image",
                                                                                          local_files_only=True))
             towers.image_processor = AutoImageProcessor.from_pretrained(directory / "image",
                                                                         local_files_only=True)
-        model = TaggerModel(spec, towers.text_model, towers.image_model)
+        with _weights_left_empty():  # every weight is read from the file next: drawing random ones is wasted
+            model = TaggerModel(spec, towers.text_model, towers.image_model)
         missing, unexpected = load_model(model, str(directory / WEIGHTS), strict=False)
         if missing or unexpected:
             raise ValueError(f"weights do not fit the network ({len(missing)} missing, "
@@ -218,11 +223,22 @@ def load_tagger_parts(directory: Path, manifest: dict[str, Any]) -> tuple[Any, T
 
 
 def _tower(class_name: str | None, config: Any) -> Any:
-    """An empty tower of the saved class (only transformers' own classes: never code from the directory)."""
+    """An empty tower of the saved class (only transformers' own classes: never code from the directory), its
+    weights left uninitialised: the tagger's file holds them all (a missing one is refused when loading)."""
     import transformers
     from transformers import AutoModel, PreTrainedModel
 
     cls = getattr(transformers, class_name, None) if class_name else None
-    if isinstance(cls, type) and issubclass(cls, PreTrainedModel):
-        return cls(config)
-    return AutoModel.from_config(config)
+    with _weights_left_empty():
+        if isinstance(cls, type) and issubclass(cls, PreTrainedModel):
+            return cls(config)
+        return AutoModel.from_config(config)
+
+
+def _weights_left_empty() -> Any:
+    """A context in which new layers skip drawing random weights (seconds for a real-size tower)."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4
+        from transformers.modeling_utils import no_init_weights
+    return no_init_weights()

@@ -217,3 +217,32 @@ def split_examples(examples: list[Example], fraction: float, seed: int = 0) -> t
     random.Random(seed).shuffle(keys)
     held = set(keys[:max(1, int(round(len(keys) * fraction)))])
     return ([e for e in examples if image_key(e) not in held], [e for e in examples if image_key(e) in held])
+
+
+# Reading captioned images needs no torch: eval retrieval on ONNX Runtime reads them without importing it.
+
+
+def usable_pairs(examples: Sequence[Example], what: str, on_problem: ProblemHandler = raise_problem) -> list[Example]:
+    """Examples with an image and at least one caption; the others are reported and left out."""
+    kept = []
+    for example in examples:
+        if example.image is None:
+            on_problem(Problem(example.where, "has no image path, skipped"))
+        elif not example.texts:
+            on_problem(Problem(example.where, "has no caption (empty or missing), skipped"))
+        else:
+            kept.append(example)
+    return require_examples(kept, what, need_image=True, need_text=True)
+
+
+def load_pairs(path: str | Path, what: str, *, image_column: str = "path",
+               caption_columns: Sequence[str] = ("caption", "captions"), strict: bool = False,
+               on_problem: ProblemHandler = raise_problem) -> list[Example]:
+    """Captioned images from a JSONL or CSV file, one example per image (rows naming the same file, one per
+    caption, are grouped): rows without an image or a caption and images that do not open are reported and
+    left out (``strict``: a bad image stops everything)."""
+    examples = read_examples(path, image_column=image_column, text_columns=tuple(caption_columns),
+                             on_problem=on_problem)
+    pairs = group_by_image(usable_pairs(examples, what, on_problem))
+    checked = check_images(pairs, strict=strict, on_problem=on_problem)
+    return require_examples(checked, what, need_image=True, need_text=True)

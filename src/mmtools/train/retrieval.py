@@ -28,7 +28,7 @@ from torch import nn
 from mmtools.errors import MissingDependencyError, ModelError, ProblemHandler, UsageError, raise_problem
 from mmtools.evaluate.retrieval import RetrievalSet, retrieval_metrics
 from mmtools.text.prepare import TextPreparer, TextRules
-from mmtools.train.data import Example, ExampleDataset
+from mmtools.train.data import Example, ExampleDataset, load_pairs, usable_pairs  # noqa: F401 (moved there)
 from mmtools.train.engine import TrainConfig, Trainer, TrainResult, gather_for_loss, unwrap
 
 LOSSES = ("infonce", "sigmoid")
@@ -429,22 +429,6 @@ def prepare_texts(examples: Sequence[Example], rules: TextRules) -> list[Example
     return [dataclasses.replace(example, texts=[next(prepared) for _ in example.texts]) for example in examples]
 
 
-def usable_pairs(examples: Sequence[Example], what: str, on_problem: ProblemHandler = raise_problem) -> list[Example]:
-    """Examples with an image and at least one caption; the others are reported and left out."""
-    from mmtools.errors import Problem
-    from mmtools.train.data import require_examples
-
-    kept = []
-    for example in examples:
-        if example.image is None:
-            on_problem(Problem(example.where, "has no image path, skipped"))
-        elif not example.texts:
-            on_problem(Problem(example.where, "has no caption (empty or missing), skipped"))
-        else:
-            kept.append(example)
-    return require_examples(kept, what, need_image=True, need_text=True)
-
-
 def train_retrieval(train_examples: Sequence[Example], val_examples: Sequence[Example], options: ModelOptions,
                     config: TrainConfig, output: str | Path, *, resume: bool = False, overwrite: bool = False,
                     run_info: dict[str, Any] | None = None,
@@ -479,21 +463,6 @@ def save_untrained(options: ModelOptions, directory: str | Path) -> Path:
     with atomic_directory(directory) as tmp:
         save_model_dir(built.model.inner, built.model.kind, built, tmp)
     return Path(directory)
-
-
-def load_pairs(path: str | Path, what: str, *, image_column: str = "path",
-               caption_columns: Sequence[str] = ("caption", "captions"), strict: bool = False,
-               on_problem: ProblemHandler = raise_problem) -> list[Example]:
-    """Captioned images from a JSONL or CSV file, one example per image (rows naming the same file, one per
-    caption, are grouped): rows without an image or a caption and images that do not open are reported and
-    left out (``strict``: a bad image stops everything)."""
-    from mmtools.train.data import check_images, group_by_image, read_examples, require_examples
-
-    examples = read_examples(path, image_column=image_column, text_columns=tuple(caption_columns),
-                             on_problem=on_problem)
-    pairs = group_by_image(usable_pairs(examples, what, on_problem))
-    checked = check_images(pairs, strict=strict, on_problem=on_problem)
-    return require_examples(checked, what, need_image=True, need_text=True)
 
 
 def memory_hint(batch_size: int) -> str:
