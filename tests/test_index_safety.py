@@ -145,7 +145,9 @@ def test_a_writer_killed_while_upgrading_a_format_2_index_leaves_it_wholly_old_o
     upgraded = tmp_path / "upgraded"
     shutil.copytree(base, upgraded)
     index_records(generation_records("new"), upgraded / "idx.faiss")
-    assert set(index_files(upgraded)) == expected | {"idx.faiss.segments"}
+    # (SQLite's log may stay beside the metadata until a reader closes: the writer does not checkpoint it.)
+    left = {name for name in index_files(upgraded) if not name.endswith(("-wal", "-shm"))}
+    assert left == expected | {"idx.faiss.segments"}
     # After an upgrade the folder holds the segments folder: compare with that, not the format-2 listing.
     (base / "idx.faiss.segments").mkdir()
     kill_after_every_step(tmp_path, base, kind)

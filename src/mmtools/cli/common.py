@@ -99,6 +99,7 @@ class _StepsHeard:
         else:
             if self.bar is not None:
                 drawn = self.bar.enabled
+                self.bar(1)  # the last step
                 self.bar.close()
                 ProgressBar.active, self.bar = self.outer, None
                 if drawn:
@@ -151,6 +152,7 @@ class ProgressBar:
 
     def close(self) -> None:
         if self._bar is not None:
+            self._bar.refresh()  # the last count is drawn even when it came sooner than tqdm redraws
             self._bar.close()
             self._bar = None
         if ProgressBar.active is self:

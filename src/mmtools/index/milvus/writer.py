@@ -333,8 +333,10 @@ class MilvusWriter:
             raise
         if published:
             self.collection, self._info_changed = physical, False
-            if previous is not None:
-                _drop_quietly(self._client, self.location, previous)  # a later writer sweeps it otherwise
+            if previous is not None and self.location.lite:
+                # Milvus Lite has one process at a time: the old collection can go now. On a server another
+                # writer (or a reader) may still be reading it: a later writer sweeps it once it is stale.
+                _drop_quietly(self._client, self.location, previous)
             return True
         with talking_to(self.location, "dropping an unneeded collection"):
             self._client.drop_collection(physical)
