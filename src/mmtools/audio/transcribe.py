@@ -204,37 +204,10 @@ def _file_id(source: ImageSource) -> str:
 
 def _load(ref: Any, dtype: Any) -> tuple[Any, Any]:
     """Model and processor: from the local cache (or directory) first, from the hub only when that fails
-    and the hub can be reached."""
-    from mmtools.models.hf_dual import _cached_snapshot, check_obtainable, offline_hint, quiet_transformers
+    and the hub can be reached (the dual encoders' loading, with a speech model's parts)."""
+    from mmtools.models.hf_dual import _load as load_model
 
-    if ref.is_local and not os.path.exists(os.path.join(ref.location, "config.json")):
-        raise ModelError(f"model directory {ref.location} has no config.json",
-                         hint="pass a directory written by save_pretrained (a Whisper model and its processor)")
-    check_obtainable(ref)
-    quiet_transformers()
-    snapshot = None if ref.is_local else _cached_snapshot(ref.location)
-    try:
-        return _load_from(ref, snapshot or ref.location, dtype, local_only=True)
-    except ModelError:
-        raise
-    except Exception as exc:  # transformers raises OSError, ValueError, hub errors alike
-        local_error = exc
-    if ref.is_local:
-        raise ModelError(f"model directory {ref.location} cannot be loaded: {_first_line(local_error)}")
-    from mmtools.models.hub import hub_unavailable_reason, quiet_hub
-
-    unavailable = hub_unavailable_reason()
-    if unavailable:
-        raise ModelError(f"model {ref.name} is only partly in the local Hugging Face cache "
-                         f"({_first_line(local_error)}) and {unavailable}", hint=offline_hint(ref.name))
-    quiet_hub()
-    try:
-        return _load_from(ref, ref.location, dtype, local_only=False)
-    except ModelError:
-        raise
-    except Exception as exc:
-        raise ModelError(f"model {ref.name} cannot be downloaded from the Hugging Face hub: "
-                         f"{_first_line(exc)}") from None
+    return load_model(ref, lambda ref, location, local_only: _load_from(ref, location, dtype, local_only))
 
 
 def _load_from(ref: Any, location: str, dtype: Any, local_only: bool) -> tuple[Any, Any]:
@@ -254,7 +227,3 @@ def _load_from(ref: Any, location: str, dtype: Any, local_only: bool) -> tuple[A
         raise ModelError(f"model {ref.name} has no speech processor (feature extractor and tokenizer)")
     model.eval()
     return model, processor
-
-
-def _first_line(exc: BaseException | None) -> str:
-    return str(exc).strip().splitlines()[0] if exc and str(exc).strip() else type(exc).__name__
