@@ -145,6 +145,12 @@ def search_command(
     within: Annotated[float, typer.Option(
         "--within", metavar="SECONDS", min=0.001, help="With --then: first to last step inside this many "
                                                        "seconds (the default of stdin records too).")] = 30.0,
+    folder: Annotated[Optional[str], typer.Option(
+        "--folder", metavar="DIR", help="Search the photos below this folder in one step, with no index to "
+                                        "build: they are embedded and indexed into the folder's own index "
+                                        "(kept in MMTOOLS_CACHE_DIR), brought up to date before each search; "
+                                        "photos encoded before are not encoded again. --model picks the "
+                                        "model [default: MMTOOLS_MODEL, else the default model].")] = None,
 ) -> None:
     """Search an index: one JSONL line per hit with query_id, query, rank, score (or fusion) and the stored record.
 
@@ -158,8 +164,12 @@ def search_command(
     of several indexes fused, has fusion (what it is ranked by) and scores (each ranking's own) instead.
 
     Example: mmtools search "xe hơi màu đỏ" -k 5 --montage hits.png
+
+    Example: mmtools search "xe hơi màu đỏ" --folder ~/Pictures
     """
     with command_session("search") as report:
+        if folder is not None:
+            index, model = [_update_folder(folder, index, model, device, runtime, report)], None
         request, view = request_from_options(
             queries=queries, image=image, k=k, min_score=min_score, index=index, weights=weights, mode=mode,
             where=where, no_restore=no_restore, field=field, lines=lines, model=model, device=device,
@@ -216,17 +226,41 @@ class View:
                 and not self.html and not self.fields and self.device == "auto" and self.runtime == "auto")
 
 
+def _update_folder(folder: str, index, model, device, runtime, report) -> str:
+    """The folder's own index, brought up to date (mmtools.folder_index); its path."""
+    from mmtools.folder_index import update_folder_index
+
+    if index:
+        raise UsageError("--folder searches the folder's own index: leave out --index",
+                         hint="to search an index you built, give --index alone")
+    bar = report.progress("indexing the folder")
+    try:
+        updated = update_folder_index(
+            folder, model=model, device=device, runtime=str(_value(runtime)), on_problem=report.problem,
+            progress=bar, on_wait=lambda: report.info(f"waiting for another mmtools process indexing {folder}"))
+    finally:
+        bar.close()
+    done = updated.summary
+    if done.added or done.replaced or done.removed:
+        report.info(f"{folder}: {done.info.count} photos indexed ({done.added} added, {done.replaced} replaced, "
+                    f"{done.removed} removed) with {updated.model}")
+    return str(updated.path)
+
+
 def _value(option):
     return getattr(option, "value", option)
 
 
 def request_from_options(*, queries, image, k, min_score, index, weights, mode, where, no_restore, field, lines,
                          model, device, runtime, output, output_format, print0, montage, html, group_by, fields,
-                         then, within, edge: Edge):
+                         then, within, edge: Edge, folder=None):
     """The search request and view of these options, as the command line gave them (here, or in the server
-    that parses a forwarded command line with this command's own parser): ``(SearchRequest, View)``."""
+    that parses a forwarded command line with this command's own parser): ``(SearchRequest, View)``.
+    ``folder`` is the command's own to bring up to date first (a server given it declines)."""
     from mmtools.search_plan import DEFAULT_INDEX, SearchRequest
 
+    if folder is not None:
+        raise UsageError("--folder is indexed by the command itself, before the search is planned")
     queries, image, then, where = list(queries or []), list(image or []), list(then or []), list(where or [])
     inputs = None
     if not queries and not image:
