@@ -1,4 +1,4 @@
-"""-o FILE.npy: vectors of large embedding jobs as one NumPy array, the records beside it."""
+"""-o FILE.npy: vectors of large embedding jobs as one NumPy array, the records beside it; -o FILE.parquet."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from mmtools.records import decode_vector, encode_vector
-from mmtools.vector_files import npy_header, records_path, write_npy
+from mmtools.vector_files import PARQUET_ROWS, npy_header, records_path, write_npy, write_parquet
 
 BIN = Path(sys.executable).parent
 
@@ -49,6 +49,34 @@ def test_a_vector_of_another_size_is_refused_and_what_was_there_stays(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.jsonl", "v.npy"]  # no temporaries left
 
 
+def test_parquet_holds_every_record_and_vector_in_order_across_row_groups(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    given = records(PARQUET_ROWS + 3)
+    given[1]["path"] = "photos/a.jpg"
+    given[2]["tags"] = ["biển", "trời"]
+    assert write_parquet(iter(given), tmp_path / "v.parquet") == len(given)
+    table = pq.read_table(tmp_path / "v.parquet")
+    assert table.column_names == ["id", "path", "embedding", "record"]
+    assert pq.ParquetFile(tmp_path / "v.parquet").num_row_groups == 2
+    vectors = np.asarray(table.column("embedding").combine_chunks().flatten()).reshape(len(given), 5)
+    assert np.array_equal(vectors, np.stack([decode_vector(r["embedding"]) for r in given]))
+    assert table.column("id").to_pylist() == [r["id"] for r in given]
+    assert table.column("path").to_pylist()[:3] == [None, "photos/a.jpg", None]
+    rest = [orjson.loads(text) for text in table.column("record").to_pylist()[:3]]
+    assert rest == [{"caption": "ảnh 0"}, {"caption": "ảnh 1"}, {"caption": "ảnh 2", "tags": ["biển", "trời"]}]
+
+
+def test_parquet_refuses_a_vector_of_another_size_and_leaves_what_was_there(tmp_path):
+    pytest.importorskip("pyarrow.parquet")
+    write_parquet(iter(records(3)), tmp_path / "v.parquet")
+    before = (tmp_path / "v.parquet").read_bytes()
+    with pytest.raises(ValueError, match="dimensions"):
+        write_parquet(iter(records(2) + records(2, dim=8)), tmp_path / "v.parquet")
+    assert (tmp_path / "v.parquet").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["v.parquet"]
+    assert write_parquet(iter([]), tmp_path / "empty.parquet") == 0
+
+
 @pytest.mark.slow
 def test_embed_texts_to_npy_gives_the_vectors_jsonl_would(tmp_path, siglip_dir):
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MMTOOLS_MODEL": siglip_dir,
@@ -64,3 +92,11 @@ def test_embed_texts_to_npy_gives_the_vectors_jsonl_would(tmp_path, siglip_dir):
     assert np.allclose(np.load(tmp_path / "v.npy"), expected, atol=1e-6)
     rows = [orjson.loads(line) for line in (tmp_path / "v.jsonl").read_text().splitlines()]
     assert [r["text"] for r in rows] == texts.splitlines() and [r["row"] for r in rows] == [0, 1, 2]
+    to_parquet = subprocess.run(["mmtools", "embed-texts", "--lines", "-o", "v.parquet"], input=texts, cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=600)
+    assert to_parquet.returncode == 0 and to_parquet.stdout == "", to_parquet.stderr
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "v.parquet")
+    vectors = np.asarray(table.column("embedding").combine_chunks().flatten()).reshape(3, -1)
+    assert np.allclose(vectors, expected, atol=1e-6)

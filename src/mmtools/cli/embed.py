@@ -15,7 +15,8 @@ EmbedOutputOption = Annotated[Optional[str], typer.Option(
     "--output", "-o", metavar="PATH", help="Write JSONL here (atomically) instead of standard output. A name "
                                            "ending in .npy gets the vectors as one NumPy float32 array (rows in "
                                            "order) and the records without them, each with its row, in the "
-                                           ".jsonl beside it: for large jobs.")]
+                                           ".jsonl beside it: for large jobs; .parquet gets one Parquet file "
+                                           "(id, path, embedding, record; needs pyarrow).")]
 ShardOption = Annotated[Optional[str], typer.Option(
     "--shard", metavar="I/N", help="Embed only part I of N (I from 0), split by a stable hash of each input's id: "
                                    "N processes with --shard 0/N ... N-1/N together embed everything once.")]
@@ -45,7 +46,8 @@ VECTORS_HINT = ("the vectors are not shown on a terminal: pipe them (e.g. | mmto
 def write_embeddings(records: Iterable[Any], fmt: OutputFormat, output: str | None, columns: list[Column],
                      report: Any) -> None:
     """JSONL records for pipes and files; on a terminal a table a person reads (no vectors) and a hint;
-    ``-o FILE.npy``: the vectors as a NumPy array and the records beside it (FILE.jsonl)."""
+    ``-o FILE.npy``: the vectors as a NumPy array and the records beside it (FILE.jsonl); ``-o FILE.parquet``:
+    one Parquet file (mmtools.vector_files)."""
     if output is not None and output.endswith(".npy"):
         from mmtools.errors import MmtoolsError
         from mmtools.vector_files import records_path, write_npy
@@ -55,6 +57,16 @@ def write_embeddings(records: Iterable[Any], fmt: OutputFormat, output: str | No
         except ValueError as exc:
             raise MmtoolsError(f"{output}: {exc}") from None
         report.info(f"{output}: {count} vectors; their records in {records_path(output)}")
+        return
+    if output is not None and output.endswith(".parquet"):
+        from mmtools.errors import MmtoolsError
+        from mmtools.vector_files import write_parquet
+
+        try:
+            count = write_parquet(records, output)
+        except ValueError as exc:
+            raise MmtoolsError(f"{output}: {exc}") from None
+        report.info(f"{output}: {count} records with their vectors (Parquet)")
         return
     if emit_records(records, fmt, columns=columns, output=output) and fmt == OutputFormat.auto \
             and output in (None, "-") and _on_terminal():
@@ -207,9 +219,9 @@ def embed_texts_command(
 
         from mmtools.cli.output import resolve_format
 
-        # the server has its own runtime, and writes JSONL: a terminal's table and a .npy are written here
+        # the server has its own runtime, and writes JSONL: a terminal's table, .npy and .parquet are written here
         served = device == "auto" and runtime == RuntimeChoice.auto and \
-            resolve_format(fmt, output) == OutputFormat.jsonl and not (output or "").endswith(".npy")
+            resolve_format(fmt, output) == OutputFormat.jsonl and not (output or "").endswith((".npy", ".parquet"))
         written = client.RecordCount()
         if served and client.embed_texts(items, model=model, batch_size=batch_size, output=output,
                                          embedding_format=embedding_format.value, on_problem=report.problem,
