@@ -376,6 +376,23 @@ def test_the_search_mode_and_filters_are_in_the_url_and_an_unaccented_query_is_r
     assert console_errors(browser) == []
 
 
+def test_keyword_mode_switches_the_minimum_similarity_off_and_searches_without_it(site, browser):
+    from urllib.parse import urlencode
+
+    from selenium.webdriver.common.by import By
+
+    browser.get(site["url"] + "/?" + urlencode({"q": "sân bóng chày", "mode": "keyword", "min": "0.5"}))
+    thumbs = wait_for_thumbnails(browser, 1)  # the server would refuse min_score in keyword mode (HTTP 400)
+    assert thumbs[0]["alt"] == site["records"][0]["caption"]  # its OCR text holds the three words
+    assert browser.execute_script("return document.querySelector('#error').hidden")
+    field = browser.find_element(By.ID, "min-score")
+    assert not field.is_enabled() and field.get_attribute("value") == "0.5"
+    browser.execute_script("const m = document.querySelector('#mode'); m.value = 'hybrid';"
+                           "m.dispatchEvent(new Event('change'))")
+    assert field.is_enabled()
+    assert console_errors(browser) == []
+
+
 def test_english_and_a_phone_sized_screen(site, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select

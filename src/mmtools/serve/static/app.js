@@ -10,6 +10,7 @@ const TEXT = {
     queryLabel: "Mô tả ảnh cần tìm", queryPlaceholder: "Tìm ảnh, ví dụ: người đàn ông chơi bóng chày",
     searchButton: "Tìm", byImage: "Hoặc tìm bằng ảnh: chọn hoặc thả ảnh vào đây", chooseImage: "Chọn ảnh…", options: "Tùy chọn",
     index: "Chỉ mục", k: "Số kết quả", minScore: "Độ tương đồng tối thiểu",
+    minScoreKeyword: "Tìm theo từ khoá không dùng độ tương đồng",
     description: "Mô tả", descriptionPlaceholder: "Ví dụ: Phòng trọ rộng, có wifi, gần chợ",
     photo: "Ảnh (không bắt buộc)", tagger: "Bộ gắn nhãn",
     labels: "Nhãn để chấm điểm (phân cách bằng dấu phẩy)", tagButton: "Gắn nhãn",
@@ -39,6 +40,7 @@ const TEXT = {
     queryLabel: "Describe the photo you are looking for", queryPlaceholder: "Search photos, e.g. a man playing baseball",
     searchButton: "Search", byImage: "Or search by image: choose or drop a photo here", chooseImage: "Choose a photo…", options: "Options",
     index: "Index", k: "Results", minScore: "Minimum similarity",
+    minScoreKeyword: "Keyword search has no similarity to bound",
     description: "Description", descriptionPlaceholder: "e.g. Large room with wifi, near the market",
     photo: "Photo (optional)", tagger: "Tagger",
     labels: "Labels to score (comma-separated)", tagButton: "Tag",
@@ -418,6 +420,14 @@ function searchOptions() {
   return { k, min_score: min === "" ? null : Number(min), index, mode: $("#mode").value || null, where };
 }
 
+// Keyword mode has no similarity: the minimum-similarity field is switched off there (it still holds its value,
+// which searches by image and "more like this", always by similarity, keep using).
+function syncMinScore() {
+  const keyword = $("#mode").value === "keyword";
+  $("#min-score").disabled = keyword;
+  $("#min-score").title = keyword ? t("minScoreKeyword") : "";
+}
+
 function writeUrl(params) {
   const url = new URL(location.href);
   url.search = "";
@@ -437,7 +447,9 @@ async function runSearch(kind, value, push = true) {
     let answer, shown;
     if (kind === "text") {
       if (push) writeUrl({ tab: null, q: value, ...common });
-      answer = await postJson("/search", { query: value, ...options });
+      // keyword mode ranks by BM25, which has no similarity to bound: the server refuses min_score there
+      const textOptions = options.mode === "keyword" ? { ...options, min_score: null } : options;
+      answer = await postJson("/search", { query: value, ...textOptions });
       shown = value;
     } else if (kind === "like") {
       if (push) writeUrl({ like: value, ...common });
@@ -558,6 +570,7 @@ function setUpTag() {
     else preview.removeAttribute("src");
   });
   $("#tagger").addEventListener("change", fillTaggersVisibility);
+  $("#mode").addEventListener("change", syncMinScore);
   $("#tag-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     showError(null);
@@ -619,6 +632,7 @@ function fromUrl() {
   $("#min-score").value = params.get("min") || "";
   $("#mode").value = ["vector", "keyword", "hybrid"].includes(params.get("mode")) ? params.get("mode") : "";
   $("#where").value = params.getAll("where").join("\n");
+  syncMinScore();
   if (params.get("index") && state.indexes.some((index) => index.value === params.get("index"))) {
     $("#index").value = params.get("index");
   }
