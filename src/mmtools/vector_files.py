@@ -126,3 +126,20 @@ def write_parquet(records: Iterable[dict[str, Any]], path: str | Path) -> int:
             if writer is not None:
                 writer.close()
     return count
+
+
+WRITERS = {".npy": write_npy, ".parquet": write_parquet}
+
+
+def is_vector_file(path: str | Path | None) -> bool:
+    """Whether ``-o path`` names a vector file (.npy, .parquet) rather than JSONL."""
+    return path is not None and Path(path).suffix.lower() in WRITERS
+
+
+def write_vector_file(records: Iterable[dict[str, Any]], path: str | Path) -> str:
+    """Write the records to the vector file ``path`` names; what was written, in words."""
+    suffix = Path(path).suffix.lower()
+    count = WRITERS[suffix](records, path)
+    if suffix == ".npy":
+        return f"{count} vectors; their records in {records_path(path)}"
+    return f"{count} records with their vectors (Parquet)"

@@ -48,25 +48,17 @@ def write_embeddings(records: Iterable[Any], fmt: OutputFormat, output: str | No
     """JSONL records for pipes and files; on a terminal a table a person reads (no vectors) and a hint;
     ``-o FILE.npy``: the vectors as a NumPy array and the records beside it (FILE.jsonl); ``-o FILE.parquet``:
     one Parquet file (mmtools.vector_files)."""
-    if output is not None and output.endswith(".npy"):
+    from mmtools.vector_files import is_vector_file
+
+    if is_vector_file(output):
         from mmtools.errors import MmtoolsError
-        from mmtools.vector_files import records_path, write_npy
+        from mmtools.vector_files import write_vector_file
 
         try:
-            count = write_npy(records, output)
+            written = write_vector_file(records, output)
         except ValueError as exc:
             raise MmtoolsError(f"{output}: {exc}") from None
-        report.info(f"{output}: {count} vectors; their records in {records_path(output)}")
-        return
-    if output is not None and output.endswith(".parquet"):
-        from mmtools.errors import MmtoolsError
-        from mmtools.vector_files import write_parquet
-
-        try:
-            count = write_parquet(records, output)
-        except ValueError as exc:
-            raise MmtoolsError(f"{output}: {exc}") from None
-        report.info(f"{output}: {count} records with their vectors (Parquet)")
+        report.info(f"{output}: {written}")
         return
     if emit_records(records, fmt, columns=columns, output=output) and fmt == OutputFormat.auto \
             and output in (None, "-") and _on_terminal():
@@ -218,10 +210,11 @@ def embed_texts_command(
         from mmtools.serve import client
 
         from mmtools.cli.output import resolve_format
+        from mmtools.vector_files import is_vector_file
 
         # the server has its own runtime, and writes JSONL: a terminal's table, .npy and .parquet are written here
         served = device == "auto" and runtime == RuntimeChoice.auto and \
-            resolve_format(fmt, output) == OutputFormat.jsonl and not (output or "").endswith((".npy", ".parquet"))
+            resolve_format(fmt, output) == OutputFormat.jsonl and not is_vector_file(output)
         written = client.RecordCount()
         if served and client.embed_texts(items, model=model, batch_size=batch_size, output=output,
                                          embedding_format=embedding_format.value, on_problem=report.problem,
