@@ -1,12 +1,13 @@
 """Decoding videos with PyAV: a fast low-resolution pass over every frame, and full frames at given times.
 
 The analysis pass decodes every frame (a cut is a property of two neighbouring frames) but asks the decoder
-to skip what analysis does not need: the H.264/HEVC loop filter is skipped, FFmpeg decodes on several
-threads, and each frame is scaled down to a small thumbnail by FFmpeg's scaler before it reaches Python.
-Decoding runs on a thread of its own (FFmpeg releases the interpreter while it decodes) while the frames
-already decoded are scored, so the two overlap on a machine with two cores or more. Besides each frame's
-difference from the one before, the pass keeps what gradual transitions are found by (mmtools.video.shots):
-a tiny colour thumbnail of every frame (16 pixels wide) and its mean brightness.
+to skip what analysis does not need: the H.264/HEVC loop filter is skipped, and each frame is scaled down to
+a small thumbnail by FFmpeg's scaler and converted to HSV by Pillow before Python sees it. That runs on a
+thread of its own (FFmpeg and Pillow release the interpreter), a chunk of frames at a time, while the chunks
+already decoded are scored together by numpy (a few array operations per chunk, not per frame), so the two
+overlap on a machine with two cores or more. Besides each frame's difference from the one before, the pass
+keeps what gradual transitions are found by (mmtools.video.shots): a tiny colour thumbnail of every frame
+(16 pixels wide), a grey one (32 wide) and its mean brightness.
 Frames at given times are found by seeking to the keyframe before each time (or decoding on, when the next
 time is close), so a video is decoded at most about once for all its frames.
 
@@ -16,6 +17,7 @@ player's ``#t=`` media fragment means.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from contextlib import closing
@@ -28,7 +30,9 @@ from mmtools.images import ImageDecodeError, stat_image_file
 ANALYSIS_WIDTH = 128  # thumbnails for cut detection: what PySceneDetect's automatic downscaling gives too
 TINY_WIDTH = 16  # colour thumbnails for gradual transitions: block means of the analysis thumbnail
 LUMA_WIDTH = 32  # grey thumbnails for telling camera motion from a change of picture
-QUEUE_FRAMES = 32  # decoded thumbnails waiting to be scored
+CHUNK_FRAMES = 64  # frames decoded before they are scored together (numpy over many frames at once)
+QUEUE_CHUNKS = 2  # chunks waiting to be scored
+HUE_STEPS = 255  # Pillow's hue scale (0-254); OpenCV's, which PySceneDetect's threshold is on, is 0-180
 SEEK_AHEAD_S = 4.0  # a frame this close after the last one decoded is reached by decoding on, not seeking
 
 
@@ -128,32 +132,34 @@ def scan_video(path: str, *, width: int = ANALYSIS_WIDTH) -> Scan:
     container, stream = open_video(path)
     try:
         info = video_info(container, stream)
-        _skip_what_analysis_does_not_need(stream)
+        _decode_for_analysis(stream)
         start = _start(stream)
-        height = max(2, round(width * info.height / max(1, info.width)) // 2 * 2) if info.width else width
-        times: list[float] = []
-        scores: list[float] = []
+        height = round(width * info.height / max(1, info.width)) // 2 * 2 if info.width else width
+        height = max(8, height)  # whole blocks for the grey and tiny thumbnails
+        times: list[Any] = []
+        scores: list[Any] = []
         tiny: list[Any] = []
         luma: list[Any] = []
-        brightness: list[float] = []
+        brightness: list[Any] = []
         previous = None
         damage = None
         try:
-            with closing(_decoded_thumbnails(container, stream, width, height, av)) as thumbnails:
-                for time, small in thumbnails:
-                    hsv = rgb_to_hsv(small)
-                    scores.append(0.0 if previous is None else content_value(previous, hsv))
-                    tiny.append(block_means(small, TINY_WIDTH))
-                    luma.append(block_means(small, LUMA_WIDTH).mean(axis=2).round().astype(np.uint8))
-                    brightness.append(float(hsv[..., 2].mean()))
-                    times.append(time - start)
-                    previous = hsv
+            with closing(_decoded_chunks(container, stream, width, height, av)) as chunks:
+                for chunk_times, rgb, hsv in chunks:
+                    scores.append(content_values(hsv, previous))
+                    tiny_chunk, luma_chunk = thumbnails(rgb)
+                    tiny.append(tiny_chunk)
+                    luma.append(luma_chunk)
+                    brightness.append(hsv[..., 2].reshape(len(hsv), -1).mean(axis=1, dtype=np.float32))
+                    times.append(chunk_times)
+                    previous = hsv[-1]
         except (av.FFmpegError, MemoryError, ValueError) as exc:
-            damage = f"damaged after {format_clock(times[-1]) if times else 'the start'} ({_reason(exc)})"
+            last = format_clock(times[-1][-1] - start) if times else "the start"
+            damage = f"damaged after {last} ({_reason(exc)})"
         if not times:
             raise VideoDecodeError(damage or "no frame could be decoded")
-        scan = Scan(info, np.asarray(times, dtype=np.float64), np.asarray(scores, dtype=np.float32), damage,
-                    np.stack(tiny), np.stack(luma), np.asarray(brightness, dtype=np.float32))
+        scan = Scan(info, np.concatenate(times) - start, np.concatenate(scores), damage, np.concatenate(tiny),
+                    np.concatenate(luma), np.concatenate(brightness))
         if damage is None and info.duration and scan.decoded_duration < info.duration - max(1.0, 2 / info.fps):
             scan.damage = (f"ends at {format_clock(scan.decoded_duration)} but its header says "
                            f"{format_clock(info.duration)} (truncated?)")
@@ -162,39 +168,60 @@ def scan_video(path: str, *, width: int = ANALYSIS_WIDTH) -> Scan:
         container.close()
 
 
-def _decoded_thumbnails(container: Any, stream: Any, width: int, height: int, av: Any
-                        ) -> Iterator[tuple[float, Any]]:
-    """``(frame.time, RGB thumbnail)`` of each frame, decoded and scaled on a thread of its own; a decoding
+def _decoded_chunks(container: Any, stream: Any, width: int, height: int, av: Any
+                    ) -> Iterator[tuple[Any, Any, Any]]:
+    """``(times, RGB thumbnails, HSV thumbnails)`` of up to CHUNK_FRAMES frames at a time, decoded, scaled
+    and converted on a thread of its own (FFmpeg and Pillow let go of the interpreter meanwhile); a decoding
     error is raised here, after the frames before it."""
+    import numpy as np
+    from PIL import Image
+
     done = object()
-    frames: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
+    chunks: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CHUNKS)
     stop = threading.Event()
 
     def put(item: Any) -> None:
         while not stop.is_set():
             try:
-                frames.put(item, timeout=0.1)
+                chunks.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
 
     def decode() -> None:
+        times: list[float] = []
+        rgb: list[Any] = []
+        hsv: list[Any] = []
+
+        def flush() -> None:
+            if times:
+                put((np.asarray(times, dtype=np.float64), np.stack(rgb), np.stack(hsv)))
+                times.clear(), rgb.clear(), hsv.clear()
+
         try:
             for frame in container.decode(stream):
                 if stop.is_set():
                     return
-                if frame.time is not None:
-                    put((frame.time, frame.reformat(width=width, height=height, format="rgb24",
-                                                    interpolation="FAST_BILINEAR").to_ndarray()))
+                if frame.time is None:
+                    continue
+                small = frame.reformat(width=width, height=height, format="rgb24", interpolation="FAST_BILINEAR")
+                picture = small.to_ndarray()
+                times.append(frame.time)
+                rgb.append(picture)
+                hsv.append(np.asarray(Image.fromarray(picture).convert("HSV")))
+                if len(times) == CHUNK_FRAMES:
+                    flush()
         except BaseException as exc:  # raised again in the caller's thread, after the frames before it
+            flush()
             put(exc)
             return
+        flush()
         put(done)
 
     worker = threading.Thread(target=decode, name="mmtools-video-decode", daemon=True)
     worker.start()
     try:
-        while (item := frames.get()) is not done:
+        while (item := chunks.get()) is not done:
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -203,57 +230,75 @@ def _decoded_thumbnails(container: Any, stream: Any, width: int, height: int, av
         worker.join()
 
 
-def block_means(rgb: Any, width: int) -> Any:
-    """An (h, w, 3) uint8 thumbnail shrunk to ``width`` columns (and rows in proportion) by averaging blocks."""
-    import numpy as np
-
-    width = min(width, rgb.shape[1])
-    block = max(1, rgb.shape[1] // width)
-    rows = max(1, rgb.shape[0] // block)
-    cropped = rgb[:rows * block, :width * block].astype(np.float32)
-    return cropped.reshape(rows, block, width, block, 3).mean(axis=(1, 3)).round().astype(np.uint8)
-
-
-def _skip_what_analysis_does_not_need(stream: Any) -> None:
-    # The loop filter only smooths block edges: skipping it costs nothing a thumbnail difference can see.
-    try:
-        stream.codec_context.skip_loop_filter = "ALL"  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, TypeError):
-        try:
-            stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
-        except (AttributeError, ValueError, TypeError):
-            pass
-
-
-def rgb_to_hsv(rgb: Any) -> Any:
-    """An (h, w, 3) uint8 RGB array to float32 HSV on OpenCV's scales (H 0-180, S and V 0-255), as
-    PySceneDetect's content detector sees frames."""
-    import numpy as np
-
-    rgb = rgb.astype(np.float32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    value = np.maximum(np.maximum(r, g), b)  # channel-wise maxima: several times faster than max(axis=2)
-    spread = value - np.minimum(np.minimum(r, g), b)
-    safe = np.where(spread > 0, spread, 1.0)  # grey pixels: hue 0, saturation 0
-    saturation = spread * 255.0 / np.where(value > 0, value, 1.0)
-    hue = np.where(value == r, (g - b) / safe, np.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    hue *= 30.0
-    hue %= 180.0
-    return np.stack([hue, saturation, value], axis=2)
-
-
-def content_value(previous: Any, current: Any) -> float:
-    """Mean absolute difference of H, S and V, averaged over the three (PySceneDetect's ``content_val``).
+def content_values(hsv: Any, previous: Any = None) -> Any:
+    """PySceneDetect's content value of each of a run of HSV thumbnails (frames, h, w, 3; Pillow's uint8
+    scales) against the one before it (``previous`` for the first; 0 without one): the mean absolute
+    difference of H, S and V, averaged over the three, on OpenCV's scales (H 0-180, S and V 0-255).
 
     Hue is an angle: red sits at both ends of its scale, and compression noise on a red area flips it from
-    1 to 179. PySceneDetect takes that as a change of 178 (a false cut on any red shot); here the hue
-    difference goes the short way round the circle."""
+    one end to the other. PySceneDetect takes that as a change of 178 (a false cut on any red shot); here
+    the hue difference goes the short way round the circle."""
     import numpy as np
 
-    difference = np.abs(current - previous)
-    hue = difference[..., 0]
-    difference[..., 0] = np.minimum(hue, 180.0 - hue)
-    return float(difference.mean())
+    if previous is None:
+        before, after, first = hsv[:-1], hsv[1:], np.zeros(min(1, len(hsv)), dtype=np.float32)
+    else:
+        before, after, first = np.concatenate([previous[None], hsv[:-1]]), hsv, np.zeros(0, dtype=np.float32)
+    difference = np.maximum(after, before)
+    difference -= np.minimum(after, before)  # |a - b| in uint8: no wider copy of the frames
+    total = difference.reshape(len(difference), -1).sum(axis=1, dtype=np.int64)
+    hue = difference[..., 0].reshape(len(difference), -1)
+    raw_hue = hue.sum(axis=1, dtype=np.int64)
+    short_hue = np.minimum(hue, HUE_STEPS - hue).sum(axis=1, dtype=np.int64)
+    values = (total - raw_hue + short_hue * (180.0 / HUE_STEPS)) / (3 * max(1, hue.shape[1]))
+    return np.concatenate([first, values.astype(np.float32)])
+
+
+def thumbnails(rgb: Any) -> tuple[Any, Any]:
+    """Tiny colour thumbnails (TINY_WIDTH wide) and grey ones (LUMA_WIDTH wide) of a run of RGB analysis
+    thumbnails (frames, h, w, 3), by averaging blocks of pixels."""
+    import numpy as np
+
+    count, height, width = rgb.shape[:3]
+    block = max(1, width // LUMA_WIDTH)  # blocks of the grey thumbnails; the tiny ones' are twice as wide
+    columns, rows = min(LUMA_WIDTH, width // block), height // block
+    cropped = rgb[:, :rows * block, :columns * block]
+    wide = cropped.reshape(count, rows * block, columns, block, 3)
+    sums = wide[:, :, :, 0].astype(np.uint16)
+    for j in range(1, block):
+        sums += wide[:, :, :, j]
+    tall = sums.reshape(count, rows, block, columns, 3)
+    blocks = tall[:, :, 0].copy()
+    for j in range(1, block):
+        blocks += tall[:, :, j]  # (frames, rows, columns, 3): sums of block x block pixels
+    colour = blocks / float(block * block)
+    luma = colour.round().mean(axis=3).round().astype(np.uint8)
+    half_rows, half_columns = rows // 2, columns // 2
+    pairs = blocks[:, :2 * half_rows, :2 * half_columns].reshape(count, half_rows, 2, half_columns, 2, 3)
+    tiny = (pairs.sum(axis=(2, 4), dtype=np.uint32) / float(4 * block * block)).round().astype(np.uint8)
+    return tiny, luma
+
+
+def _decode_for_analysis(stream: Any) -> None:
+    """Decoder settings for the analysis pass: skip the loop filter (it only smooths block edges, which a
+    thumbnail difference cannot see), and decode on all cores but the one that scores the frames (FFmpeg's
+    frame threads cost a third more processor time each frame, so one core decodes on its own)."""
+    try:
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = max(1, _cores() - 1)
+    except (AttributeError, ValueError, TypeError):
+        pass
+    try:
+        stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
+    except (AttributeError, ValueError, TypeError):
+        pass
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def frame_at(path: str, seconds: float, *, max_pixels: int | None = None, short_side: int | None = None) -> Any:
