@@ -134,8 +134,9 @@ def scan_video(path: str, *, width: int = ANALYSIS_WIDTH) -> Scan:
         info = video_info(container, stream)
         _decode_for_analysis(stream)
         start = _start(stream)
-        height = round(width * info.height / max(1, info.width)) // 2 * 2 if info.width else width
-        height = max(8, height)  # whole blocks for the grey and tiny thumbnails
+        block = max(1, width // TINY_WIDTH)  # the tiny thumbnails' blocks: each frame is whole blocks high
+        height = round(width * info.height / max(1, info.width) / block) * block if info.width else width
+        height = max(block, height)
         times: list[Any] = []
         scores: list[Any] = []
         tiny: list[Any] = []
@@ -145,11 +146,11 @@ def scan_video(path: str, *, width: int = ANALYSIS_WIDTH) -> Scan:
         damage = None
         try:
             with closing(_decoded_chunks(container, stream, width, height, av)) as chunks:
-                for chunk_times, rgb, hsv in chunks:
+                for chunk_times, rgb in chunks:
+                    hsv, grey, small = converted(rgb)
                     scores.append(content_values(hsv, previous))
-                    tiny_chunk, luma_chunk = thumbnails(rgb)
-                    tiny.append(tiny_chunk)
-                    luma.append(luma_chunk)
+                    tiny.append(small)
+                    luma.append(grey)
                     brightness.append(hsv[..., 2].reshape(len(hsv), -1).mean(axis=1, dtype=np.float32))
                     times.append(chunk_times)
                     previous = hsv[-1]
@@ -169,12 +170,11 @@ def scan_video(path: str, *, width: int = ANALYSIS_WIDTH) -> Scan:
 
 
 def _decoded_chunks(container: Any, stream: Any, width: int, height: int, av: Any
-                    ) -> Iterator[tuple[Any, Any, Any]]:
-    """``(times, RGB thumbnails, HSV thumbnails)`` of up to CHUNK_FRAMES frames at a time, decoded, scaled
-    and converted on a thread of its own (FFmpeg and Pillow let go of the interpreter meanwhile); a decoding
+                    ) -> Iterator[tuple[Any, Any]]:
+    """``(times, RGB thumbnails)`` of up to CHUNK_FRAMES frames at a time (frames, height, width, 3),
+    decoded and scaled on a thread of its own (FFmpeg lets go of the interpreter meanwhile); a decoding
     error is raised here, after the frames before it."""
     import numpy as np
-    from PIL import Image
 
     done = object()
     chunks: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CHUNKS)
@@ -191,12 +191,11 @@ def _decoded_chunks(container: Any, stream: Any, width: int, height: int, av: An
     def decode() -> None:
         times: list[float] = []
         rgb: list[Any] = []
-        hsv: list[Any] = []
 
         def flush() -> None:
             if times:
-                put((np.asarray(times, dtype=np.float64), np.stack(rgb), np.stack(hsv)))
-                times.clear(), rgb.clear(), hsv.clear()
+                put((np.asarray(times, dtype=np.float64), np.stack(rgb)))
+                times.clear(), rgb.clear()
 
         try:
             for frame in container.decode(stream):
@@ -204,11 +203,9 @@ def _decoded_chunks(container: Any, stream: Any, width: int, height: int, av: An
                     return
                 if frame.time is None:
                     continue
-                small = frame.reformat(width=width, height=height, format="rgb24", interpolation="FAST_BILINEAR")
-                picture = small.to_ndarray()
                 times.append(frame.time)
-                rgb.append(picture)
-                hsv.append(np.asarray(Image.fromarray(picture).convert("HSV")))
+                rgb.append(frame.reformat(width=width, height=height, format="rgb24",
+                                          interpolation="FAST_BILINEAR").to_ndarray())
                 if len(times) == CHUNK_FRAMES:
                     flush()
         except BaseException as exc:  # raised again in the caller's thread, after the frames before it
@@ -254,29 +251,24 @@ def content_values(hsv: Any, previous: Any = None) -> Any:
     return np.concatenate([first, values.astype(np.float32)])
 
 
-def thumbnails(rgb: Any) -> tuple[Any, Any]:
-    """Tiny colour thumbnails (TINY_WIDTH wide) and grey ones (LUMA_WIDTH wide) of a run of RGB analysis
-    thumbnails (frames, h, w, 3), by averaging blocks of pixels."""
+def converted(rgb: Any) -> tuple[Any, Any, Any]:
+    """A run of RGB analysis thumbnails (frames, h, w, 3; h a multiple of w // TINY_WIDTH) as HSV on
+    Pillow's uint8 scales, as grey thumbnails LUMA_WIDTH wide and as tiny colour ones TINY_WIDTH wide (both
+    means of blocks of pixels). Pillow does each in C over the whole run at once, seen as one tall picture
+    (blocks never straddle two frames), with the interpreter let go."""
     import numpy as np
+    from PIL import Image
 
     count, height, width = rgb.shape[:3]
-    block = max(1, width // LUMA_WIDTH)  # blocks of the grey thumbnails; the tiny ones' are twice as wide
-    columns, rows = min(LUMA_WIDTH, width // block), height // block
-    cropped = rgb[:, :rows * block, :columns * block]
-    wide = cropped.reshape(count, rows * block, columns, block, 3)
-    sums = wide[:, :, :, 0].astype(np.uint16)
-    for j in range(1, block):
-        sums += wide[:, :, :, j]
-    tall = sums.reshape(count, rows, block, columns, 3)
-    blocks = tall[:, :, 0].copy()
-    for j in range(1, block):
-        blocks += tall[:, :, j]  # (frames, rows, columns, 3): sums of block x block pixels
-    colour = blocks / float(block * block)
-    luma = colour.round().mean(axis=3).round().astype(np.uint8)
-    half_rows, half_columns = rows // 2, columns // 2
-    pairs = blocks[:, :2 * half_rows, :2 * half_columns].reshape(count, half_rows, 2, half_columns, 2, 3)
-    tiny = (pairs.sum(axis=(2, 4), dtype=np.uint32) / float(4 * block * block)).round().astype(np.uint8)
-    return tiny, luma
+    tall = Image.frombuffer("RGB", (width, count * height), np.ascontiguousarray(rgb), "raw", "RGB", 0, 1)
+    hsv = np.asarray(tall.convert("HSV")).reshape(rgb.shape)
+    shrunk = []
+    for columns in (LUMA_WIDTH, TINY_WIDTH):
+        block = max(1, width // columns)
+        shrunk.append(np.asarray(tall.reduce(block)).reshape(count, -1, -(-width // block), 3))
+    colour, tiny = shrunk
+    grey = ((colour.sum(axis=3, dtype=np.uint16) * 2 + 3) // 6).astype(np.uint8)  # channels' mean, rounded
+    return hsv, grey, tiny
 
 
 def _decode_for_analysis(stream: Any) -> None:
