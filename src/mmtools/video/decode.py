@@ -243,11 +243,11 @@ def content_values(hsv: Any, previous: Any = None) -> Any:
         before, after, first = np.concatenate([previous[None], hsv[:-1]]), hsv, np.zeros(0, dtype=np.float32)
     difference = np.maximum(after, before)
     difference -= np.minimum(after, before)  # |a - b| in uint8: no wider copy of the frames
-    total = difference.reshape(len(difference), -1).sum(axis=1, dtype=np.int64)
-    hue = difference[..., 0].reshape(len(difference), -1)
-    raw_hue = hue.sum(axis=1, dtype=np.int64)
-    short_hue = np.minimum(hue, HUE_STEPS - hue).sum(axis=1, dtype=np.int64)
-    values = (total - raw_hue + short_hue * (180.0 / HUE_STEPS)) / (3 * max(1, hue.shape[1]))
+    hue = difference[..., 0]
+    np.minimum(hue, HUE_STEPS - hue, out=hue)
+    total = np.add.reduce(difference.reshape(len(difference), -1), axis=1, dtype=np.uint32)
+    hue_total = np.add.reduce(hue.reshape(len(hue), -1), axis=1, dtype=np.uint32)
+    values = (total - hue_total * (1 - 180.0 / HUE_STEPS)) / (3 * max(1, hue[0].size))
     return np.concatenate([first, values.astype(np.float32)])
 
 
@@ -281,7 +281,9 @@ def _decode_for_analysis(stream: Any) -> None:
     except (AttributeError, ValueError, TypeError):
         pass
     try:
-        stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
+        # "fast": the decoder's shortcuts that are allowed to differ from the standard (invisible here)
+        stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all",
+                                        "flags2": "+fast"}
     except (AttributeError, ValueError, TypeError):
         pass
 
