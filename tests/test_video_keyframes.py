@@ -93,6 +93,20 @@ def test_frames_at_gives_the_frame_showing_at_each_time(clips):
     assert isinstance(late[0], VideoDecodeError)
 
 
+def test_frames_at_skips_no_frame_it_was_asked_for(clips):
+    """Far from the next time wanted, frames no other frame refers to are not decoded (H.264's B-frames):
+    every frame asked for is still the exact one, close together or far apart, after a seek or not."""
+    import av
+
+    for clip in clips[:2]:  # H.264 with B-frames, MPEG-4
+        with av.open(str(clip.path)) as container:
+            every = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        wanted = [1, 2, 29, 60, 61, 90, len(every) - 2, len(every) - 1]
+        got = dict(frames_at(str(clip.path), [0.04 * frame for frame in wanted]))
+        for position, frame in enumerate(wanted):
+            assert np.array_equal(np.asarray(got[position]), every[frame]), (clip.path.name, frame)
+
+
 def test_cli_names_bad_videos_and_keeps_the_keyframes_before_damage(tmp_path):
     good = write_video(tmp_path / "good.mp4", [30, 30])
     whole = write_video(tmp_path / "whole.mkv", [30, 30, 30, 30])

@@ -33,6 +33,7 @@ LUMA_WIDTH = 32  # grey thumbnails for telling camera motion from a change of pi
 CHUNK_FRAMES = 64  # frames decoded before they are scored together (numpy over many frames at once)
 QUEUE_CHUNKS = 2  # chunks waiting to be scored
 HUE_STEPS = 255  # Pillow's hue scale (0-254); OpenCV's, which PySceneDetect's threshold is on, is 0-180
+REORDER_FRAMES = 18  # frames H.264 may decode ahead of the one it outputs: 16 B-frames, and 2 to spare
 SEEK_AHEAD_S = 4.0  # a frame this close after the last one decoded is reached by decoding on, not seeking
 
 
@@ -309,7 +310,8 @@ def frame_at(path: str, seconds: float, *, max_pixels: int | None = None, short_
 def frames_at(path: str, times: Sequence[float], *, short_side: int | None = None, max_pixels: int | None = None
               ) -> Iterator[tuple[int, Any]]:
     """``(i, RGB PIL image)`` for each ``times[i]``, in time order, decoded in one pass over the video:
-    seeking to the keyframe before a time only when it is far ahead of the last frame decoded.
+    seeking to the keyframe before a time only when it is far ahead of the last frame decoded, and far from
+    the next time skipping the frames no other frame refers to.
 
     Each image is the frame showing at that time (the last one starting at or before it, within half a
     frame). ``short_side``: frames larger than twice that are scaled down to it (the model shrinks them
@@ -324,6 +326,10 @@ def frames_at(path: str, times: Sequence[float], *, short_side: int | None = Non
         if max_pixels is not None and info.width * info.height > max_pixels:
             raise VideoDecodeError(f"video frames are over the limit of {max_pixels:,} pixels")
         start, tolerance = _start(stream), 0.5 / info.fps
+        # Frames far before the next time wanted are decoded only where later frames need them: a frame no
+        # other refers to is skipped (about half of an H.264 stream's). Frames are decoded a few behind the
+        # packets fed in (threads, B-frame reordering): full decoding resumes that far before the time.
+        near = (_cores() + REORDER_FRAMES) / info.fps
         frames: Iterator[Any] | None = None
         current: tuple[Any, float] | None = None  # the last frame starting at or before the previous time
         ahead: tuple[Any, float] | None = None  # decoded, starts after the previous time
@@ -337,6 +343,8 @@ def frames_at(path: str, times: Sequence[float], *, short_side: int | None = Non
             try:
                 while True:
                     if ahead is None:
+                        # (after a seek, not before the first frame says how far the time is)
+                        _skip_unreferenced(stream, current is not None and target - current[1] > near)
                         ahead = next(frames)
                     if ahead[1] > target + tolerance:
                         break
@@ -354,6 +362,13 @@ def frames_at(path: str, times: Sequence[float], *, short_side: int | None = Non
                 f"has no frame at {format_clock(target)} (past its end, or damaged before it)"))
     finally:
         container.close()
+
+
+def _skip_unreferenced(stream: Any, skip: bool) -> None:
+    try:
+        stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+    except (AttributeError, ValueError, TypeError):
+        pass
 
 
 def _timed_frames(frames: Iterator[Any], start: float) -> Iterator[tuple[Any, float]]:
