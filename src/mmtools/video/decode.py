@@ -242,6 +242,8 @@ def content_values(hsv: Any, previous: Any = None) -> Any:
         before, after, first = hsv[:-1], hsv[1:], np.zeros(min(1, len(hsv)), dtype=np.float32)
     else:
         before, after, first = np.concatenate([previous[None], hsv[:-1]]), hsv, np.zeros(0, dtype=np.float32)
+    if not len(after):  # a single frame: nothing before it
+        return first
     difference = np.maximum(after, before)
     difference -= np.minimum(after, before)  # |a - b| in uint8: no wider copy of the frames
     hue = difference[..., 0]
