@@ -2,12 +2,12 @@
 
 The analysis pass decodes every frame (a cut is a property of two neighbouring frames) but asks the decoder
 to skip what analysis does not need: the H.264/HEVC loop filter is skipped, and each frame is scaled down to
-a small thumbnail by FFmpeg's scaler and converted to HSV by Pillow before Python sees it. That runs on a
-thread of its own (FFmpeg and Pillow release the interpreter), a chunk of frames at a time, while the chunks
-already decoded are scored together by numpy (a few array operations per chunk, not per frame), so the two
-overlap on a machine with two cores or more. Besides each frame's difference from the one before, the pass
-keeps what gradual transitions are found by (mmtools.video.shots): a tiny colour thumbnail of every frame
-(16 pixels wide), a grey one (32 wide) and its mean brightness.
+a small thumbnail by FFmpeg's scaler before it reaches Python. Decoding runs on a thread of its own, a chunk of
+frames at a time, while the chunks already decoded are converted to HSV and shrunk by Pillow (in C, a chunk in
+one call) and scored by numpy (a few array operations per chunk, not per frame); FFmpeg and Pillow release the
+interpreter, so the two threads overlap on a machine with two cores or more. Besides each frame's difference
+from the one before, the pass keeps what gradual transitions are found by (mmtools.video.shots): a tiny colour
+thumbnail of every frame (16 pixels wide), a grey one (32 wide) and its mean brightness.
 Frames at given times are found by seeking to the keyframe before each time (or decoding on, when the next
 time is close), so a video is decoded at most about once for all its frames.
 
