@@ -45,6 +45,31 @@ def test_hard_cuts_are_found_and_motion_is_not_a_cut(clips):
     assert np.mean(scores) >= 0.95 and min(scores) >= 0.8, scores
 
 
+def test_the_scan_does_not_depend_on_how_frames_are_chunked(tmp_path, monkeypatch):
+    """Frames are scored a chunk at a time: a frame's score against the one before it is the same whether
+    the two fall in one chunk or two, for a tall picture (4:3) and a wide one alike."""
+    import mmtools.video.decode as decode
+
+    for width, height in ((128, 96), (240, 100)):
+        clip = write_video(tmp_path / f"chunks{width}.mp4", [20, 25, 19], width=width, height=height, pan=6.0)
+        whole = scan_video(str(clip.path))
+        assert len(whole.times) == clip.frames and whole.scores[0] == 0
+        assert whole.tiny.shape[2] == 16 and whole.luma.shape[2] == 32
+        for size in (1, 7):
+            monkeypatch.setattr(decode, "CHUNK_FRAMES", size)
+            chunked = scan_video(str(clip.path))
+            for field in ("times", "scores", "tiny", "luma", "brightness"):
+                assert np.array_equal(getattr(chunked, field), getattr(whole, field)), (width, size, field)
+        monkeypatch.undo()
+        assert detect_cuts(whole.scores) == clip.cuts
+
+
+def test_a_single_frame_video_is_one_shot_with_its_keyframe(tmp_path):
+    clip = write_video(tmp_path / "one.mp4", [1])
+    records, damage = video_keyframes(ImageSource("one.mp4", str(clip.path), {"path": "one.mp4"}))
+    assert damage is None and [(r["frame"], r["shot"]) for r in records] == [(0, 0)]
+
+
 def test_a_long_moving_shot_is_one_shot(tmp_path):
     clip = write_video(tmp_path / "pan.mp4", [120], pan=6.0)
     scan = scan_video(str(clip.path))
@@ -91,6 +116,20 @@ def test_frames_at_gives_the_frame_showing_at_each_time(clips):
         assert np.array_equal(np.asarray(got[position]), every[frame]), position
     late = dict(frames_at(str(clip.path), [clip.frames / 25 + 5]))
     assert isinstance(late[0], VideoDecodeError)
+
+
+def test_frames_at_skips_no_frame_it_was_asked_for(clips):
+    """Far from the next time wanted, frames no other frame refers to are not decoded (H.264's B-frames):
+    every frame asked for is still the exact one, close together or far apart, after a seek or not."""
+    import av
+
+    for clip in clips[:2]:  # H.264 with B-frames, MPEG-4
+        with av.open(str(clip.path)) as container:
+            every = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        wanted = [1, 2, 29, 60, 61, 90, len(every) - 2, len(every) - 1]
+        got = dict(frames_at(str(clip.path), [0.04 * frame for frame in wanted]))
+        for position, frame in enumerate(wanted):
+            assert np.array_equal(np.asarray(got[position]), every[frame]), (clip.path.name, frame)
 
 
 def test_cli_names_bad_videos_and_keeps_the_keyframes_before_damage(tmp_path):

@@ -95,7 +95,8 @@ def test_moments_in_a_table_csv_montage_and_grouped(library, monkeypatch):
     assert "videos/ab.mp4 00:00" in table.stdout and "videos/ba.mp4 00:01" in table.stdout
     csv = runner.invoke(app, ["search", "--image", f"stills/{A}.png", "-k", "2", "--format", "csv",
                               "--fields", "path,frame"])
-    assert csv.stdout.splitlines() == ["videos/ab.mp4,15", "videos/ba.mp4,45"]
+    # both frames show the still's very picture (scene A, 15 frames in): their scores tie up to compression
+    assert sorted(csv.stdout.splitlines()) == ["videos/ab.mp4,15", "videos/ba.mp4,45"]
     grouped = runner.invoke(app, ["search", "--image", f"stills/{B}.png", "-k", "2", "--group-by", "video"])
     assert sorted(h["path"] for h in records(grouped.stdout)) == ["videos/ab.mp4", "videos/ba.mp4"]
     assert [h["rank"] for h in records(grouped.stdout)] == [1, 2]

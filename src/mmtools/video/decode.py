@@ -1,12 +1,13 @@
 """Decoding videos with PyAV: a fast low-resolution pass over every frame, and full frames at given times.
 
 The analysis pass decodes every frame (a cut is a property of two neighbouring frames) but asks the decoder
-to skip what analysis does not need: the H.264/HEVC loop filter is skipped, FFmpeg decodes on several
-threads, and each frame is scaled down to a small thumbnail by FFmpeg's scaler before it reaches Python.
-Decoding runs on a thread of its own (FFmpeg releases the interpreter while it decodes) while the frames
-already decoded are scored, so the two overlap on a machine with two cores or more. Besides each frame's
-difference from the one before, the pass keeps what gradual transitions are found by (mmtools.video.shots):
-a tiny colour thumbnail of every frame (16 pixels wide) and its mean brightness.
+to skip what analysis does not need: the H.264/HEVC loop filter is skipped, and each frame is scaled down to
+a small thumbnail by FFmpeg's scaler before it reaches Python. Decoding runs on a thread of its own, a chunk of
+frames at a time, while the chunks already decoded are converted to HSV and shrunk by Pillow (in C, a chunk in
+one call) and scored by numpy (a few array operations per chunk, not per frame); FFmpeg and Pillow release the
+interpreter, so the two threads overlap on a machine with two cores or more. Besides each frame's difference
+from the one before, the pass keeps what gradual transitions are found by (mmtools.video.shots): a tiny colour
+thumbnail of every frame (16 pixels wide), a grey one (32 wide) and its mean brightness.
 Frames at given times are found by seeking to the keyframe before each time (or decoding on, when the next
 time is close), so a video is decoded at most about once for all its frames.
 
@@ -16,6 +17,7 @@ player's ``#t=`` media fragment means.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from contextlib import closing
@@ -28,7 +30,10 @@ from mmtools.images import ImageDecodeError, stat_image_file
 ANALYSIS_WIDTH = 128  # thumbnails for cut detection: what PySceneDetect's automatic downscaling gives too
 TINY_WIDTH = 16  # colour thumbnails for gradual transitions: block means of the analysis thumbnail
 LUMA_WIDTH = 32  # grey thumbnails for telling camera motion from a change of picture
-QUEUE_FRAMES = 32  # decoded thumbnails waiting to be scored
+CHUNK_FRAMES = 64  # frames decoded before they are scored together (numpy over many frames at once)
+QUEUE_CHUNKS = 2  # chunks waiting to be scored
+HUE_STEPS = 255  # Pillow's hue scale (0-254); OpenCV's, which PySceneDetect's threshold is on, is 0-180
+REORDER_FRAMES = 18  # frames H.264 may decode ahead of the one it outputs: 16 B-frames, and 2 to spare
 SEEK_AHEAD_S = 4.0  # a frame this close after the last one decoded is reached by decoding on, not seeking
 
 
@@ -128,32 +133,35 @@ def scan_video(path: str, *, width: int = ANALYSIS_WIDTH) -> Scan:
     container, stream = open_video(path)
     try:
         info = video_info(container, stream)
-        _skip_what_analysis_does_not_need(stream)
+        _decode_for_analysis(stream)
         start = _start(stream)
-        height = max(2, round(width * info.height / max(1, info.width)) // 2 * 2) if info.width else width
-        times: list[float] = []
-        scores: list[float] = []
+        block = max(1, width // TINY_WIDTH)  # the tiny thumbnails' blocks: each frame is whole blocks high
+        height = round(width * info.height / max(1, info.width) / block) * block if info.width else width
+        height = max(block, height)
+        times: list[Any] = []
+        scores: list[Any] = []
         tiny: list[Any] = []
         luma: list[Any] = []
-        brightness: list[float] = []
+        brightness: list[Any] = []
         previous = None
         damage = None
         try:
-            with closing(_decoded_thumbnails(container, stream, width, height, av)) as thumbnails:
-                for time, small in thumbnails:
-                    hsv = rgb_to_hsv(small)
-                    scores.append(0.0 if previous is None else content_value(previous, hsv))
-                    tiny.append(block_means(small, TINY_WIDTH))
-                    luma.append(block_means(small, LUMA_WIDTH).mean(axis=2).round().astype(np.uint8))
-                    brightness.append(float(hsv[..., 2].mean()))
-                    times.append(time - start)
-                    previous = hsv
+            with closing(_decoded_chunks(container, stream, width, height, av)) as chunks:
+                for chunk_times, rgb in chunks:
+                    hsv, grey, small = converted(rgb)
+                    scores.append(content_values(hsv, previous))
+                    tiny.append(small)
+                    luma.append(grey)
+                    brightness.append(hsv[..., 2].reshape(len(hsv), -1).mean(axis=1, dtype=np.float32))
+                    times.append(chunk_times)
+                    previous = hsv[-1]
         except (av.FFmpegError, MemoryError, ValueError) as exc:
-            damage = f"damaged after {format_clock(times[-1]) if times else 'the start'} ({_reason(exc)})"
+            last = format_clock(times[-1][-1] - start) if times else "the start"
+            damage = f"damaged after {last} ({_reason(exc)})"
         if not times:
             raise VideoDecodeError(damage or "no frame could be decoded")
-        scan = Scan(info, np.asarray(times, dtype=np.float64), np.asarray(scores, dtype=np.float32), damage,
-                    np.stack(tiny), np.stack(luma), np.asarray(brightness, dtype=np.float32))
+        scan = Scan(info, np.concatenate(times) - start, np.concatenate(scores), damage, np.concatenate(tiny),
+                    np.concatenate(luma), np.concatenate(brightness))
         if damage is None and info.duration and scan.decoded_duration < info.duration - max(1.0, 2 / info.fps):
             scan.damage = (f"ends at {format_clock(scan.decoded_duration)} but its header says "
                            f"{format_clock(info.duration)} (truncated?)")
@@ -162,39 +170,56 @@ def scan_video(path: str, *, width: int = ANALYSIS_WIDTH) -> Scan:
         container.close()
 
 
-def _decoded_thumbnails(container: Any, stream: Any, width: int, height: int, av: Any
-                        ) -> Iterator[tuple[float, Any]]:
-    """``(frame.time, RGB thumbnail)`` of each frame, decoded and scaled on a thread of its own; a decoding
+def _decoded_chunks(container: Any, stream: Any, width: int, height: int, av: Any
+                    ) -> Iterator[tuple[Any, Any]]:
+    """``(times, RGB thumbnails)`` of up to CHUNK_FRAMES frames at a time (frames, height, width, 3),
+    decoded and scaled on a thread of its own (FFmpeg lets go of the interpreter meanwhile); a decoding
     error is raised here, after the frames before it."""
+    import numpy as np
+
     done = object()
-    frames: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_FRAMES)
+    chunks: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_CHUNKS)
     stop = threading.Event()
 
     def put(item: Any) -> None:
         while not stop.is_set():
             try:
-                frames.put(item, timeout=0.1)
+                chunks.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
 
     def decode() -> None:
+        times: list[float] = []
+        rgb: list[Any] = []
+
+        def flush() -> None:
+            if times:
+                put((np.asarray(times, dtype=np.float64), np.stack(rgb)))
+                times.clear(), rgb.clear()
+
         try:
             for frame in container.decode(stream):
                 if stop.is_set():
                     return
-                if frame.time is not None:
-                    put((frame.time, frame.reformat(width=width, height=height, format="rgb24",
-                                                    interpolation="FAST_BILINEAR").to_ndarray()))
+                if frame.time is None:
+                    continue
+                times.append(frame.time)
+                rgb.append(frame.reformat(width=width, height=height, format="rgb24",
+                                          interpolation="FAST_BILINEAR").to_ndarray())
+                if len(times) == CHUNK_FRAMES:
+                    flush()
         except BaseException as exc:  # raised again in the caller's thread, after the frames before it
+            flush()
             put(exc)
             return
+        flush()
         put(done)
 
     worker = threading.Thread(target=decode, name="mmtools-video-decode", daemon=True)
     worker.start()
     try:
-        while (item := frames.get()) is not done:
+        while (item := chunks.get()) is not done:
             if isinstance(item, BaseException):
                 raise item
             yield item
@@ -203,57 +228,74 @@ def _decoded_thumbnails(container: Any, stream: Any, width: int, height: int, av
         worker.join()
 
 
-def block_means(rgb: Any, width: int) -> Any:
-    """An (h, w, 3) uint8 thumbnail shrunk to ``width`` columns (and rows in proportion) by averaging blocks."""
-    import numpy as np
-
-    width = min(width, rgb.shape[1])
-    block = max(1, rgb.shape[1] // width)
-    rows = max(1, rgb.shape[0] // block)
-    cropped = rgb[:rows * block, :width * block].astype(np.float32)
-    return cropped.reshape(rows, block, width, block, 3).mean(axis=(1, 3)).round().astype(np.uint8)
-
-
-def _skip_what_analysis_does_not_need(stream: Any) -> None:
-    # The loop filter only smooths block edges: skipping it costs nothing a thumbnail difference can see.
-    try:
-        stream.codec_context.skip_loop_filter = "ALL"  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, TypeError):
-        try:
-            stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all"}
-        except (AttributeError, ValueError, TypeError):
-            pass
-
-
-def rgb_to_hsv(rgb: Any) -> Any:
-    """An (h, w, 3) uint8 RGB array to float32 HSV on OpenCV's scales (H 0-180, S and V 0-255), as
-    PySceneDetect's content detector sees frames."""
-    import numpy as np
-
-    rgb = rgb.astype(np.float32)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    value = np.maximum(np.maximum(r, g), b)  # channel-wise maxima: several times faster than max(axis=2)
-    spread = value - np.minimum(np.minimum(r, g), b)
-    safe = np.where(spread > 0, spread, 1.0)  # grey pixels: hue 0, saturation 0
-    saturation = spread * 255.0 / np.where(value > 0, value, 1.0)
-    hue = np.where(value == r, (g - b) / safe, np.where(value == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-    hue *= 30.0
-    hue %= 180.0
-    return np.stack([hue, saturation, value], axis=2)
-
-
-def content_value(previous: Any, current: Any) -> float:
-    """Mean absolute difference of H, S and V, averaged over the three (PySceneDetect's ``content_val``).
+def content_values(hsv: Any, previous: Any = None) -> Any:
+    """PySceneDetect's content value of each of a run of HSV thumbnails (frames, h, w, 3; Pillow's uint8
+    scales) against the one before it (``previous`` for the first; 0 without one): the mean absolute
+    difference of H, S and V, averaged over the three, on OpenCV's scales (H 0-180, S and V 0-255).
 
     Hue is an angle: red sits at both ends of its scale, and compression noise on a red area flips it from
-    1 to 179. PySceneDetect takes that as a change of 178 (a false cut on any red shot); here the hue
-    difference goes the short way round the circle."""
+    one end to the other. PySceneDetect takes that as a change of 178 (a false cut on any red shot); here
+    the hue difference goes the short way round the circle."""
     import numpy as np
 
-    difference = np.abs(current - previous)
+    if previous is None:
+        before, after, first = hsv[:-1], hsv[1:], np.zeros(min(1, len(hsv)), dtype=np.float32)
+    else:
+        before, after, first = np.concatenate([previous[None], hsv[:-1]]), hsv, np.zeros(0, dtype=np.float32)
+    if not len(after):  # a single frame: nothing before it
+        return first
+    difference = np.maximum(after, before)
+    difference -= np.minimum(after, before)  # |a - b| in uint8: no wider copy of the frames
     hue = difference[..., 0]
-    difference[..., 0] = np.minimum(hue, 180.0 - hue)
-    return float(difference.mean())
+    np.minimum(hue, HUE_STEPS - hue, out=hue)
+    total = np.add.reduce(difference.reshape(len(difference), -1), axis=1, dtype=np.uint32)
+    hue_total = np.add.reduce(hue.reshape(len(hue), -1), axis=1, dtype=np.uint32)
+    values = (total - hue_total * (1 - 180.0 / HUE_STEPS)) / (3 * max(1, hue[0].size))
+    return np.concatenate([first, values.astype(np.float32)])
+
+
+def converted(rgb: Any) -> tuple[Any, Any, Any]:
+    """A run of RGB analysis thumbnails (frames, h, w, 3; h a multiple of w // TINY_WIDTH) as HSV on
+    Pillow's uint8 scales, as grey thumbnails LUMA_WIDTH wide and as tiny colour ones TINY_WIDTH wide (both
+    means of blocks of pixels). Pillow does each in C over the whole run at once, seen as one tall picture
+    (blocks never straddle two frames), with the interpreter let go."""
+    import numpy as np
+    from PIL import Image
+
+    count, height, width = rgb.shape[:3]
+    tall = Image.frombuffer("RGB", (width, count * height), np.ascontiguousarray(rgb), "raw", "RGB", 0, 1)
+    hsv = np.asarray(tall.convert("HSV")).reshape(rgb.shape)
+    shrunk = []
+    for columns in (LUMA_WIDTH, TINY_WIDTH):
+        block = max(1, width // columns)
+        shrunk.append(np.asarray(tall.reduce(block)).reshape(count, -1, -(-width // block), 3))
+    colour, tiny = shrunk
+    grey = ((colour.sum(axis=3, dtype=np.uint16) * 2 + 3) // 6).astype(np.uint8)  # channels' mean, rounded
+    return hsv, grey, tiny
+
+
+def _decode_for_analysis(stream: Any) -> None:
+    """Decoder settings for the analysis pass: skip the loop filter (it only smooths block edges, which a
+    thumbnail difference cannot see), and decode on all cores but the one that scores the frames (FFmpeg's
+    frame threads cost a third more processor time each frame, so one core decodes on its own)."""
+    try:
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = max(1, _cores() - 1)
+    except (AttributeError, ValueError, TypeError):
+        pass
+    try:
+        # "fast": the decoder's shortcuts that are allowed to differ from the standard (invisible here)
+        stream.codec_context.options = {**stream.codec_context.options, "skip_loop_filter": "all",
+                                        "flags2": "+fast"}
+    except (AttributeError, ValueError, TypeError):
+        pass
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def frame_at(path: str, seconds: float, *, max_pixels: int | None = None, short_side: int | None = None) -> Any:
@@ -270,7 +312,8 @@ def frame_at(path: str, seconds: float, *, max_pixels: int | None = None, short_
 def frames_at(path: str, times: Sequence[float], *, short_side: int | None = None, max_pixels: int | None = None
               ) -> Iterator[tuple[int, Any]]:
     """``(i, RGB PIL image)`` for each ``times[i]``, in time order, decoded in one pass over the video:
-    seeking to the keyframe before a time only when it is far ahead of the last frame decoded.
+    seeking to the keyframe before a time only when it is far ahead of the last frame decoded, and far from
+    the next time skipping the frames no other frame refers to.
 
     Each image is the frame showing at that time (the last one starting at or before it, within half a
     frame). ``short_side``: frames larger than twice that are scaled down to it (the model shrinks them
@@ -285,6 +328,10 @@ def frames_at(path: str, times: Sequence[float], *, short_side: int | None = Non
         if max_pixels is not None and info.width * info.height > max_pixels:
             raise VideoDecodeError(f"video frames are over the limit of {max_pixels:,} pixels")
         start, tolerance = _start(stream), 0.5 / info.fps
+        # Frames far before the next time wanted are decoded only where later frames need them: a frame no
+        # other refers to is skipped (about half of an H.264 stream's). Frames are decoded a few behind the
+        # packets fed in (threads, B-frame reordering): full decoding resumes that far before the time.
+        near = (_cores() + REORDER_FRAMES) / info.fps
         frames: Iterator[Any] | None = None
         current: tuple[Any, float] | None = None  # the last frame starting at or before the previous time
         ahead: tuple[Any, float] | None = None  # decoded, starts after the previous time
@@ -298,6 +345,8 @@ def frames_at(path: str, times: Sequence[float], *, short_side: int | None = Non
             try:
                 while True:
                     if ahead is None:
+                        # (after a seek, not before the first frame says how far the time is)
+                        _skip_unreferenced(stream, current is not None and target - current[1] > near)
                         ahead = next(frames)
                     if ahead[1] > target + tolerance:
                         break
@@ -315,6 +364,13 @@ def frames_at(path: str, times: Sequence[float], *, short_side: int | None = Non
                 f"has no frame at {format_clock(target)} (past its end, or damaged before it)"))
     finally:
         container.close()
+
+
+def _skip_unreferenced(stream: Any, skip: bool) -> None:
+    try:
+        stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+    except (AttributeError, ValueError, TypeError):
+        pass
 
 
 def _timed_frames(frames: Iterator[Any], start: float) -> Iterator[tuple[Any, float]]:
