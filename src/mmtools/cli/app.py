@@ -1,4 +1,4 @@
-"""The typer app: registers every subcommand and the top-level options."""
+"""The typer app: every subcommand and the top-level options; a process builds only the command it runs."""
 
 from __future__ import annotations
 
@@ -9,38 +9,74 @@ import typer
 from mmtools import __version__
 from mmtools.cli.common import Settings
 from mmtools.cli.help import ReadableGroup
-from mmtools.cli.caption import ask_command, caption_command
-from mmtools.cli.captioner import eval_captioning_command, train_captioner_command
-from mmtools.cli.duplicates import duplicates_command
-from mmtools.cli.embed import embed_images_command, embed_texts_command
-from mmtools.cli.eval import eval_app
-from mmtools.cli.index import index_command
-from mmtools.cli.keyframes import keyframes_command
-from mmtools.cli.models import models_app
-from mmtools.cli.ocr import ocr_command
-from mmtools.cli.restore import restore_accents_command
-from mmtools.cli.search import search_command
-from mmtools.cli.segment import segment_command
-from mmtools.cli.similar import similar_command
-from mmtools.cli.train import train_app
-from mmtools.cli.transcribe import transcribe_command
-from mmtools.cli.tag import tag_command
-from mmtools.cli.tagger import eval_tagging_command, train_tagger_command
-from mmtools.cli.serve import serve_command
 
-app = typer.Typer(
-    name="mmtools",
-    cls=ReadableGroup,
-    help="Small composable tools for image–text retrieval and tagging, Vietnamese first. Commands read and "
-         "write JSONL: data on standard output, messages on standard error.\n\n"
-         "Exit status: 0 success; 1 finished but some inputs were skipped (each named on stderr); "
-         "2 usage error; 3 fatal error; 130 interrupted.",
-    no_args_is_help=True,
-    add_completion=True,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,  # help texts contain [brackets]; rich would read them as markup and drop them
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+# Every command, in the order help lists them: name -> (module, function). A process builds only the command
+# it runs (typer reads every option of every command it is given, and each command module imports its own
+# helpers: about half a second of start-up for all of them); help, completion and mistyped names get them all.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "keyframes": ("mmtools.cli.keyframes", "keyframes_command"),
+    "transcribe": ("mmtools.cli.transcribe", "transcribe_command"),
+    "embed-images": ("mmtools.cli.embed", "embed_images_command"),
+    "embed-texts": ("mmtools.cli.embed", "embed_texts_command"),
+    "index": ("mmtools.cli.index", "index_command"),
+    "segment": ("mmtools.cli.segment", "segment_command"),
+    "search": ("mmtools.cli.search", "search_command"),
+    "similar": ("mmtools.cli.similar", "similar_command"),
+    "restore-accents": ("mmtools.cli.restore", "restore_accents_command"),
+    "train": ("mmtools.cli.train", "train_app"),
+    "eval": ("mmtools.cli.eval", "eval_app"),
+    "tag": ("mmtools.cli.tag", "tag_command"),
+    "models": ("mmtools.cli.models", "models_app"),
+    "serve": ("mmtools.cli.serve", "serve_command"),
+    "ocr": ("mmtools.cli.ocr", "ocr_command"),
+    "duplicates": ("mmtools.cli.duplicates", "duplicates_command"),
+    "caption": ("mmtools.cli.caption", "caption_command"),
+    "ask": ("mmtools.cli.caption", "ask_command"),
+}
+# Commands of the groups that live in other modules: group -> {name: (module, function)}.
+GROUP_COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
+    "train": {"tagger": ("mmtools.cli.tagger", "train_tagger_command"),
+              "captioner": ("mmtools.cli.captioner", "train_captioner_command")},
+    "eval": {"tagging": ("mmtools.cli.tagger", "eval_tagging_command"),
+             "captioning": ("mmtools.cli.captioner", "eval_captioning_command")},
+}
+QUIET = ("-q", "--quiet")
+
+
+def _load(module: str, name: str):
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def build(only: str | None = None) -> typer.Typer:
+    """The typer app with every command, or with ``only`` that one (a name of COMMANDS)."""
+    built = typer.Typer(
+        name="mmtools",
+        cls=ReadableGroup,
+        help="Small composable tools for image–text retrieval and tagging, Vietnamese first. Commands read and "
+             "write JSONL: data on standard output, messages on standard error.\n\n"
+             "Exit status: 0 success; 1 finished but some inputs were skipped (each named on stderr); "
+             "2 usage error; 3 fatal error; 130 interrupted.",
+        no_args_is_help=True,
+        add_completion=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,  # help texts contain [brackets]; rich would read them as markup and drop them
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    built.callback()(main_options)
+    for name, (module, function) in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        target = _load(module, function)
+        if isinstance(target, typer.Typer):
+            for sub, (sub_module, sub_function) in GROUP_COMMANDS.get(name, {}).items():
+                if not any(command.name == sub for command in target.registered_commands):
+                    target.command(sub)(_load(sub_module, sub_function))
+            built.add_typer(target, name=name)
+        else:
+            built.command(name)(target)
+    return built
 
 
 def _version(value: bool) -> None:
@@ -49,7 +85,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def main_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr: no warnings, "
                                                               "summaries or progress.")] = False,
@@ -59,29 +94,29 @@ def main_options(
     Settings.quiet = quiet
 
 
-app.command("keyframes")(keyframes_command)
-app.command("transcribe")(transcribe_command)
-app.command("embed-images")(embed_images_command)
-app.command("embed-texts")(embed_texts_command)
-app.command("index")(index_command)
-app.command("segment")(segment_command)
-app.command("search")(search_command)
-app.command("similar")(similar_command)
-app.command("restore-accents")(restore_accents_command)
-app.add_typer(train_app, name="train")
-app.add_typer(eval_app, name="eval")
-app.command("tag")(tag_command)
-train_app.command("tagger")(train_tagger_command)
-eval_app.command("tagging")(eval_tagging_command)
-app.add_typer(models_app, name="models")
-app.command("serve")(serve_command)
-app.command("ocr")(ocr_command)
-app.command("duplicates")(duplicates_command)
-app.command("caption")(caption_command)
-app.command("ask")(ask_command)
-train_app.command("captioner")(train_captioner_command)
-eval_app.command("captioning")(eval_captioning_command)
+def command_word(argv: list[str]) -> str | None:
+    """The command a command line runs (after -q), or None where it names none (options, help, a typo)."""
+    words = [word for word in argv if word not in QUIET]
+    return words[0] if words and words[0] in COMMANDS else None
 
 
 def main() -> None:
-    app(prog_name="mmtools")
+    import os
+    import sys
+
+    # Completion asks the whole app what there is; everything else builds the one command it runs.
+    only = None if os.environ.get("_MMTOOLS_COMPLETE") else command_word(sys.argv[1:])
+    build(only)(prog_name="mmtools")
+
+
+_whole: list[typer.Typer] = []
+
+
+def __getattr__(name: str):
+    """``app``: the typer app with every command, built on first use (documentation, tests, the server's parser
+    of forwarded command lines)."""
+    if name == "app":
+        if not _whole:
+            _whole.append(build())
+        return _whole[0]
+    raise AttributeError(name)
