@@ -160,6 +160,8 @@ def model_info(name: str | None) -> dict[str, Any]:
     if directory is None:
         info.update({"downloaded": False, "licence": licence_of(ref.name, None)})
         return info
+    if ref.family == "onnx-dual-encoder":
+        return {**info, **_prebuilt_info(ref, directory)}
     config = read_config(directory)
     rules = _text_rules(ref, directory)
     info.update({
@@ -176,6 +178,20 @@ def model_info(name: str | None) -> dict[str, Any]:
         "onnx": onnx_status(ref),
     })
     return info
+
+
+def _prebuilt_info(ref: ModelRef, directory: Path) -> dict[str, Any]:
+    """What `models info` says of towers already in ONNX (mmtools.models.onnx_prebuilt), from their files."""
+    from mmtools.models.onnx_prebuilt import onnx_layout, open_prebuilt
+
+    export = open_prebuilt(directory)
+    meta = export.meta
+    return {"downloaded": True, "directory": str(directory), "family": read_config(directory).get("model_type"),
+            "loader": ref.family, "layout": onnx_layout(directory), "dim": meta.get("dim"),
+            "image_size": meta.get("image_size"), "text_rules": meta.get("text_rules"),
+            "fingerprint": export.fingerprint, "licence": licence_of(ref.name, directory),
+            "size_bytes": size_on_disk(directory),
+            "towers": ", ".join(t for t in ("text", "image") if export.path(t).is_file())}
 
 
 def _source(given: str | None, ref: ModelRef) -> str:
@@ -376,10 +392,12 @@ def export_onnx(name: str | None, *, int8: bool = False) -> dict[str, Any]:
     """Export a model to ONNX now (what the first use would do), with the int8 image tower if ``int8``."""
     from mmtools.models.cache import load_encoder
     from mmtools.models.onnx_export import export_model
-    from mmtools.models.runtime import INSTALL_HINT, onnxruntime_installed
+    from mmtools.models.runtime import INSTALL_HINT, TORCH_HINT, onnxruntime_installed, torch_installed
 
     if not onnxruntime_installed():
         raise UsageError("exporting to ONNX needs ONNX Runtime, which is not installed", hint=INSTALL_HINT)
+    if not torch_installed():
+        raise UsageError("exporting to ONNX needs PyTorch, which this install leaves out", hint=TORCH_HINT)
     encoder = load_encoder(name, "cpu", "torch")
     export = export_model(encoder, int8_images=int8)
     if export.refused:
