@@ -18,7 +18,8 @@ from mmtools.errors import ModelError, UsageError
 from mmtools.models.registry import ALIASES, KNOWN_LICENCES, ModelRef, resolve_model
 
 # What `models pull` downloads: weights as safetensors, configs, tokenizer files, and the model card (for its
-# licence). Never pickled weights (*.bin, *.pt), ONNX or other exports.
+# licence). Never pickled weights (*.bin, *.pt), ONNX or other exports, except from a repository of ONNX towers
+# (mmtools.models.onnx_prebuilt.HUB_PATTERNS: its fp32 towers).
 PULL_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "*.codes", "README.md"]
 
 
@@ -326,14 +327,21 @@ def pull_model(name: str, *, progress: bool = False) -> dict[str, Any]:
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
     (enable_progress_bars if progress else disable_progress_bars)()
+    from mmtools.models.onnx_prebuilt import HUB_PATTERNS, ONNX_FAMILY, onnx_layout
+
+    onnx = ref.family == ONNX_FAMILY  # towers already in ONNX (the default model without PyTorch): those files
     try:
-        snapshot = Path(snapshot_download(ref.location, allow_patterns=PULL_PATTERNS, cache_dir=hub_cache_dir()))
+        snapshot = Path(snapshot_download(ref.location, allow_patterns=HUB_PATTERNS if onnx else PULL_PATTERNS,
+                                          cache_dir=hub_cache_dir()))
     except Exception as exc:  # HTTP, repository-not-found, disk-full errors alike
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model {ref.name} cannot be downloaded: {text}",
                          hint="check the name on huggingface.co, and that this machine can reach it") from None
     config = read_config(snapshot)
-    if not any(snapshot.glob("*.safetensors")):
+    if onnx and onnx_layout(snapshot) is None:
+        raise ModelError(f"model {ref.name} has no ONNX towers (onnx/text_model.onnx, onnx/vision_model.onnx) "
+                         "on the hub")
+    if not onnx and not any(snapshot.glob("*.safetensors")):
         raise ModelError(f"model {ref.name} has no safetensors weights on the hub; mmtools does not load "
                          "pickled weights")
     return {"name": ref.name, "source": "hub-cache", "family": config.get("model_type"),

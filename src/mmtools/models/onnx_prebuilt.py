@@ -36,8 +36,8 @@ OUTPUTS = {"text": ("text_embeds", "pooler_output"), "image": ("image_embeds", "
 SIDE_FILES = ("config.json", "preprocessor_config.json", "tokenizer.json", "tokenizer_config.json",
               "special_tokens_map.json")
 # What is downloaded from a hub repository: the fp32 towers (and their external data, if any) and the side files.
-HUB_PATTERNS = [*SIDE_FILES, "onnx/text_model.onnx", "onnx/text_model.onnx_data*", "onnx/vision_model.onnx",
-                "onnx/vision_model.onnx_data*"]
+HUB_PATTERNS = [*SIDE_FILES, "README.md", "onnx/text_model.onnx", "onnx/text_model.onnx_data*",
+                "onnx/vision_model.onnx", "onnx/vision_model.onnx_data*"]
 
 
 def onnx_layout(directory: Path) -> str | None:
@@ -209,7 +209,9 @@ def prebuilt_directory(location: str, *, download: bool = True) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        snapshot = Path(snapshot_download(location, allow_patterns=HUB_PATTERNS))
+        from mmtools.models.hub import hub_cache_dir
+
+        snapshot = Path(snapshot_download(location, allow_patterns=HUB_PATTERNS, cache_dir=hub_cache_dir()))
     except Exception as exc:  # hub and network errors alike
         raise ModelError(f"ONNX model {location} cannot be downloaded from the Hugging Face hub: "
                          f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",

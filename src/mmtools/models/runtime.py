@@ -24,7 +24,7 @@ ENV = "MMTOOLS_RUNTIME"
 INSTALL_HINT = 'install ONNX Runtime (pip install "mmtools[onnx]"), or use --runtime torch'
 
 
-TORCH_HINT = "pip install 'mmtools[torch]' (or scripts/install.sh --with-torch)"
+TORCH_HINT = "install PyTorch: scripts/install.sh --with-torch (its CPU build, pinned), or pip install 'mmtools[torch]'"
 
 
 def torch_installed() -> bool:
