@@ -162,3 +162,18 @@ def test_preprocessing_read_from_the_saved_config_is_the_processors(siglip_dir, 
         assert FastImagePreprocessor.from_config(config) == FastImagePreprocessor.from_processor(processor)
     assert FastImagePreprocessor.from_config({"image_processor_type": "OwlViTImageProcessor", "size": 32,
                                               "image_mean": [0, 0, 0], "image_std": [1, 1, 1]}) is None
+
+
+def test_a_directory_with_both_weights_and_onnx_towers_runs_on_what_is_installed(layout_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from mmtools.models.onnx_prebuilt import ONNX_FAMILY
+    from mmtools.models.registry import resolve_model
+
+    both = shutil.copytree(layout_dir, tmp_path / "both")
+    (both / "model.safetensors").write_bytes(b"")
+    monkeypatch.setattr("mmtools.models.runtime.torch_installed", lambda: True)
+    assert resolve_model(str(both)).family == "hf-dual-encoder"  # the weights are the model: exported on first use
+    assert resolve_model(str(layout_dir)).family == ONNX_FAMILY
+    monkeypatch.setattr("mmtools.models.runtime.torch_installed", lambda: False)
+    assert resolve_model(str(both)).family == ONNX_FAMILY

@@ -143,8 +143,11 @@ def _local_model(path: Path) -> ModelRef:
                         manifest=read_manifest(model_dir))
     if not manifest.get("family"):
         from mmtools.models.onnx_prebuilt import ONNX_FAMILY, onnx_layout
+        from mmtools.models.runtime import torch_installed
 
-        if onnx_layout(path) is not None:  # towers already in ONNX (Transformers.js, `mmtools models export`)
+        # Towers already in ONNX (Transformers.js, `mmtools models export`): run as such, unless the directory
+        # also holds the PyTorch weights and PyTorch is here (then they are the model, exported on first use).
+        if onnx_layout(path) is not None and not (torch_installed() and any(path.glob("*.safetensors"))):
             manifest = {**manifest, "family": ONNX_FAMILY}
     return ModelRef(name=name, location=name, is_local=True, manifest=manifest)
 
