@@ -141,7 +141,8 @@ def test_without_torch_the_default_model_is_its_onnx_twin(monkeypatch):
     for name in (None, "siglip2-base", registry.DEFAULT_MODEL):
         ref = registry.resolve_model(name)
         assert ref.name == registry.ONNX_TWINS[registry.DEFAULT_MODEL] and ref.family == ONNX_FAMILY
-    assert registry.resolve_model("clip-b32").family == "hf-dual-encoder"  # no twin: stays (and says it needs torch)
+    assert registry.resolve_model("clip-b32").name == "Xenova/clip-vit-base-patch32"
+    assert registry.resolve_model("siglip2-large").family == "hf-dual-encoder"  # no twin: stays (needs torch)
     assert registry.resolve_model("Xenova/clip-vit-base-patch32").family == ONNX_FAMILY
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mmtools.errors import ModelError, UsageError
-from mmtools.models.registry import ALIASES, KNOWN_LICENCES, ModelRef, resolve_model
+from mmtools.models.registry import ALIASES, KNOWN_LICENCES, ONNX_TWINS, ModelRef, resolve_model
 
 # What `models pull` downloads: weights as safetensors, configs, tokenizer files, and the model card (for its
 # licence). Never pickled weights (*.bin, *.pt), ONNX or other exports, except from a repository of ONNX towers
@@ -77,7 +77,8 @@ def licence_of(name: str, directory: Path | None) -> str | None:
 
 
 def aliases_of(hub_id: str) -> list[str]:
-    return sorted(alias for alias, target in ALIASES.items() if target == hub_id)
+    """The aliases naming ``hub_id``, or the model whose ONNX twin it is (what they load without PyTorch)."""
+    return sorted(alias for alias, target in ALIASES.items() if hub_id in (target, ONNX_TWINS.get(target)))
 
 
 def _int(value: Any) -> int | None:
@@ -132,7 +133,10 @@ def list_models(include_aliases: bool = False) -> list[dict[str, Any]]:
                         "dim": embedding_dim(config), "size_bytes": repo["size_bytes"],
                         "location": str(repo["snapshot"]), "aliases": aliases_of(repo["name"])})
     if include_aliases:
+        from mmtools.models.runtime import torch_installed
+
         for alias, hub_id in sorted(ALIASES.items()):
+            hub_id = hub_id if torch_installed() else ONNX_TWINS.get(hub_id, hub_id)  # what the alias loads here
             if hub_id not in cached:
                 records.append({"name": hub_id, "source": "not downloaded", "family": None, "dim": None,
                                 "size_bytes": None, "location": None, "aliases": [alias]})
@@ -156,7 +160,7 @@ def model_info(name: str | None) -> dict[str, Any]:
     directory = _local_directory(ref)
     info: dict[str, Any] = {"name": name or ref.name, "model": ref.name, "source": _source(name, ref),
                             "location": ref.location if ref.is_local else None}
-    if ref.name in ALIASES.values():
+    if aliases_of(ref.name):
         info["aliases"] = aliases_of(ref.name)
     if directory is None:
         info.update({"downloaded": False, "licence": licence_of(ref.name, None)})

@@ -40,7 +40,11 @@ KNOWN_LICENCES: dict[str, str] = {
     "google/siglip2-large-patch16-256": "Apache-2.0",
     "google/siglip2-so400m-patch16-384": "Apache-2.0",
     "google/siglip-base-patch16-224": "Apache-2.0",
-    "onnx-community/siglip2-base-patch16-224-ONNX": "Apache-2.0",  # a conversion of google's: its licence
+    # conversions to ONNX keep the licence of what they converted
+    "onnx-community/siglip2-base-patch16-224-ONNX": "Apache-2.0",
+    "Xenova/siglip-base-patch16-224": "Apache-2.0",
+    "Xenova/clip-vit-base-patch32": "MIT",
+    "Xenova/clip-vit-base-patch16": "MIT",
     # OpenAI's CLIP code and weights are released under MIT (github.com/openai/CLIP).
     "openai/clip-vit-base-patch32": "MIT",
     "openai/clip-vit-base-patch16": "MIT",
@@ -52,6 +56,9 @@ KNOWN_LICENCES: dict[str, str] = {
 # are their own models to indexes (a fingerprint of their own): nothing here proves they hold the same weights.
 ONNX_TWINS: dict[str, str] = {
     "google/siglip2-base-patch16-224": "onnx-community/siglip2-base-patch16-224-ONNX",
+    "google/siglip-base-patch16-224": "Xenova/siglip-base-patch16-224",
+    "openai/clip-vit-base-patch32": "Xenova/clip-vit-base-patch32",
+    "openai/clip-vit-base-patch16": "Xenova/clip-vit-base-patch16",
 }
 
 MANIFEST = "mmtools.json"
