@@ -178,3 +178,14 @@ def test_a_directory_with_both_weights_and_onnx_towers_runs_on_what_is_installed
     assert resolve_model(str(layout_dir)).family == ONNX_FAMILY
     monkeypatch.setattr("mmtools.models.runtime.torch_installed", lambda: False)
     assert resolve_model(str(both)).family == ONNX_FAMILY
+
+
+def test_an_index_built_with_pytorch_says_why_its_onnx_twin_cannot_query_it():
+    from types import SimpleNamespace
+
+    from mmtools.models.registry import DEFAULT_MODEL, ONNX_TWINS
+    from mmtools.search import _mismatch
+
+    error = _mismatch("idx.faiss", SimpleNamespace(model=DEFAULT_MODEL, fingerprint="fp-0123"), ONNX_TWINS[DEFAULT_MODEL],
+                      "fp-4567")
+    assert "ONNX conversion" in error.message and "--with-torch" in error.hint and "rebuild" in error.hint
