@@ -95,4 +95,6 @@ extras="${flavour},ocr${dev}"; [ "$flavour" = cpu ] && extras="cpu,onnx,ocr${dev
 # Tesseract for `mmtools ocr`, from the system's packages where this user may install them (else a hint).
 scripts/install-system.sh ocr || say "mmtools ocr needs Tesseract with Vietnamese data (see above); everything else works without it"
 torch_now="$(installed_torch)"
-say "mmtools installed in .venv ($flavour${dev:+ with the test tools}, ${torch_now:+torch $torch_now}${torch_now:-no PyTorch: the main job runs on ONNX Runtime; scripts/install.sh --with-torch adds it}): $(.venv/bin/mmtools --version)"
+torch_said="torch ${torch_now}"
+[ -n "$torch_now" ] || torch_said="no PyTorch: the main job runs on ONNX Runtime; scripts/install.sh --with-torch adds it"
+say "mmtools installed in .venv ($flavour${dev:+ with the test tools}, $torch_said): $(.venv/bin/mmtools --version)"
