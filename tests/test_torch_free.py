@@ -189,3 +189,21 @@ def test_an_index_built_with_pytorch_says_why_its_onnx_twin_cannot_query_it():
     error = _mismatch("idx.faiss", SimpleNamespace(model=DEFAULT_MODEL, fingerprint="fp-0123"), ONNX_TWINS[DEFAULT_MODEL],
                       "fp-4567")
     assert "ONNX conversion" in error.message and "--with-torch" in error.hint and "rebuild" in error.hint
+
+
+def test_the_user_install_asks_for_no_torch_and_the_test_install_does():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+
+    def names(requirements):
+        return {r.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower() for r in requirements}
+
+    user = names(project["dependencies"]) | names(extras["cpu"]) | names(extras["onnx"]) | names(extras["ocr"])
+    assert not user & {"torch", "torchvision", "pytest", "hypothesis", "selenium", "pymilvus", "onnx"}
+    assert "onnxruntime" in user
+    for extra in ("torch", "dev", "gpu"):
+        assert "torch" in names(extras[extra])
+    script = (Path(__file__).resolve().parents[1] / "scripts" / "install.sh").read_text()
+    assert 'extras="cpu,onnx,ocr${dev}"' in script and "--with-torch) with_torch=1" in script
