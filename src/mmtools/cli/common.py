@@ -198,6 +198,8 @@ def command_session(command: str) -> Iterator[Reporter]:
             reporter.error(cause.message, cause.hint)
             code = cause.exit_code
         elif torch_missing(exc):  # the user install runs the main job on ONNX Runtime, without PyTorch
+            if Settings.debug:
+                traceback.print_exc(file=sys.stderr)
             reporter.error(f"mmtools {command} needs PyTorch, which this install leaves out", TORCH_HINT)
             code = EXIT_FATAL
         else:
