@@ -207,3 +207,32 @@ def test_the_user_install_asks_for_no_torch_and_the_test_install_does():
         assert "torch" in names(extras[extra])
     script = (Path(__file__).resolve().parents[1] / "scripts" / "install.sh").read_text()
     assert 'extras="cpu,onnx,ocr${dev}"' in script and "--with-torch) with_torch=1" in script
+
+
+@pytest.mark.slow
+def test_the_warm_server_runs_without_torch(layout_dir, no_torch, photos, tmp_path):
+    import signal
+
+    env = {**no_torch, "MMTOOLS_MODEL": str(layout_dir)}
+    built = _sh("mmtools embed-images photos/ | mmtools index -o idx.faiss", env, tmp_path)
+    assert built.returncode == 0, built.stderr
+    sock = tmp_path / "s.sock"
+    server = subprocess.Popen([MMTOOLS, "serve", "--socket", str(sock), "--index", "idx.faiss"], cwd=tmp_path,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = server.stderr.readline()
+        assert "listening on" in line, line + server.stderr.read()
+        probe = ("import sys, atexit\n"
+                 "atexit.register(lambda: sys.stderr.write(f'ORT {\"onnxruntime\" in sys.modules}\\n'))\n"
+                 "from mmtools.cli import main\n"
+                 "sys.argv = ['mmtools', 'search', '-i', 'idx.faiss', 'xe hơi', '-k', '2']\nmain()\n")
+        served = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                                env={**env, "MMTOOLS_SERVER": str(sock)}, timeout=120)
+        alone = _sh('mmtools search -i idx.faiss "xe hơi" -k 2', env, tmp_path)
+        assert served.returncode == 0 and alone.returncode == 0, served.stderr + alone.stderr
+        assert "ORT False" in served.stderr  # the server encoded the query: the client loaded no model
+        assert [json.loads(x)["id"] for x in served.stdout.splitlines()] == \
+            [json.loads(x)["id"] for x in alone.stdout.splitlines()]
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=30)
