@@ -236,3 +236,25 @@ def test_the_warm_server_runs_without_torch(layout_dir, no_torch, photos, tmp_pa
     finally:
         server.send_signal(signal.SIGTERM)
         server.communicate(timeout=30)
+
+
+def test_the_default_model_without_torch_loads_its_twin_from_the_hub_cache(layout_dir, no_torch, tmp_path):
+    """The user's path: no --model, no PyTorch, the default model's ONNX twin in the Hugging Face cache (here the
+    tiny towers stand in for it, laid out as huggingface_hub caches a download)."""
+    import shutil
+
+    from mmtools.models.registry import DEFAULT_MODEL, ONNX_TWINS
+
+    twin = ONNX_TWINS[DEFAULT_MODEL]
+    repo = tmp_path / "hub" / ("models--" + twin.replace("/", "--"))
+    shutil.copytree(layout_dir, repo / "snapshots" / "0123abcd")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd", encoding="utf-8")
+    env = {**no_torch, "HF_HUB_CACHE": str(tmp_path / "hub")}
+    done = _sh("printf 'xe hơi\\n' | mmtools embed-texts --lines && mmtools models info siglip2-base --json", env,
+               tmp_path)
+    assert done.returncode == 0, done.stderr
+    record, info = (json.loads(line) for line in done.stdout.splitlines())
+    assert record["embedding_model"] == twin and info["model"] == twin and info["aliases"] == ["siglip2-base"]
+    assert info["licence"] == "Apache-2.0" and info["layout"] == "transformers.js"
+    assert record["embedding_fingerprint"] == info["fingerprint"]
