@@ -26,10 +26,14 @@ class FastTokens:
     """A Hugging Face fast tokenizer run bare (the tokenizers library), padded and truncated as transformers
     does for the model's text rules: ``(arrays by input name, indices of truncated texts)``."""
 
-    def __init__(self, path: Path, max_length: int, fixed_length: bool, pad_id: int, padding_side: str = "right"):
+    def __init__(self, path: Path, max_length: int, fixed_length: bool, pad_id: int, padding_side: str = "right",
+                 pad_token: str | None = None):
         from tokenizers import Tokenizer
 
         self._tokenizer = Tokenizer.from_file(str(path))
+        if pad_token is not None:  # named by token (towers exported elsewhere): its id, else ``pad_id``
+            found = self._tokenizer.token_to_id(pad_token)
+            pad_id = pad_id if found is None else found
         self._tokenizer.no_padding()  # padded below; a saved tokenizer.json may carry its own padding
         self._tokenizer.enable_truncation(max_length)
         self.max_length = max_length
@@ -225,7 +229,7 @@ class OnnxEncoder(Encoder):
         if meta.get("tokenizer") == "tokenizers":
             return FastTokens(self.export.directory / "tokenizer.json", rules.max_length,
                               rules.padding == "max_length", meta.get("pad_id") or 0,
-                              meta.get("padding_side", "right"))
+                              meta.get("padding_side", "right"), meta.get("pad_token"))
         return _TransformersTokens(self.location, meta.get("tokenizer_dir", "."), rules)
 
 

@@ -145,24 +145,23 @@ def _describe(directory: Path) -> dict[str, Any]:
             "fingerprint": _fingerprint(directory, text_rules), "dim": int(dim), "text_rules": text_rules,
             "image_size": image_size, "image_dir": ".", "tokenizer_dir": ".",
             "fast_images": fast.to_dict() if fast is not None else None, "tokenizer": "tokenizers",
-            "pad_id": _pad_id(directory, config, tokenizer_config),
+            "pad_token": _pad_token(directory, tokenizer_config), "pad_id": _config_pad_id(config),
             "padding_side": tokenizer_config.get("padding_side") or "right",
             "text_inputs": None,  # read from the text tower's session
             "logit_scale": None, "logit_bias": None, "logit_unknown": True}
 
 
-def _pad_id(directory: Path, config: dict[str, Any], tokenizer_config: dict[str, Any]) -> int:
-    """The id the tokenizer pads with: its pad token (tokenizer_config.json, special_tokens_map.json), else the
-    text config's pad_token_id, else 0."""
+def _pad_token(directory: Path, tokenizer_config: dict[str, Any]) -> str | None:
+    """The token the tokenizer pads with (tokenizer_config.json, else special_tokens_map.json): its id is looked
+    up when the tokenizer is loaded for the first text (mmtools.models.onnx_encoder.FastTokens)."""
     pad = tokenizer_config.get("pad_token") or _read_json(directory / "special_tokens_map.json").get("pad_token")
     if isinstance(pad, dict):
         pad = pad.get("content")
-    if isinstance(pad, str):
-        from tokenizers import Tokenizer
+    return pad if isinstance(pad, str) else None
 
-        found = Tokenizer.from_file(str(directory / "tokenizer.json")).token_to_id(pad)
-        if found is not None:
-            return int(found)
+
+def _config_pad_id(config: dict[str, Any]) -> int:
+    """The text config's pad_token_id (else 0): the padding id where the tokenizer names no pad token."""
     value = (config.get("text_config") or {}).get("pad_token_id", config.get("pad_token_id"))
     return int(value) if isinstance(value, int) else 0
 
