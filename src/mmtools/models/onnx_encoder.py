@@ -131,7 +131,7 @@ class OnnxEncoder(Encoder):
 
             raise ModelError(f"model {self.name} holds only its ONNX towers, not the logit scale and bias that "
                              "zero-shot tag probabilities need",
-                             hint=f"tag with the PyTorch model it was converted from: {TORCH_HINT}")
+                             hint=f"tag with the PyTorch model it was converted from; {TORCH_HINT}")
         return float(self._meta.get("logit_scale") or 100.0), self._meta.get("logit_bias")
 
     def variant(self, *, text_int8: bool | None = None, image_int8: bool | None = None) -> "OnnxEncoder":
