@@ -258,3 +258,11 @@ def test_the_default_model_without_torch_loads_its_twin_from_the_hub_cache(layou
     assert record["embedding_model"] == twin and info["model"] == twin and info["aliases"] == ["siglip2-base"]
     assert info["licence"] == "Apache-2.0" and info["layout"] == "transformers.js"
     assert record["embedding_fingerprint"] == info["fingerprint"]
+
+
+def test_zero_shot_tags_on_onnx_only_towers_say_what_they_lack(layout_dir, no_torch, tmp_path):
+    Image.new("RGB", (32, 32)).save(tmp_path / "photo.jpg")
+    (tmp_path / "labels.txt").write_text("xe hơi\ncon mèo\n", encoding="utf-8")
+    done = _sh(f"mmtools tag --labels labels.txt photo.jpg --model {layout_dir}", no_torch, tmp_path)
+    assert done.returncode == 3 and not done.stdout
+    assert "logit scale and bias" in done.stderr and "--with-torch" in done.stderr and "Traceback" not in done.stderr
