@@ -114,6 +114,14 @@ def _mismatch(where: str, info: IndexInfo, name: str, fingerprint: str | None = 
     if name == info.model:
         return IndexFileError(f"index {where}: {model_mismatch(info.model, info.fingerprint, name, fingerprint)}",
                               hint="rebuild the index with the model as it is now (mmtools index --rebuild)")
+    from mmtools.models.registry import ONNX_TWINS
+
+    if ONNX_TWINS.get(info.model) == name:  # built with PyTorch installed; this install has only the ONNX twin
+        from mmtools.models.runtime import TORCH_HINT
+
+        return IndexFileError(f"index {where} was built with model {info.model} on PyTorch; without PyTorch this "
+                              f"install loads {name}, an ONNX conversion whose vectors are its own",
+                              hint=f"rebuild the index here, or search it with PyTorch ({TORCH_HINT})")
     return IndexFileError(f"index {where} was built with model {info.model}; the query model is {name}",
                           hint="leave out --model to use the index's model, or rebuild the index with the new model")
 

@@ -192,9 +192,16 @@ def command_session(command: str) -> Iterator[Reporter]:
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:  # a bug, not a user error: say so, and how to get the details
+        from mmtools.models.runtime import TORCH_HINT, torch_missing
+
         if (cause := storage_error(exc)) is not None:  # a full disk, a read-only folder: not a bug
             reporter.error(cause.message, cause.hint)
             code = cause.exit_code
+        elif torch_missing(exc):  # the user install runs the main job on ONNX Runtime, without PyTorch
+            if Settings.debug:
+                traceback.print_exc(file=sys.stderr)
+            reporter.error(f"mmtools {command} needs PyTorch, which this install leaves out", TORCH_HINT)
+            code = EXIT_FATAL
         else:
             if Settings.debug:
                 traceback.print_exc(file=sys.stderr)

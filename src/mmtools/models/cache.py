@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Callable
 
@@ -10,7 +11,8 @@ from mmtools.errors import ModelError, UsageError
 from mmtools.models.device import choose_device
 from mmtools.models.encoder import Encoder
 from mmtools.models.registry import ModelRef, resolve_model
-from mmtools.models.runtime import Runtime, choose_runtime
+from mmtools.models.runtime import ENV as RUNTIME_ENV
+from mmtools.models.runtime import TORCH_HINT, Runtime, choose_runtime, onnxruntime_installed, torch_installed
 
 log = logging.getLogger("mmtools")
 
@@ -46,11 +48,17 @@ def _captioner_is_no_encoder(ref: ModelRef, device: str) -> Encoder:
                           "retrieval model")
 
 
+def _onnx_towers_only(ref: ModelRef, device: str) -> Encoder:
+    raise UsageError(f"model {ref.name} is ONNX towers only: it runs on ONNX Runtime, on the CPU",
+                     hint="leave --runtime at auto (or onnx) and the device at auto (or cpu)")
+
+
 # Model families by the name a manifest gives (mmtools.json "family"). mmtools-trained models register here;
 # taggers load through mmtools.tag.trained.TrainedTagger (`mmtools tag --model`), and as encoders say so.
 FAMILIES: dict[str, EncoderFactory] = {"hf-dual-encoder": _hf_dual_encoder, "two-tower": _two_tower,
                                        "mmtools-tagger": _tagger_is_no_encoder,
-                                       "captioner": _captioner_is_no_encoder}
+                                       "captioner": _captioner_is_no_encoder,
+                                       "onnx-dual-encoder": _onnx_towers_only}
 
 
 class ModelCache:
@@ -67,6 +75,8 @@ class ModelCache:
     def get(self, model: str | None = None, device: str | None = None, runtime: str | None = None, *,
             int8_images: bool = False) -> Encoder:
         ref = resolve_model(model)
+        if ref.family == "onnx-dual-encoder":
+            return self._prebuilt(ref, runtime, device, int8_images)
         chosen = choose_runtime(runtime, device)
         if chosen.engine == "onnx":
             encoder = self._onnx(ref, chosen, int8_images)
@@ -81,6 +91,9 @@ class ModelCache:
         if ref.family == "hf-dual-encoder" and ref.name not in self._obtainable:
             _hf_dual_available(ref)  # an offline machine hears so before torch is even imported
             self._obtainable.add(ref.name)
+        if not torch_installed():
+            raise ModelError(f"model {ref.name} runs on PyTorch, which this install leaves out",
+                             hint=f"{TORCH_HINT}; or use a model with ONNX towers (the default model has them)")
         chosen = choose_device(device)
         key = (ref.name, chosen, "torch")
         with self._lock:
@@ -122,6 +135,27 @@ class ModelCache:
 
             encoder = self._encoders[key] = OnnxEncoder(export, ref, image_int8=int8_images,
                                                         int8_queries=runtime.int8_queries)
+            return encoder
+
+    def _prebuilt(self, ref: ModelRef, runtime: str | None, device: str | None, int8_images: bool) -> Encoder:
+        """A model whose towers are already ONNX (mmtools.models.onnx_prebuilt): ONNX Runtime, fp32."""
+        if (runtime or os.environ.get(RUNTIME_ENV) or "auto").strip().lower() == "torch" or \
+                (device or "auto").split(":", 1)[0] not in ("auto", "cpu"):
+            _onnx_towers_only(ref, device or "auto")
+        if int8_images:
+            raise UsageError(f"model {ref.name} has no int8 image tower here", hint="embed without --int8")
+        if not onnxruntime_installed():
+            raise UsageError(f"model {ref.name} runs on ONNX Runtime, which is not installed",
+                             hint='pip install "mmtools[onnx]"')
+        key = (ref.name, "cpu", "onnx-prebuilt")
+        with self._lock:
+            encoder = self._encoders.get(key)
+            if encoder is None:
+                from mmtools.models.onnx_encoder import OnnxEncoder
+                from mmtools.models.onnx_prebuilt import open_prebuilt, prebuilt_directory
+
+                export = open_prebuilt(prebuilt_directory(ref.location))
+                encoder = self._encoders[key] = OnnxEncoder(export, ref)
             return encoder
 
     def clear(self) -> None:

@@ -191,6 +191,7 @@ def _load(ref: ModelRef, load_from: Callable[[ModelRef, str, bool], Any] | None 
     offline machine gets one clear error instead of half a minute of retries). ``load_from(ref, location,
     local_only)`` loads the parts (other model kinds, e.g. captioners, pass their own)."""
     load_from = load_from or _load_from
+    require_torch(ref)
     if ref.is_local and not os.path.exists(os.path.join(ref.location, "config.json")):
         raise ModelError(f"model directory {ref.location} has no config.json",
                          hint="pass a directory written by save_pretrained or by mmtools train")
@@ -227,6 +228,7 @@ def _load(ref: ModelRef, load_from: Callable[[ModelRef, str, bool], Any] | None 
 def check_obtainable(ref: ModelRef) -> None:
     """Raise at once (before torch or transformers are imported) for a hub model that is not cached while the
     hub cannot be reached. Costs nothing for local and cached models: it only reads the cache."""
+    require_torch(ref)
     if ref.is_local or _cached_snapshot(ref.location) is not None:
         return
     from mmtools.models.hub import hub_unavailable_reason
@@ -235,6 +237,14 @@ def check_obtainable(ref: ModelRef) -> None:
     if unavailable:
         raise ModelError(f"model {ref.name} is not in the local Hugging Face cache and {unavailable}",
                          hint=offline_hint(ref.name))
+
+
+def require_torch(ref: ModelRef) -> None:
+    """Raise, before anything is downloaded, when PyTorch (which these models run on) is not installed."""
+    from mmtools.models.runtime import TORCH_HINT, torch_installed
+
+    if not torch_installed():
+        raise ModelError(f"model {ref.name} runs on PyTorch, which this install leaves out", hint=TORCH_HINT)
 
 
 def offline_hint(name: str) -> str:

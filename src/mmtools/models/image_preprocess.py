@@ -56,6 +56,25 @@ class FastImagePreprocessor:
                    width if height and width else None, None if height and width else shortest, crop,
                    float(processor.rescale_factor), tuple(mean), tuple(std))
 
+    @classmethod
+    def from_config(cls, values: dict[str, Any]) -> "FastImagePreprocessor | None":
+        """The same from a saved ``preprocessor_config.json`` (no transformers): for ONNX towers exported
+        elsewhere (mmtools.models.onnx_prebuilt)."""
+        from types import SimpleNamespace
+
+        kind = values.get("image_processor_type") or values.get("feature_extractor_type") or ""
+        defaults = {"do_resize": True, "do_rescale": True, "do_normalize": True, "do_center_crop": False,
+                    "resample": 3, "rescale_factor": 1 / 255, "crop_size": None}
+        fields = {**defaults, **{k: v for k, v in values.items() if k.isidentifier()}}
+        if isinstance(fields.get("size"), int):
+            fields["size"] = {"shortest_edge": fields["size"]}
+        if isinstance(fields.get("crop_size"), int):
+            fields["crop_size"] = {"height": fields["crop_size"], "width": fields["crop_size"]}
+        if "image_mean" not in fields or "image_std" not in fields or "size" not in fields:
+            return None
+        processor = type(kind.removesuffix("Fast") or "Unknown", (SimpleNamespace,), {})(**fields)
+        return cls.from_processor(processor)
+
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after resizing, by the processors' own rule for a shortest edge."""
         if self.height and self.width:

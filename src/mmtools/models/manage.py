@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from mmtools.errors import ModelError, UsageError
-from mmtools.models.registry import ALIASES, KNOWN_LICENCES, ModelRef, resolve_model
+from mmtools.models.registry import ALIASES, KNOWN_LICENCES, ONNX_TWINS, ModelRef, resolve_model
 
 # What `models pull` downloads: weights as safetensors, configs, tokenizer files, and the model card (for its
-# licence). Never pickled weights (*.bin, *.pt), ONNX or other exports.
+# licence). Never pickled weights (*.bin, *.pt), ONNX or other exports, except from a repository of ONNX towers
+# (mmtools.models.onnx_prebuilt.HUB_PATTERNS: its fp32 towers).
 PULL_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "*.codes", "README.md"]
 
 
@@ -76,7 +77,8 @@ def licence_of(name: str, directory: Path | None) -> str | None:
 
 
 def aliases_of(hub_id: str) -> list[str]:
-    return sorted(alias for alias, target in ALIASES.items() if target == hub_id)
+    """The aliases naming ``hub_id``, or the model whose ONNX twin it is (what they load without PyTorch)."""
+    return sorted(alias for alias, target in ALIASES.items() if hub_id in (target, ONNX_TWINS.get(target)))
 
 
 def _int(value: Any) -> int | None:
@@ -131,7 +133,10 @@ def list_models(include_aliases: bool = False) -> list[dict[str, Any]]:
                         "dim": embedding_dim(config), "size_bytes": repo["size_bytes"],
                         "location": str(repo["snapshot"]), "aliases": aliases_of(repo["name"])})
     if include_aliases:
+        from mmtools.models.runtime import torch_installed
+
         for alias, hub_id in sorted(ALIASES.items()):
+            hub_id = hub_id if torch_installed() else ONNX_TWINS.get(hub_id, hub_id)  # what the alias loads here
             if hub_id not in cached:
                 records.append({"name": hub_id, "source": "not downloaded", "family": None, "dim": None,
                                 "size_bytes": None, "location": None, "aliases": [alias]})
@@ -155,11 +160,13 @@ def model_info(name: str | None) -> dict[str, Any]:
     directory = _local_directory(ref)
     info: dict[str, Any] = {"name": name or ref.name, "model": ref.name, "source": _source(name, ref),
                             "location": ref.location if ref.is_local else None}
-    if ref.name in ALIASES.values():
+    if aliases_of(ref.name):
         info["aliases"] = aliases_of(ref.name)
     if directory is None:
         info.update({"downloaded": False, "licence": licence_of(ref.name, None)})
         return info
+    if ref.family == "onnx-dual-encoder":
+        return {**info, **_prebuilt_info(ref, directory)}
     config = read_config(directory)
     rules = _text_rules(ref, directory)
     info.update({
@@ -176,6 +183,20 @@ def model_info(name: str | None) -> dict[str, Any]:
         "onnx": onnx_status(ref),
     })
     return info
+
+
+def _prebuilt_info(ref: ModelRef, directory: Path) -> dict[str, Any]:
+    """What `models info` says of towers already in ONNX (mmtools.models.onnx_prebuilt), from their files."""
+    from mmtools.models.onnx_prebuilt import onnx_layout, open_prebuilt
+
+    export = open_prebuilt(directory)
+    meta = export.meta
+    return {"downloaded": True, "directory": str(directory), "family": read_config(directory).get("model_type"),
+            "loader": ref.family, "layout": onnx_layout(directory), "dim": meta.get("dim"),
+            "image_size": meta.get("image_size"), "text_rules": meta.get("text_rules"),
+            "fingerprint": export.fingerprint, "licence": licence_of(ref.name, directory),
+            "size_bytes": size_on_disk(directory),
+            "towers": ", ".join(t for t in ("text", "image") if export.path(t).is_file())}
 
 
 def _source(given: str | None, ref: ModelRef) -> str:
@@ -310,14 +331,21 @@ def pull_model(name: str, *, progress: bool = False) -> dict[str, Any]:
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
     (enable_progress_bars if progress else disable_progress_bars)()
+    from mmtools.models.onnx_prebuilt import HUB_PATTERNS, ONNX_FAMILY, onnx_layout
+
+    onnx = ref.family == ONNX_FAMILY  # towers already in ONNX (the default model without PyTorch): those files
     try:
-        snapshot = Path(snapshot_download(ref.location, allow_patterns=PULL_PATTERNS, cache_dir=hub_cache_dir()))
+        snapshot = Path(snapshot_download(ref.location, allow_patterns=HUB_PATTERNS if onnx else PULL_PATTERNS,
+                                          cache_dir=hub_cache_dir()))
     except Exception as exc:  # HTTP, repository-not-found, disk-full errors alike
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"model {ref.name} cannot be downloaded: {text}",
                          hint="check the name on huggingface.co, and that this machine can reach it") from None
     config = read_config(snapshot)
-    if not any(snapshot.glob("*.safetensors")):
+    if onnx and onnx_layout(snapshot) is None:
+        raise ModelError(f"model {ref.name} has no ONNX towers (onnx/text_model.onnx, onnx/vision_model.onnx) "
+                         "on the hub")
+    if not onnx and not any(snapshot.glob("*.safetensors")):
         raise ModelError(f"model {ref.name} has no safetensors weights on the hub; mmtools does not load "
                          "pickled weights")
     return {"name": ref.name, "source": "hub-cache", "family": config.get("model_type"),
@@ -376,10 +404,12 @@ def export_onnx(name: str | None, *, int8: bool = False) -> dict[str, Any]:
     """Export a model to ONNX now (what the first use would do), with the int8 image tower if ``int8``."""
     from mmtools.models.cache import load_encoder
     from mmtools.models.onnx_export import export_model
-    from mmtools.models.runtime import INSTALL_HINT, onnxruntime_installed
+    from mmtools.models.runtime import INSTALL_HINT, TORCH_HINT, onnxruntime_installed, torch_installed
 
     if not onnxruntime_installed():
         raise UsageError("exporting to ONNX needs ONNX Runtime, which is not installed", hint=INSTALL_HINT)
+    if not torch_installed():
+        raise UsageError("exporting to ONNX needs PyTorch, which this install leaves out", hint=TORCH_HINT)
     encoder = load_encoder(name, "cpu", "torch")
     export = export_model(encoder, int8_images=int8)
     if export.refused:

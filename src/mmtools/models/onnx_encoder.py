@@ -26,10 +26,15 @@ class FastTokens:
     """A Hugging Face fast tokenizer run bare (the tokenizers library), padded and truncated as transformers
     does for the model's text rules: ``(arrays by input name, indices of truncated texts)``."""
 
-    def __init__(self, path: Path, max_length: int, fixed_length: bool, pad_id: int, padding_side: str = "right"):
+    def __init__(self, path: Path, max_length: int, fixed_length: bool, pad_id: int, padding_side: str = "right",
+                 pad_token: str | None = None):
         from tokenizers import Tokenizer
 
         self._tokenizer = Tokenizer.from_file(str(path))
+        if pad_token is not None:  # named by token (towers exported elsewhere): its id, else ``pad_id``
+            found = self._tokenizer.token_to_id(pad_token)
+            pad_id = pad_id if found is None else found
+        self._tokenizer.no_padding()  # padded below; a saved tokenizer.json may carry its own padding
         self._tokenizer.enable_truncation(max_length)
         self.max_length = max_length
         self.fixed_length = fixed_length
@@ -120,6 +125,13 @@ class OnnxEncoder(Encoder):
         return {**super().describe(), "runtime": "onnx", "precision": self.precision}
 
     def logit_scale_and_bias(self) -> tuple[float, float | None]:
+        if self._meta.get("logit_unknown"):
+            from mmtools.errors import ModelError
+            from mmtools.models.runtime import TORCH_HINT
+
+            raise ModelError(f"model {self.name} holds only its ONNX towers, not the logit scale and bias that "
+                             "zero-shot tag probabilities need",
+                             hint=f"tag with the PyTorch model it was converted from; {TORCH_HINT}")
         return float(self._meta.get("logit_scale") or 100.0), self._meta.get("logit_bias")
 
     def variant(self, *, text_int8: bool | None = None, image_int8: bool | None = None) -> "OnnxEncoder":
@@ -167,7 +179,19 @@ class OnnxEncoder(Encoder):
         if not isinstance(pixels, np.ndarray):  # a torch tensor from elsewhere
             pixels = pixels.detach().cpu().numpy()
         pixels = np.ascontiguousarray(pixels, dtype=np.float32)  # no copy when it is already so
-        return self._session("image", self.images_in_int8).run(None, {"pixel_values": pixels})[0]
+        return self._run("image", self.images_in_int8, {"pixel_values": pixels})
+
+    def _run(self, tower: str, int8: bool, inputs: dict[str, Any]) -> Any:
+        """Unit vectors from a tower: an mmtools export's first output is already so; towers exported elsewhere
+        (mmtools.models.onnx_prebuilt) name the output to take, which is normalised here."""
+        run = self._session(tower, int8)
+        output = getattr(self.export, "output_name", None)
+        if output is None:
+            return run.run(None, inputs)[0]
+        import numpy as np
+
+        vectors = np.asarray(run.run([output(tower, run)], inputs)[0], dtype=np.float32)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
     def _image_processor(self) -> Any:
         if self._processor is None:
@@ -190,8 +214,10 @@ class OnnxEncoder(Encoder):
         if on_truncated is not None:
             for i in truncated:
                 on_truncated(i)
-        inputs = {name: arrays[name] for name in self._meta["text_inputs"]}
-        return self._session("text", self.text_int8).run(None, inputs)[0]
+        names = self._meta.get("text_inputs") or [i.name for i in self._session("text", self.text_int8).get_inputs()]
+        if "attention_mask" in names and not self.text_rules.attention_mask:  # trained without one (SigLIP)
+            arrays = {**arrays, "attention_mask": np.ones_like(arrays["attention_mask"])}
+        return self._run("text", self.text_int8, {name: arrays[name] for name in names})
 
     def _tokenize(self, prepared: list[str]) -> tuple[dict[str, Any], list[int]]:
         if self._tokens is None:
@@ -203,7 +229,7 @@ class OnnxEncoder(Encoder):
         if meta.get("tokenizer") == "tokenizers":
             return FastTokens(self.export.directory / "tokenizer.json", rules.max_length,
                               rules.padding == "max_length", meta.get("pad_id") or 0,
-                              meta.get("padding_side", "right"))
+                              meta.get("padding_side", "right"), meta.get("pad_token"))
         return _TransformersTokens(self.location, meta.get("tokenizer_dir", "."), rules)
 
 

@@ -40,10 +40,25 @@ KNOWN_LICENCES: dict[str, str] = {
     "google/siglip2-large-patch16-256": "Apache-2.0",
     "google/siglip2-so400m-patch16-384": "Apache-2.0",
     "google/siglip-base-patch16-224": "Apache-2.0",
+    # conversions to ONNX keep the licence of what they converted
+    "onnx-community/siglip2-base-patch16-224-ONNX": "Apache-2.0",
+    "Xenova/siglip-base-patch16-224": "Apache-2.0",
+    "Xenova/clip-vit-base-patch32": "MIT",
+    "Xenova/clip-vit-base-patch16": "MIT",
     # OpenAI's CLIP code and weights are released under MIT (github.com/openai/CLIP).
     "openai/clip-vit-base-patch32": "MIT",
     "openai/clip-vit-base-patch16": "MIT",
     "openai/clip-vit-large-patch14": "MIT",
+}
+
+# The same models' towers already exported to ONNX (Transformers.js layout), for installs without PyTorch: there,
+# naming the model (or its alias, or leaving the default) loads these instead (mmtools.models.onnx_prebuilt). They
+# are their own models to indexes (a fingerprint of their own): nothing here proves they hold the same weights.
+ONNX_TWINS: dict[str, str] = {
+    "google/siglip2-base-patch16-224": "onnx-community/siglip2-base-patch16-224-ONNX",
+    "google/siglip-base-patch16-224": "Xenova/siglip-base-patch16-224",
+    "openai/clip-vit-base-patch32": "Xenova/clip-vit-base-patch32",
+    "openai/clip-vit-base-patch16": "Xenova/clip-vit-base-patch16",
 }
 
 MANIFEST = "mmtools.json"
@@ -80,17 +95,28 @@ def resolve_model(name: str | None) -> ModelRef:
         raise ModelError(f"model directory {given} does not exist",
                          hint="pass a directory saved with save_pretrained, an alias, or a Hugging Face id")
     if given in ALIASES:
-        hub_id = ALIASES[given]
-        return ModelRef(name=hub_id, location=hub_id, is_local=False)
+        return _hub_model(ALIASES[given])
     imported = _imported_directory(given)
     if imported is not None:
         return _local_model(imported)
     if _is_hub_id(given):
-        return ModelRef(name=given, location=given, is_local=False)
+        return _hub_model(given)
     raise ModelError(
         f"unknown model {given!r}: not a directory, not an alias, and not a Hugging Face id (org/name)",
         hint="aliases: " + ", ".join(sorted(ALIASES)) + "; `mmtools models list` shows imported names",
     )
+
+
+def _hub_model(hub_id: str) -> ModelRef:
+    """A hub model; without PyTorch, its ONNX twin where the registry knows one. ONNX repositories run on ONNX
+    Runtime (mmtools.models.onnx_prebuilt)."""
+    from mmtools.models.onnx_prebuilt import ONNX_FAMILY, is_onnx_repo
+    from mmtools.models.runtime import torch_installed
+
+    if hub_id in ONNX_TWINS and not torch_installed():
+        hub_id = ONNX_TWINS[hub_id]
+    manifest = {"family": ONNX_FAMILY} if is_onnx_repo(hub_id) else {}
+    return ModelRef(name=hub_id, location=hub_id, is_local=False, manifest=manifest)
 
 
 def _imported_directory(name: str) -> Path | None:
@@ -122,6 +148,14 @@ def _local_model(path: Path) -> ModelRef:
                              hint="wait for the first epoch, or resume the run with --resume")
         return ModelRef(name=name, location=str(model_dir.resolve()), is_local=True,
                         manifest=read_manifest(model_dir))
+    if not manifest.get("family"):
+        from mmtools.models.onnx_prebuilt import ONNX_FAMILY, onnx_layout
+        from mmtools.models.runtime import torch_installed
+
+        # Towers already in ONNX (Transformers.js, `mmtools models export`): run as such, unless the directory
+        # also holds the PyTorch weights and PyTorch is here (then they are the model, exported on first use).
+        if onnx_layout(path) is not None and not (torch_installed() and any(path.glob("*.safetensors"))):
+            manifest = {**manifest, "family": ONNX_FAMILY}
     return ModelRef(name=name, location=name, is_local=True, manifest=manifest)
 
 

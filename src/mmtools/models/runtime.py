@@ -24,6 +24,25 @@ ENV = "MMTOOLS_RUNTIME"
 INSTALL_HINT = 'install ONNX Runtime (pip install "mmtools[onnx]"), or use --runtime torch'
 
 
+TORCH_HINT = "install PyTorch: scripts/install.sh --with-torch (its CPU build, pinned), or pip install 'mmtools[torch]'"
+
+
+def torch_installed() -> bool:
+    """Whether PyTorch can be imported here (asked without importing it). The user install leaves it out: the
+    main job runs on ONNX Runtime; training, exports from PyTorch models, taggers and captioners need it."""
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def torch_missing(exc: BaseException) -> bool:
+    """Whether ``exc`` is PyTorch (or transformers' PyTorch side) missing from this install."""
+    if torch_installed() or not isinstance(exc, ImportError):
+        return False
+    return exc.name in ("torch", "torchvision") or "torch" in str(exc).lower()
+
+
 @dataclass(frozen=True)
 class Runtime:
     """What a model is to run on: ``engine`` "torch" or "onnx"; ``int8_queries``: may the query path use the
@@ -56,7 +75,8 @@ def choose_runtime(preference: str | None = None, device: str | None = None) -> 
         return TORCH
     if wanted == "auto":
         on_cpu = kind == "cpu" or (kind == "auto" and not accelerator_present())
-        return Runtime("onnx", int8_queries=True) if on_cpu and onnxruntime_installed() else TORCH
+        onnx_ok = onnxruntime_installed() and (on_cpu or not torch_installed())
+        return Runtime("onnx", int8_queries=True) if onnx_ok else TORCH
     if kind not in ("auto", "cpu"):
         raise UsageError(f"--runtime {wanted} runs on the CPU, but device {device!r} was asked for",
                          hint="use --runtime torch (or auto) for a GPU, or --device cpu")

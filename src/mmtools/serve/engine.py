@@ -346,10 +346,9 @@ class Engine:
         return time.monotonic() - served.checked < MODEL_CHECK_S
 
     def _load(self, name: str | None, ref: Any, signature: tuple | None) -> ServedModel:
-        from mmtools.tag.towers import FAMILY as TAGGER_FAMILY
-
-        if ref.family == TAGGER_FAMILY:
+        if ref.family == "mmtools-tagger":  # mmtools.tag.towers.FAMILY, not imported: it imports torch
             from mmtools.models.fingerprint import model_fingerprint
+            from mmtools.tag.towers import FAMILY as TAGGER_FAMILY
             from mmtools.tag.trained import TrainedTagger
 
             tagger = TrainedTagger(ref.location, self.device or os.environ.get("MMTOOLS_DEVICE"))
