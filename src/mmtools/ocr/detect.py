@@ -3,7 +3,7 @@
 ``TextDetector`` is the seam; ``DbnetDetector`` its implementation: PP-OCRv4's DBNet detector (Apache-2.0), whose
 ONNX file ships inside the ``rapidocr_onnxruntime`` wheel (no download), run with ONNX Runtime. Photos are
 detected in batches (scaled to one size, padded to the batch's largest), and the ONNX session is loaded once per
-process (``dbnet_session``), so a long-running ``serve`` or a second engine reuses it.
+process (``onnx_session``), so a long-running ``serve`` or a second engine reuses it.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ def detector_model_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=2)
-def dbnet_session(path: str, threads: int = 0) -> Any:
-    """One ONNX Runtime session per model file and thread count for the whole process."""
+@lru_cache(maxsize=4)
+def onnx_session(path: str, threads: int = 0) -> Any:
+    """One ONNX Runtime session per model file and thread count for the whole process (the detector's, and the
+    line reader's of mmtools.ocr.letters)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -69,7 +70,7 @@ class DbnetDetector:
         except ImportError as exc:
             raise MissingDependencyError(f"the scene-text detector cannot start ({exc})",
                                          hint=INSTALL_DETECTOR) from None
-        self.session = dbnet_session(str(path), threads)
+        self.session = onnx_session(str(path), threads)
         self.input = self.session.get_inputs()[0].name
         self.long_side = long_side
 
