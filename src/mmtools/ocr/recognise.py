@@ -54,6 +54,9 @@ class LineRecogniser(Protocol):
     def recognise(self, line: Any) -> LineReading:
         """Read one line: a PIL image holding a single line of text, upright, left to right."""
 
+    def readings(self, line: Any) -> list[LineReading]:
+        """Each way the line was read (``recognise`` gives the best)."""
+
 
 class TesseractLineRecogniser:
     """Tesseract through tesserocr; safe to call from several threads (each has its own Tesseract)."""
@@ -87,22 +90,25 @@ class TesseractLineRecogniser:
         return api
 
     def recognise(self, line: Any) -> LineReading:
+        """The reading with the most confidently read letters among ``readings``."""
+        return max(self.readings(line), key=lambda reading: reading.score)
+
+    def readings(self, line: Any) -> list[LineReading]:
         """Read the line as it is (grey), then, unless that reading is already confident, its colour layers
-        (``colour_layers``) a few ways (``READINGS``): outlined letters on a busy photo are read from their fill.
-        The reading with the most confidently read letters is kept."""
+        (``colour_layers``) a few ways (``READINGS``): outlined letters on a busy photo are read from their fill."""
         from PIL import ImageOps
 
-        best = LineReading([])
+        best, done = LineReading([]), [LineReading([])]
         rgb = line.convert("RGB")
         for layers, mode, height in READINGS:
             images = [ImageOps.grayscale(rgb)] if layers == 1 else colour_layers(rgb, layers)
             for image in images:
-                reading = self._read(image, mode, height)
-                if reading.score > best.score:
-                    best = reading
+                done.append(self._read(image, mode, height))
+                if done[-1].score > best.score:
+                    best = done[-1]
             if best.confidence >= CONFIDENT and len(best.text) >= 3:
                 break
-        return best
+        return done
 
     def _read(self, line: Any, mode: int, height: int) -> LineReading:
         from PIL import Image, ImageOps
@@ -138,9 +144,9 @@ class TesseractLineRecogniser:
 
 class FusedLineRecogniser:
     """Letters from ``letters`` (a reader with ``read(line) -> (text, score 0-1)``), accents from ``accents``
-    (Tesseract), put together by ``decoder`` (``decode(letters, accented_words) -> text``). A line the letter
-    reader reads unsurely is Tesseract's alone, put right by ``correct``. Confidence: the letter reader's score
-    (0-100), since its letters are what the line says."""
+    (Tesseract: the words of every way it read the line), put together by ``decoder`` (``decode(letters,
+    accented_words) -> text``). A line the letter reader reads unsurely is Tesseract's alone, put right by
+    ``correct``. Confidence: the letter reader's score (0-100), since its letters are what the line says."""
 
     def __init__(self, letters: Any, accents: LineRecogniser, decoder: Any,
                  correct: Callable[[str], str] | None = None):
@@ -148,13 +154,15 @@ class FusedLineRecogniser:
 
     def recognise(self, line: Any) -> LineReading:
         text, score = self.letters.read(line)
-        reading = self.accents.recognise(line)
+        readings = self.accents.readings(line)
         if not text or score < LETTER_SCORE:
+            reading = max(readings, key=lambda reading: reading.score)
             if self.correct is None:
                 return reading
             return LineReading([(word, confidence) for word, confidence in
                                 ((self.correct(w), c) for w, c in reading.words) if word])
-        return LineReading([(word, 100 * score) for word in self.decoder.decode(text, reading.words).split()])
+        words = [word for reading in readings for word in reading.words]  # each way Tesseract read it
+        return LineReading([(word, 100 * score) for word in self.decoder.decode(text, words).split()])
 
 
 def colour_layers(line: Any, layers: int) -> list[Any]:

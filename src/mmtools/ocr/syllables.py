@@ -32,6 +32,7 @@ CASE_CUT_COST = 4.0  # charged for a syllable that holds a capital after a small
 ACCENT_WEIGHT = 6.0  # log-probability per letter a form differs from Tesseract's nearest word, at full confidence
 MOST_LETTERS = 2  # a form with no word of Tesseract's near it is charged as if this many letters differed
 FORMS = 12  # accented forms tried per syllable, most frequent first
+CASE_CONFIDENCE = 60.0  # Tesseract's capitals are taken for a syllable it read at least this confidently
 BEAM = 12  # Viterbi states kept at each point of the letters
 # A run of letters; a number with what is glued to it ("25.000d", "50%"); anything else, one character at a time.
 _PIECES = re.compile(r"(\d[\d.,:/%\-]*[^\W\d_]?%?)|([^\W\d_]+)|(\S)")
@@ -71,6 +72,12 @@ def _distance(a: str, b: str) -> int:
     return previous[-1]
 
 
+def _vietnamese(forms: list[str]) -> list[str]:
+    """The forms that are Vietnamese syllables ("bạch", "bách", not the name "bach"), if any are."""
+    counts = syllable_counts()
+    return [form for form in forms if form in counts] or forms
+
+
 def _with_case_of(original: str, form: str) -> str:
     if original.isupper() and len(original) > 1:
         return form.upper()
@@ -89,6 +96,10 @@ class SyllableDecoder:
         """``letters``: the line as the letter reader read it; ``accented``: Tesseract's words of the same line
         with their confidences (0-100)."""
         words = [(w.strip(_EDGE).lower(), c / 100) for w, c in accented if w.strip(_EDGE)]
+        # The line's first letter as Tesseract wrote it, where it read that syllable's letters too: the letter
+        # reader confuses "C" and "c" (Tesseract capitalises words inside a line wrongly more often).
+        cased = {fold(w.strip(_EDGE)): w.strip(_EDGE) for w, c in sorted(accented, key=lambda item: item[1])
+                 if c >= CASE_CONFIDENCE and w.strip(_EDGE).isalpha()}
         with self.lock:
             out: list[str] = []
             context = ("", "")  # a line is a fragment: where a sentence begins says little about a sign
@@ -98,7 +109,7 @@ class SyllableDecoder:
                         out.append(self._number(number, accented))
                         context = (context[1], number)
                     elif run:
-                        forms = self._run(run, words, context)
+                        forms = self._run(run, words, context, {} if out else cased)
                         out.extend(forms)
                         for form in forms[-2:]:
                             context = (context[1], form.lower())
@@ -112,7 +123,8 @@ class SyllableDecoder:
                 return word.strip(_EDGE)
         return number
 
-    def _run(self, run: str, words: list[tuple[str, float]], context: tuple[str, str]) -> list[str]:
+    def _run(self, run: str, words: list[tuple[str, float]], context: tuple[str, str],
+             cased: dict[str, str]) -> list[str]:
         """The likeliest accented syllables of one run of letters (Viterbi over cuts and forms)."""
         letters = fold(run)
         known = _syllables()
@@ -139,8 +151,8 @@ class SyllableDecoder:
             if len(here) > BEAM:
                 here = dict(sorted(here.items(), key=lambda item: -item[1][0])[:BEAM])
             for j, syllable, cost in spans[i]:
-                original = run[i:j]
-                forms = self.model.candidates(syllable)[:FORMS]
+                original = cased.get(syllable, run[i:j])
+                forms = _vietnamese(self.model.candidates(syllable)[:FORMS])
                 for (a, b), (score, path) in here.items():
                     for form in forms:
                         if fold(form) != syllable:
