@@ -47,6 +47,7 @@ def test_words_that_are_no_syllable_and_numbers_are_kept(decoder):
     assert decoder.decode("Gia 25.000d", [("25.000đ", 80.0)]) == "Giá 25.000đ"
     assert decoder.decode("Giam 50%", []) == "Giảm 50%"
     assert decoder.decode("", []) == ""
+    assert decoder.decode("www.caphe.com Ca phe", []) == "www.caphe.com Cà phê"  # a web address is kept
 
 
 def test_the_first_letter_takes_tesseracts_capital(decoder):

@@ -36,6 +36,7 @@ CASE_CONFIDENCE = 60.0  # Tesseract's capitals are taken for a syllable it read 
 BEAM = 12  # Viterbi states kept at each point of the letters
 # A run of letters; a number with what is glued to it ("25.000d", "50%"); anything else, one character at a time.
 _PIECES = re.compile(r"(\d[\d.,:/%\-]*[^\W\d_]?%?)|([^\W\d_]+)|(\S)")
+_ADDRESS = re.compile(r"^www\.|[^\W\d_]\.(com|net|org|vn|edu|gov|info|io)\b", re.IGNORECASE)
 _KEPT_MARKS = "%&+#@"  # a lone mark kept (others, as a "." read between two words, are dropped)
 _EDGE = ".,:;!?'\"()[]{}|`~«»“”‘’<>\\/_-"
 _CONFUSED = (("ur", "u"), ("ir", "u"), ("rn", "m"), ("cl", "d"))  # how a Latin reader writes "ư", "m", "d"
@@ -104,6 +105,9 @@ class SyllableDecoder:
             out: list[str] = []
             context = ("", "")  # a line is a fragment: where a sentence begins says little about a sign
             for token in letters.split():
+                if _ADDRESS.search(token):  # a web address: no syllables in it ("cafe.com" is not "cà phê cơm")
+                    out.append(token)
+                    continue
                 for number, run, mark in (m.groups() for m in _PIECES.finditer(token)):
                     if number:
                         out.append(self._number(number, accented))
