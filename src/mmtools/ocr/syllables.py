@@ -63,7 +63,8 @@ def _mended(letters: str) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=65536)
-def _distance(a: str, b: str) -> int:
+def edit_distance(a: str, b: str) -> int:
+    """Levenshtein distance: characters added, dropped or changed to turn ``a`` into ``b``."""
     previous = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
         current = [i]
@@ -188,6 +189,6 @@ class SyllableDecoder:
         weighted by how confidently that word was read."""
         if not words:
             return 0.0
-        distance, confidence = min((min(MOST_LETTERS, _distance(form, word)), confidence)
+        distance, confidence = min((min(MOST_LETTERS, edit_distance(form, word)), confidence)
                                    for word, confidence in words)
         return -ACCENT_WEIGHT * confidence * distance
