@@ -35,7 +35,8 @@ class OcrEngine(Protocol):
 
 
 def open_engine(languages: str = DEFAULT_LANGUAGES, on_warning: Callable[[str], None] | None = None) -> OcrEngine:
-    """The scene engine (text detector + Tesseract line by line), or, when the detector or tesserocr is not
+    """The scene engine (text detector, then each line read: for Vietnamese, letters by PP-OCRv4's recogniser
+    and accents by Tesseract; else Tesseract alone), or, when the detector or tesserocr is not
     installed, the page engine (Tesseract alone), saying so once through ``on_warning``."""
     page = TesseractEngine(languages)  # checks Tesseract and its language data first: needed either way
     try:
