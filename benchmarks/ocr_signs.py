@@ -1,5 +1,5 @@
 """OCR on real photos with Vietnamese signs drawn on them: character error rate and photos per second,
-mmtools' engines (the scene engine: detector + Tesseract per line; the page engine: Tesseract's multi-pass reading
+mmtools' engines (the scene engine: detector, PP-OCRv4 letters and Tesseract accents per line; the page engine: Tesseract's multi-pass reading
 alone) against a single plain Tesseract reading (its default page mode) in the same run.
 
     python benchmarks/ocr_signs.py --photos 40 [--offset 200] [--jobs 2] [--engines scene,page] [--show]
@@ -55,7 +55,7 @@ def main() -> None:
     print(f"{len(truth)} photos ({args.offset}-{args.offset + len(truth) - 1}), {os.cpu_count()} cores (shared with "
           f"other work: speeds are indicative)")
     print(f"plain tesseract (psm 3, 1 job): CER {sum(plain) / len(plain):.3f}, {len(plain) / plain_seconds:.2f} photos/s")
-    engines = {"scene": ("mmtools ocr (detector + Tesseract per line)",
+    engines = {"scene": ("mmtools ocr (detector + PP-OCRv4 letters + Tesseract accents)",
                          lambda: open_engine("vie", on_warning=print)),
                "page": ("mmtools page engine (Tesseract alone)", TesseractEngine)}
     for key in args.engines.split(","):

@@ -62,7 +62,9 @@ def test_signs_on_photos_are_read_with_a_low_character_error_rate(signs, tmp_pat
     # The photos' own text is read too (an airline's name, a copyright line), and little texture taken for text:
     off_board = [line["text"] for n, r in zip(names, records) for line in r["ocr_lines"]
                  if not on_sign([line], boards[n])]
-    assert len(off_board) <= 8, off_board  # measured 4 lines in the 20 photos (2 of them real)
+    # measured 14 lines in the 20 photos, nearly all the photos' own print (FIELD, LEXUS, NIMITZ, METS.COM, a web
+    # address), read since PP-OCRv4's recogniser reads the letters (4 lines, 2 of them real, with Tesseract alone)
+    assert len(off_board) <= 16, off_board
     lines = [line for r in records for line in r["ocr_lines"]]
     assert lines and all(len(line["box"]) == 4 and 0 <= line["confidence"] <= 100 for line in lines)
 

@@ -31,12 +31,13 @@ def ocr_command(
         = 100_000_000,
     fmt: OutputFormatOption = OutputFormat.auto,
 ) -> None:
-    """Read the text in photos (signs, menus, screenshots): a scene-text detector finds each line, Tesseract
-    reads it; one record per image with ocr_text (lines joined by newlines, in reading order, Unicode NFC);
+    """Read the text in photos (signs, menus, screenshots): a scene-text detector finds each line, a neural
+    reader reads its letters and Tesseract its Vietnamese accents; one record per image with ocr_text (lines joined by newlines, in reading order, Unicode NFC);
     other fields pass through.
 
     Needs Tesseract with its Vietnamese data (apt-get install tesseract-ocr tesseract-ocr-vie) and
-    pip install 'mmtools[ocr]' (which brings the detector; without it Tesseract reads alone, with a warning).
+    pip install 'mmtools[ocr]' (which brings the detector and the reader; without them Tesseract reads alone,
+    with a warning).
 
     Example: mmtools ocr photos/ | mmtools embed-images | mmtools index -o idx.faiss
     """

@@ -35,22 +35,39 @@ class OcrEngine(Protocol):
 
 
 def open_engine(languages: str = DEFAULT_LANGUAGES, on_warning: Callable[[str], None] | None = None) -> OcrEngine:
-    """The scene engine (text detector + Tesseract line by line), or, when the detector or tesserocr is not
+    """The scene engine (text detector, then each line read: for Vietnamese, letters by PP-OCRv4's recogniser
+    and accents by Tesseract; else Tesseract alone), or, when the detector or tesserocr is not
     installed, the page engine (Tesseract alone), saying so once through ``on_warning``."""
     page = TesseractEngine(languages)  # checks Tesseract and its language data first: needed either way
     try:
         from mmtools.ocr.detect import DbnetDetector
         from mmtools.ocr.lexicon import correct_line, syllable_counts
         from mmtools.ocr.recognise import TesseractLineRecogniser
+
+        detector, tesseract = DbnetDetector(), TesseractLineRecogniser(languages)
+        if "vie" in languages.split("+") and syllable_counts():
+            return _vietnamese_engine(detector, tesseract, correct_line)
         from mmtools.ocr.scene import SceneEngine
 
-        vietnamese = "vie" in languages.split("+") and bool(syllable_counts())
-        return SceneEngine(DbnetDetector(), TesseractLineRecogniser(languages), correct_line if vietnamese else None)
+        return SceneEngine(detector, tesseract)
     except MissingDependencyError as exc:
         if on_warning:
             on_warning(f"{exc}; reading with Tesseract alone, which misses small and slanted text in photos "
                        f"({exc.hint})" if exc.hint else f"{exc}; reading with Tesseract alone")
         return page
+
+
+def _vietnamese_engine(detector: Any, tesseract: Any, correct: Callable[[str], str]) -> OcrEngine:
+    """Letters from the neural line reader, accents from Tesseract, syllables from the accent restorer's language
+    model (mmtools.ocr.syllables)."""
+    from mmtools.ocr.letters import CtcLetterReader
+    from mmtools.ocr.recognise import FusedLineRecogniser
+    from mmtools.ocr.scene import SceneEngine
+    from mmtools.ocr.syllables import SyllableDecoder
+    from mmtools.text.accent_model import general_model
+
+    decoder = SyllableDecoder(general_model())
+    return SceneEngine(detector, FusedLineRecogniser(CtcLetterReader(), tesseract, decoder, correct))
 
 
 def default_jobs() -> int:

@@ -1,7 +1,9 @@
 """What a found line says: a recogniser reads one rectified line image into words with confidences.
 
-``LineRecogniser`` is the seam; ``TesseractLineRecogniser`` its implementation: Tesseract's LSTM with its
-Vietnamese data, in single-line mode, kept loaded in the process through ``tesserocr`` (one Tesseract per
+``LineRecogniser`` is the seam. ``FusedLineRecogniser``, for Vietnamese, takes a line's letters from a neural reader
+(mmtools.ocr.letters), which sees small outlined letters well but knows no accents, and its accents from
+Tesseract, and puts the two together into Vietnamese syllables (mmtools.ocr.syllables). ``TesseractLineRecogniser``
+reads with Tesseract alone: its LSTM with the language's data, in single-line mode, kept loaded in the process through ``tesserocr`` (one Tesseract per
 thread: starting the ``tesseract`` program for each line costs about half a second, reading a line 20-40 ms).
 Each line is read as it is (grey) and, unless that reading is confident, from its colour layers (the letters'
 fill, their outline and the background apart), at the letter height Tesseract reads best; the reading with the
@@ -14,7 +16,7 @@ from __future__ import annotations
 import threading
 import unicodedata
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from mmtools.errors import MissingDependencyError
 from mmtools.ocr.engine import DEFAULT_LANGUAGES, SHORT_WORD_CONFIDENCE, available_languages, tessdata_path
@@ -26,6 +28,7 @@ WORD_CONFIDENCE = 20.0  # a word read less confidently is dropped (a line that i
 # Tesseract's page segmentation mode, 7 a single line, 13 a raw line; letter height in pixels). Chosen on
 # benchmarks/ocr_scenes.py's tuning photos (0-39).
 READINGS = ((1, 7, 56), (3, 7, 40), (4, 13, 40))
+LETTER_SCORE = 0.5  # a line the letter reader reads less surely than this (0-1) is left to Tesseract alone
 CONFIDENT = 88.0  # a line read this confidently (mean word confidence) is not read again another way
 LAYER_HEIGHT = 48  # pixels: lines are split into colour layers at this height
 
@@ -50,6 +53,9 @@ class LineReading:
 class LineRecogniser(Protocol):
     def recognise(self, line: Any) -> LineReading:
         """Read one line: a PIL image holding a single line of text, upright, left to right."""
+
+    def readings(self, line: Any) -> list[LineReading]:
+        """Each way the line was read (``recognise`` gives the best)."""
 
 
 class TesseractLineRecogniser:
@@ -84,22 +90,25 @@ class TesseractLineRecogniser:
         return api
 
     def recognise(self, line: Any) -> LineReading:
+        """The reading with the most confidently read letters among ``readings``."""
+        return max(self.readings(line), key=lambda reading: reading.score)
+
+    def readings(self, line: Any) -> list[LineReading]:
         """Read the line as it is (grey), then, unless that reading is already confident, its colour layers
-        (``colour_layers``) a few ways (``READINGS``): outlined letters on a busy photo are read from their fill.
-        The reading with the most confidently read letters is kept."""
+        (``colour_layers``) a few ways (``READINGS``): outlined letters on a busy photo are read from their fill."""
         from PIL import ImageOps
 
-        best = LineReading([])
+        best, done = LineReading([]), [LineReading([])]
         rgb = line.convert("RGB")
         for layers, mode, height in READINGS:
             images = [ImageOps.grayscale(rgb)] if layers == 1 else colour_layers(rgb, layers)
             for image in images:
-                reading = self._read(image, mode, height)
-                if reading.score > best.score:
-                    best = reading
+                done.append(self._read(image, mode, height))
+                if done[-1].score > best.score:
+                    best = done[-1]
             if best.confidence >= CONFIDENT and len(best.text) >= 3:
                 break
-        return best
+        return done
 
     def _read(self, line: Any, mode: int, height: int) -> LineReading:
         from PIL import Image, ImageOps
@@ -131,6 +140,29 @@ class TesseractLineRecogniser:
                 continue
             words.append((text, confidence))
         return words
+
+
+class FusedLineRecogniser:
+    """Letters from ``letters`` (a reader with ``read(line) -> (text, score 0-1)``), accents from ``accents``
+    (Tesseract: the words of every way it read the line), put together by ``decoder`` (``decode(letters,
+    accented_words) -> text``). A line the letter reader reads unsurely is Tesseract's alone, put right by
+    ``correct``. Confidence: the letter reader's score (0-100), since its letters are what the line says."""
+
+    def __init__(self, letters: Any, accents: LineRecogniser, decoder: Any,
+                 correct: Callable[[str], str] | None = None):
+        self.letters, self.accents, self.decoder, self.correct = letters, accents, decoder, correct
+
+    def recognise(self, line: Any) -> LineReading:
+        text, score = self.letters.read(line)
+        readings = self.accents.readings(line)
+        if not text or score < LETTER_SCORE:
+            reading = max(readings, key=lambda reading: reading.score)
+            if self.correct is None:
+                return reading
+            return LineReading([(word, confidence) for word, confidence in
+                                ((self.correct(w), c) for w, c in reading.words) if word])
+        words = [word for reading in readings for word in reading.words]  # each way Tesseract read it
+        return LineReading([(word, 100 * score) for word in self.decoder.decode(text, words).split()])
 
 
 def colour_layers(line: Any, layers: int) -> list[Any]:

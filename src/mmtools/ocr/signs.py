@@ -61,11 +61,7 @@ def character_error_rate(reference: str, hypothesis: str) -> float:
     def clean(text: str) -> str:
         return " ".join(unicodedata.normalize("NFC", text).split())
 
-    ref, hyp = clean(reference), clean(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        current = [i]
-        for j, h in enumerate(hyp, 1):
-            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (r != h)))
-        previous = current
-    return previous[-1] / max(1, len(ref))
+    from mmtools.ocr.syllables import edit_distance
+
+    ref = clean(reference)
+    return edit_distance(ref, clean(hypothesis)) / max(1, len(ref))
