@@ -81,7 +81,8 @@ class OnnxTagger(TaggerBase):
         if found is None:
             from mmtools.models.onnx_export import session
 
-            found = self._sessions[branch] = session(self.export.path(branch))
+            # Tagging is a throughput job: idle intra-op threads sleep rather than spin (as for image towers).
+            found = self._sessions[branch] = session(self.export.path(branch), spin=False)
         return found
 
     def _logits(self, branch: str, examples: Sequence[Sample]) -> Any:
