@@ -91,6 +91,8 @@ def test_the_cli_tags_alike_on_both_runtimes_and_a_cold_onnx_load_imports_no_tor
                                runtime, "--threshold", "0", str(records)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         tagged[runtime] = [json.loads(line) for line in done.stdout.splitlines()]
+        # The first ONNX run announces its export, once: where it goes.
+        assert ("exporting tagger" in done.stderr and "onnx-taggers" in done.stderr) == (runtime == "auto")
     assert [r["id"] for r in tagged["auto"]] == ["r0", "r1", "r2", "r3", "text-only"]
     for a, b in zip(tagged["torch"], tagged["auto"]):
         assert a["tag_mode"] == b["tag_mode"] and [t["label"] for t in a["tags"]] == [t["label"] for t in b["tags"]]

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from mmtools.errors import ModelError
-from mmtools.models.onnx_export import PROBE_TEXTS, ExportRefused
+from mmtools.models.onnx_export import PROBE_TEXTS, Export, ExportRefused, export_size
+from mmtools.notices import tell
 
 TAGGER_EXPORT_FORMAT = 1
 PROBABILITY_TOLERANCE = 1e-4  # a label's probability, ONNX against PyTorch: tags stay the tagger's
@@ -63,23 +65,7 @@ def tagger_key(directory: Path, manifest: dict[str, Any]) -> str | None:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-class TaggerExport:
-    """An export directory, read."""
-
-    def __init__(self, directory: Path):
-        self.directory = directory
-        try:
-            self.meta: dict[str, Any] = json.loads((directory / META).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"ONNX export {directory} cannot be read ({exc})",
-                             hint=f"remove {directory}; it is made again on first use") from None
-
-    @property
-    def refused(self) -> str | None:
-        return self.meta.get("refused")
-
-    def path(self, branch: str) -> Path:
-        return self.directory / f"{branch}.onnx"
+TaggerExport = Export  # an export directory, read (meta.json, refused, path of each branch's graph)
 
 
 def find_tagger_export(directory: Path, manifest: dict[str, Any]) -> TaggerExport | None:
@@ -98,6 +84,7 @@ def export_tagger(directory: Path, manifest: dict[str, Any]) -> TaggerExport:
     """Export the tagger in ``directory`` (loaded on PyTorch), or find it made by another process meanwhile.
     The export may record a refusal (``TaggerExport.refused``): then the tagger runs on PyTorch."""
     from mmtools.atomic import atomic_directory, sweep_temporaries
+    from mmtools.models.manage import human_size
     from mmtools.models.onnx_export import _export_lock
 
     key = tagger_key(directory, manifest)
@@ -111,11 +98,18 @@ def export_tagger(directory: Path, manifest: dict[str, Any]) -> TaggerExport:
             existing = TaggerExport(target)
             if existing.meta.get("format") == TAGGER_EXPORT_FORMAT:
                 return existing
+        started = time.perf_counter()
+        weights = sum(p.stat().st_size for p in Path(directory).glob("*.safetensors"))
+        tell(f"exporting tagger {directory} to ONNX for the CPU, once per tagger (about {human_size(weights)} on "
+             f"disk) into {target}", 0, 1)
         with atomic_directory(target) as tmp:
             meta = {"format": TAGGER_EXPORT_FORMAT, "tagger": str(directory)}
             try:
                 meta.update(_build(directory, tmp))
-            except ExportRefused as exc:
+            except (ExportRefused, ModelError) as exc:
+                if not isinstance(exc, ExportRefused):
+                    raise  # the tagger itself cannot be loaded: said as PyTorch says it, nothing recorded
+
                 meta["refused"] = exc.message
             except Exception as exc:  # torch.onnx raises many kinds for graphs it cannot trace
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -124,7 +118,10 @@ def export_tagger(directory: Path, manifest: dict[str, Any]) -> TaggerExport:
                 for made in tmp.iterdir():
                     made.unlink()
             (tmp / META).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return TaggerExport(target)
+    export = TaggerExport(target)
+    tell(f"ONNX export of tagger {directory}: " + (f"refused ({export.refused})" if export.refused else
+         f"{human_size(export_size(target))} in {target}, {time.perf_counter() - started:.0f} s"), 1, 1)
+    return export
 
 
 def _build(directory: Path, tmp: Path) -> dict[str, Any]:
