@@ -81,8 +81,7 @@ class OnnxTagger(TaggerBase):
         if found is None:
             from mmtools.models.onnx_export import session
 
-            # Tagging is a throughput job: idle intra-op threads sleep rather than spin (as for image towers).
-            found = self._sessions[branch] = session(self.export.path(branch), spin=False)
+            found = self._sessions[branch] = session(self.export.path(branch))
         return found
 
     def _logits(self, branch: str, examples: Sequence[Sample]) -> Any:
