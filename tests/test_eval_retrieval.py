@@ -147,8 +147,8 @@ class _Encoder:
         self.int8_queries, self.export, self.text_int8 = int8_queries, _Export(int8_ok), text_int8
         self.precision = f"text {'int8' if text_int8 else 'fp32'}, image int8"
 
-    def variant(self, text_int8=None, batch_texts=None):
-        return _Encoder(self.int8_queries, self.export.int8_text_ok, self.text_int8 if text_int8 is None else text_int8)
+    def variant(self, text_int8=None):
+        return _Encoder(self.int8_queries, self.export.int8_text_ok, text_int8)
 
     def encode_images(self, images):  # image i is drawn in red i
         return basis(10)[[image.getpixel((0, 0))[0] for image in images]]

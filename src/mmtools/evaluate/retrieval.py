@@ -180,7 +180,6 @@ def texts_encoder(encoder: Any, images: Any) -> Any:
         return encoder
     from mmtools.models.agreement import measure_agreement
 
-    encoder = encoder.variant(batch_texts=True)  # batches, not queries: the text tower's threads sleep when idle
     figures = measure_agreement(encoder, images)
     return encoder.variant(text_int8=True) if figures is not None and figures["ok"] else encoder
 

@@ -68,9 +68,8 @@ class OnnxEncoder(Encoder):
     runtime = "onnx"
 
     def __init__(self, export: Export, ref: ModelRef, *, text_int8: bool = False, image_int8: bool = False,
-                 int8_queries: bool = False, batch_texts: bool = False):
+                 int8_queries: bool = False):
         meta = export.meta
-        self.batch_texts = batch_texts  # texts come in batches (eval): the text tower's threads sleep when idle
         self.int8_queries = int8_queries  # may for_index choose the int8 text tower (runtime onnx / auto)
         self.export = export
         self.ref = ref
@@ -93,7 +92,7 @@ class OnnxEncoder(Encoder):
 
             self._fast_images = FastImagePreprocessor.from_dict(meta["fast_images"])
         self._processor: Any = None
-        self._variants: dict[tuple[bool, bool, bool], "OnnxEncoder"] = {(text_int8, image_int8, batch_texts): self}
+        self._variants: dict[tuple[bool, bool], "OnnxEncoder"] = {(text_int8, image_int8): self}
 
     @property
     def fingerprint(self) -> str:  # type: ignore[override]
@@ -123,17 +122,15 @@ class OnnxEncoder(Encoder):
     def logit_scale_and_bias(self) -> tuple[float, float | None]:
         return float(self._meta.get("logit_scale") or 100.0), self._meta.get("logit_bias")
 
-    def variant(self, *, text_int8: bool | None = None, image_int8: bool | None = None,
-                batch_texts: bool | None = None) -> "OnnxEncoder":
-        """The same export with other towers (or texts in batches); sessions already made are shared."""
+    def variant(self, *, text_int8: bool | None = None, image_int8: bool | None = None) -> "OnnxEncoder":
+        """The same export with other towers; sessions already made are shared."""
         key = (self.text_int8 if text_int8 is None else text_int8,
-               self.image_int8 if image_int8 is None else image_int8,
-               self.batch_texts if batch_texts is None else batch_texts)
+               self.image_int8 if image_int8 is None else image_int8)
         with self._lock:
             found = self._variants.get(key)
             if found is None:
                 found = OnnxEncoder(self.export, self.ref, text_int8=key[0], image_int8=key[1],
-                                    int8_queries=self.int8_queries, batch_texts=key[2])
+                                    int8_queries=self.int8_queries)
                 found._sessions, found._variants, found._lock = self._sessions, self._variants, self._lock
                 found._tokens, found._processor = self._tokens, self._processor
                 self._variants[key] = found
@@ -146,17 +143,15 @@ class OnnxEncoder(Encoder):
 
     # -------------------------------------------------------------------------------------------- sessions
     def _session(self, tower: str, int8: bool) -> Any:
-        # Images (and texts in batches) are a throughput job: the tower's threads sleep when idle; queries spin.
-        spin = tower != "image" and not self.batch_texts
-        name = f"{tower}{'.int8' if int8 else ''}{'' if spin else '/sleeps'}"
+        name = f"{tower}{'.int8' if int8 else ''}"
         found = self._sessions.get(name)
         if found is None:
             from mmtools.models.onnx_export import session
 
             with self._lock:
                 found = self._sessions.get(name)
-                if found is None:
-                    found = self._sessions[name] = session(self.export.path(tower, int8), spin=spin)
+                if found is None:  # images are a throughput job: the tower's threads sleep when idle
+                    found = self._sessions[name] = session(self.export.path(tower, int8), spin=tower != "image")
         return found
 
     # ---------------------------------------------------------------------------------------------- images
