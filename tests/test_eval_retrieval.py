@@ -128,3 +128,63 @@ def test_rrf_gives_tied_candidates_their_worst_rank():
     assert tied_worst_ranks(block).tolist() == [[3, 1, 3, 4, 5]]
     fused = fuse_score_blocks([block, block])
     assert fused[0, 0] == fused[0, 2] == pytest.approx(2 / (RRF_K + 3))
+
+
+class _Export:
+    def __init__(self, int8_ok=True):
+        self.int8_text_ok = int8_ok
+
+    def has(self, tower, int8=False):
+        return self.int8_text_ok
+
+
+class _Encoder:
+    """An ONNX-like encoder: text vectors depend on the tower (int8 or fp32); images are fixed."""
+
+    name, image_size = "fake", None
+
+    def __init__(self, int8_queries=True, int8_ok=True, text_int8=False):
+        self.int8_queries, self.export, self.text_int8 = int8_queries, _Export(int8_ok), text_int8
+        self.precision = f"text {'int8' if text_int8 else 'fp32'}, image int8"
+
+    def variant(self, text_int8=None):
+        return _Encoder(self.int8_queries, self.export.int8_text_ok, text_int8)
+
+    def encode_images(self, images):  # image i is drawn in red i
+        return basis(10)[[image.getpixel((0, 0))[0] for image in images]]
+
+    def encode_texts(self, texts):
+        rows = basis(10)[[int(t) for t in texts]]
+        return rows if self.text_int8 else rows[::-1].copy()
+
+
+def test_captions_take_the_int8_text_tower_only_where_it_agrees_on_the_images(monkeypatch, tmp_path):
+    import mmtools.models.agreement as agreement
+    from mmtools.evaluate.retrieval import encode_examples
+    from mmtools.train.data import Example
+
+    from PIL import Image
+
+    paths = []
+    for i in range(10):
+        paths.append(tmp_path / f"{i}.png")
+        Image.new("RGB", (8, 8), (i, 0, 0)).save(paths[-1])
+    examples = [Example(id=str(i), image=str(p), texts=[str(i)], where=f"line {i}") for i, p in enumerate(paths)]
+    measured = []
+
+    def measure(encoder, corpus, ok=True):
+        measured.append(corpus.shape)
+        return {"ok": ok}
+
+    monkeypatch.setattr(agreement, "measure_agreement", measure)
+    int8 = encode_examples(_Encoder(), examples, batch_size=4)
+    assert measured == [(10, 10)]  # measured once, on every image's vector
+    assert int8.precision == "text int8, image int8" and retrieval_metrics(int8)["t2i"]["R@1"] == 100.0
+    monkeypatch.setattr(agreement, "measure_agreement", lambda encoder, corpus: {"ok": False})
+    fp32 = encode_examples(_Encoder(), examples, batch_size=4)
+    assert fp32.precision == "text fp32, image int8" and retrieval_metrics(fp32)["t2i"]["R@1"] < 100.0
+    for encoder in (_Encoder(int8_queries=False), _Encoder(int8_ok=False)):  # onnx-fp32, or probes failed
+        measured.clear()
+        monkeypatch.setattr(agreement, "measure_agreement", measure)
+        assert encode_examples(encoder, examples, batch_size=4).precision == "text fp32, image int8"
+        assert measured == []

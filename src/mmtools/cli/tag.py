@@ -83,9 +83,9 @@ def tag_command(
                           on_problem=report.problem):
                 return
         if trained:
-            from mmtools.tag.trained import TrainedTagger, tag_records
+            from mmtools.tag.trained import load_tagger, tag_records
 
-            tagger = TrainedTagger(model, device)
+            tagger = load_tagger(model, device, runtime.value)
             per_label = read_thresholds(thresholds, tagger.labels) if thresholds else None
             tagged = tag_records(records_from_inputs(sources, report.problem), tagger,
                                  threshold=threshold, per_label=per_label, top_k=top_k,

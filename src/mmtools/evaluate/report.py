@@ -29,8 +29,9 @@ def evaluate_retrieval(*, data: str | None, models: Sequence[str | None], images
                                   on_problem=on_problem)
             for name in models:
                 encoder = load_encoder(name, device, runtime)
-                members.append(({"model": encoder.name, "fingerprint": encoder.fingerprint},
-                                 encode_examples(encoder, examples, batch_size=batch_size, on_problem=on_problem)))
+                dataset = encode_examples(encoder, examples, batch_size=batch_size, on_problem=on_problem)
+                members.append(({"model": encoder.name, "fingerprint": encoder.fingerprint,
+                                 **({"precision": dataset.precision} if dataset.precision else {})}, dataset))
         else:
             from mmtools.records import read_records
 

@@ -39,6 +39,7 @@ class RetrievalSet:
     images: Any  # (n_images, dim) float32
     texts: Any  # (n_texts, dim) float32
     text_image: Any  # (n_texts,) int
+    precision: str | None = None  # the towers that made the vectors, where a runtime has several
 
     def __post_init__(self) -> None:
         import numpy as np
@@ -135,34 +136,52 @@ def recall_curve(data_or_ranks: Any, max_k: int = 10) -> dict[int, float]:
 def encode_examples(encoder: Any, examples: Sequence[Any], *, batch_size: int = 32,
                     on_problem: Any = None) -> RetrievalSet:
     """Embed the images and captions of ``examples`` (mmtools.train.data.Example) with ``encoder``; an image
-    that cannot be read is reported and its captions left out."""
+    that cannot be read is reported and its captions left out. The images go first, so that the captions can
+    take the text tower a search of these images would take (``text_encoder``)."""
     import numpy as np
 
     from mmtools.errors import Problem, raise_problem
     from mmtools.images import ImageDecodeError, load_image
 
     on_problem = on_problem or raise_problem
-    image_vectors, text_vectors, text_image = [], [], []
+    image_vectors, kept = [], []
     for start in range(0, len(examples), batch_size):
-        images, kept = [], []
+        images, batch = [], []
         for example in examples[start:start + batch_size]:
             try:
                 images.append(load_image(example.image, draft_size=encoder.image_size))
-                kept.append(example)
+                batch.append(example)
             except ImageDecodeError as exc:
                 on_problem(Problem(f"{example.image} ({example.where})", f"{exc}, skipped"))
-        if not kept:
-            continue
-        image_vectors.append(require_finite(encoder.encode_images(images), encoder.name, "images"))
-        texts = [text for example in kept for text in example.texts]
-        base = sum(len(v) for v in image_vectors) - len(kept)
-        text_image.extend(base + i for i, example in enumerate(kept) for _ in example.texts)
-        for text_start in range(0, len(texts), batch_size):
-            text_vectors.append(require_finite(encoder.encode_texts(texts[text_start:text_start + batch_size]),
-                                               encoder.name, "texts"))
+        if batch:
+            image_vectors.append(require_finite(encoder.encode_images(images), encoder.name, "images"))
+            kept.extend(batch)
     if not image_vectors:
         raise ValueError("no image of the evaluation set could be read")
-    return RetrievalSet(np.concatenate(image_vectors), np.concatenate(text_vectors), text_image)
+    images_array = np.concatenate(image_vectors)
+    texts = [text for example in kept for text in example.texts]
+    text_image = [row for row, example in enumerate(kept) for _ in example.texts]
+    text_encoder = texts_encoder(encoder, images_array)
+    text_vectors = [require_finite(text_encoder.encode_texts(texts[start:start + batch_size]), encoder.name,
+                                   "texts") for start in range(0, len(texts), batch_size)]
+    return RetrievalSet(images_array, np.concatenate(text_vectors) if text_vectors else
+                        np.zeros((0, images_array.shape[1]), np.float32), text_image,
+                        precision=getattr(text_encoder, "precision", None))
+
+
+def texts_encoder(encoder: Any, images: Any) -> Any:
+    """The encoder that embeds texts to be ranked against ``images`` (their vectors): on ONNX Runtime with
+    int8 allowed (runtime onnx or auto), the int8 text tower where it passed the export's probe texts and,
+    measured now on these images, agrees with fp32 as the query path asks of an index
+    (mmtools.models.agreement: top-10 overlap and cosine); else ``encoder`` itself. Nothing is stored."""
+    export = getattr(encoder, "export", None)
+    if not (getattr(encoder, "int8_queries", False) and export is not None and export.int8_text_ok
+            and export.has("text", int8=True)):
+        return encoder
+    from mmtools.models.agreement import measure_agreement
+
+    figures = measure_agreement(encoder, images)
+    return encoder.variant(text_int8=True) if figures is not None and figures["ok"] else encoder
 
 
 def require_finite(vectors: Any, model: str, what: str) -> Any:

@@ -17,7 +17,7 @@ from typing import Any
 
 from mmtools.errors import ModelError
 from mmtools.models.registry import MANIFEST, MANIFEST_FORMAT, MANIFEST_VERSION, resolve_model
-from mmtools.tag.model import POOLER_TEXT_TYPES, TaggerSpec
+from mmtools.tag.spec import POOLER_TEXT_TYPES, TaggerSpec
 from mmtools.text.prepare import TextRules
 
 FAMILY = "mmtools-tagger"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from mmtools.tag.batches import BatchMaker, Sample, to_device
 from mmtools.tag.labels import Thresholds, select_tags
 from mmtools.tag.modes import MULTIMODAL, mode_of
 from mmtools.tag.towers import FAMILY, load_tagger_parts
+
+log = logging.getLogger("mmtools")
 
 
 def tagger_manifest(ref: ModelRef) -> tuple[Path, dict[str, Any]] | None:
@@ -40,8 +43,52 @@ RETRAIN_HINT = ("retrain it with `mmtools train tagger --modality-dropout 0.3` (
                 "lack one, or use --fusion late")
 
 
-class TrainedTagger:
-    """A loaded tagger. ``probabilities(examples)`` gives an (n, labels) array of sigmoid outputs."""
+class TaggerBase:
+    """What every loaded tagger holds from its manifest: labels, thresholds (tuned per mode), the network spec.
+    ``probabilities(examples)`` gives an (n, labels) array of sigmoid outputs."""
+
+    device = "cpu"
+    runtime = "torch"
+
+    def __init__(self, name: str, manifest: dict[str, Any]):
+        from mmtools.tag.spec import TaggerSpec
+
+        self.name = name
+        try:
+            self.spec = TaggerSpec.from_dict(manifest["tagger"])
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"tagger {name} cannot be loaded: its manifest has no valid network ({exc})",
+                             hint="it may be incomplete or from another mmtools; train it again") from None
+        self.labels: list[str] = list(self.spec.labels)
+        self.thresholds = {label: float(manifest.get("thresholds", {}).get(label, 0.5)) for label in self.labels}
+        # Thresholds tuned for each one-modality mode ("text-only", "image-only"), where training measured them.
+        self.mode_thresholds: dict[str, dict[str, float]] = {
+            mode: {label: float(values.get(label, 0.5)) for label in self.thresholds}
+            for mode, values in (manifest.get("mode_thresholds") or {}).items() if isinstance(values, dict)}
+        self.training: dict[str, Any] = manifest.get("training") or {}  # what `train tagger` recorded
+
+    def probabilities(self, examples: Sequence[Sample]) -> Any:
+        raise NotImplementedError
+
+    def effective_thresholds(self, threshold: float | None = None, per_label: dict[str, float] | None = None,
+                             mode: str = MULTIMODAL) -> Thresholds:
+        """The model's tuned thresholds for records read in ``mode`` (those tuned for it, else the model's);
+        ``threshold`` replaces them all; ``per_label`` overrides some."""
+        tuned = self.mode_thresholds.get(mode, self.thresholds)
+        base = {} if threshold is not None else dict(tuned)
+        return Thresholds(default=0.5 if threshold is None else threshold, per_label={**base, **(per_label or {})})
+
+
+def _tagger_directory(ref: ModelRef) -> tuple[Path, dict[str, Any]]:
+    found = tagger_manifest(ref)
+    if found is None:
+        raise ModelError(f"model {ref.name} is not a tagger (family {ref.family!r})",
+                         hint="train one with `mmtools train tagger`, or use --labels for zero-shot tags")
+    return found
+
+
+class TrainedTagger(TaggerBase):
+    """A loaded tagger on PyTorch."""
 
     def __init__(self, model: str, device: str | None = None):
         import torch
@@ -49,20 +96,10 @@ class TrainedTagger:
         from mmtools.models.device import choose_device
 
         ref = resolve_model(model)
-        found = tagger_manifest(ref)
-        if found is None:
-            raise ModelError(f"model {ref.name} is not a tagger (family {ref.family!r})",
-                             hint="train one with `mmtools train tagger`, or use --labels for zero-shot tags")
-        directory, manifest = found
-        self.name = ref.name
-        self.model, towers, self.thresholds = load_tagger_parts(directory, manifest)
-        # Thresholds tuned for each one-modality mode ("text-only", "image-only"), where training measured them.
-        self.mode_thresholds: dict[str, dict[str, float]] = {
-            mode: {label: float(values.get(label, 0.5)) for label in self.thresholds}
-            for mode, values in (manifest.get("mode_thresholds") or {}).items() if isinstance(values, dict)}
-        self.training: dict[str, Any] = manifest.get("training") or {}  # what `train tagger` recorded
+        directory, manifest = _tagger_directory(ref)
+        self.model, towers, _thresholds = load_tagger_parts(directory, manifest)
+        super().__init__(ref.name, manifest)
         self.spec = self.model.spec
-        self.labels: list[str] = list(self.spec.labels)
         self.batches = BatchMaker(towers)
         self.device = choose_device(device)
         self.model.to(self.device).eval()
@@ -80,13 +117,31 @@ class TrainedTagger:
                 logits = self.model(batch)["logits"]
         return torch.sigmoid(logits.float()).cpu().numpy()
 
-    def effective_thresholds(self, threshold: float | None = None, per_label: dict[str, float] | None = None,
-                             mode: str = MULTIMODAL) -> Thresholds:
-        """The model's tuned thresholds for records read in ``mode`` (those tuned for it, else the model's);
-        ``threshold`` replaces them all; ``per_label`` overrides some."""
-        tuned = self.mode_thresholds.get(mode, self.thresholds)
-        base = {} if threshold is not None else dict(tuned)
-        return Thresholds(default=0.5 if threshold is None else threshold, per_label={**base, **(per_label or {})})
+
+def load_tagger(model: str, device: str | None = None, runtime: str | None = None) -> TaggerBase:
+    """The tagger ``model`` on ``runtime`` (mmtools.models.runtime): on ONNX Runtime where the runtime is ONNX
+    and the tagger has (or, made now, gets) an export that agrees with PyTorch (mmtools.tag.onnx_export),
+    else on PyTorch; a refused export is said once, in the log."""
+    from mmtools.models.runtime import choose_runtime
+
+    ref = resolve_model(model)
+    directory, manifest = _tagger_directory(ref)
+    if choose_runtime(runtime, device).engine == "onnx":
+        from mmtools.tag.onnx_export import exportable, export_tagger, find_tagger_export
+        from mmtools.tag.spec import TaggerSpec
+
+        try:
+            spec = TaggerSpec.from_dict(manifest["tagger"])
+        except (KeyError, TypeError, AttributeError):
+            spec = None  # PyTorch's loader says what is wrong with it
+        if spec is not None and exportable(spec) is None:
+            export = find_tagger_export(directory, manifest) or export_tagger(directory, manifest)
+            if not export.refused:
+                from mmtools.tag.onnx_tagger import OnnxTagger
+
+                return OnnxTagger(ref.name, directory, manifest, export)
+            log.warning("tagger %s runs on PyTorch: %s", ref.name, export.refused)
+    return TrainedTagger(model, device)
 
 
 @dataclass
