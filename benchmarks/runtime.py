@@ -311,6 +311,14 @@ def embed_images_rows(made: dict[str, Path], cache: Path, count: int, rounds: in
     if export.int8_image_ok:
         towers["ORT int8"] = (lambda s: lambda: s.run(None, {"pixel_values": pixels}))(
             session(export.path("image", int8=True), spin=False))
+    at_once = auto.image_batches_at_once
+    if at_once > 1:  # how embed-images runs the tower on a CPU: a batch per core, each on one thread
+        from concurrent.futures import ThreadPoolExecutor
+
+        one_thread = session(export.path("image", int8=auto.images_in_int8), threads=1, spin=False)
+        pool = ThreadPoolExecutor(at_once)
+        towers[f"ORT {'int8' if auto.images_in_int8 else 'fp32'}, {at_once} batches at once"] = \
+            lambda: list(pool.map(lambda _: one_thread.run(None, {"pixel_values": pixels}), range(at_once)))
     workers = default_workers(model_on_cpu=False)  # decoding alone may take every core
 
     def decode_all() -> None:
@@ -337,7 +345,7 @@ def embed_images_rows(made: dict[str, Path], cache: Path, count: int, rounds: in
     list(embed_images(sources[:batch], auto))
     for round_ in range(rounds):
         for name, function in towers.items():
-            note(name, batch, timed(function, 1, 0)[0])
+            note(name, batch * (at_once if "at once" in name else 1), timed(function, 1, 0)[0])
         note("decode", len(sources), timed(decode_all, 1, 0)[0])
         start = time.perf_counter()
         records = list(embed_images(discover_images(files), auto))
@@ -357,7 +365,8 @@ def embed_images_rows(made: dict[str, Path], cache: Path, count: int, rounds: in
         print(f"  round {round_ + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in rates.items() if k != "start-up")
               + f" images/s, start-up {rates['start-up'][-1]:.2f} s ({load()})", file=sys.stderr, flush=True)
     rate = {name: median(values) for name, values in rates.items()}
-    model = rate.get("ORT int8") if auto.images_in_int8 else rate["ORT fp32"]
+    # the tower at its fastest on this CPU: one batch on every core, or a batch per core at once
+    model = max(rate[name] for name in towers if name.startswith("ORT int8" if auto.images_in_int8 else "ORT fp32"))
     bound = 1 / (1 / rate["decode"] + 1 / model)  # the cores decode, then run the tower: both take all of them
     where = f"{len(files)} photos, median of {rounds} interleaved rounds ({load()})"
     rows = [Row("images", f"siglip2-base image tower, batch {batch}: torch eager (baseline), {where}",
@@ -366,8 +375,8 @@ def embed_images_rows(made: dict[str, Path], cache: Path, count: int, rounds: in
                  rate["torch eager"], "images/s", target="reported") for name in towers if name != "torch eager"]
     rows.append(Row("images", f"decode-only bound: Pillow decode (draft mode) + resize + normalise, {workers} "
                     "threads", rate["decode"], None, "images/s", target="reported"))
-    rows.append(Row("images", f"decode-and-model bound (decode, then the {auto.precision.split(', ')[1]} tower, on "
-                    "the same cores)", bound, None, "images/s", target="reported"))
+    rows.append(Row("images", f"decode-and-model bound (decode, then the {auto.precision.split(', ')[1]} tower at "
+                    "its fastest above, on the same cores)", bound, None, "images/s", target="reported"))
     rows.append(Row("images", "pipeline (mmtools.embed.embed_images, warm, default runtime) vs the bound",
                     rate["pipeline"], bound, "images/s", target="≥ 0.9× bound", ok=rate["pipeline"] >= 0.9 * bound))
     rows.append(Row("images", "`mmtools embed-images` end to end (start-up included), default vs --runtime torch",

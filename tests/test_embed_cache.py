@@ -28,14 +28,13 @@ class CountingLoader:
         self.loads += 1
         encoder = load_encoder(model, "cpu")
         loader = self
-        original = encoder.encode_image_batch
+        for method in ("encode_image_batch", "encode_image_batch_alone"):  # one batch, or one of several at once
+            def counted(batch, original=getattr(encoder, method)):
+                vectors = original(batch)
+                loader.encoded += len(vectors)
+                return vectors
 
-        def counted(batch):
-            vectors = original(batch)
-            loader.encoded += len(vectors)
-            return vectors
-
-        encoder.encode_image_batch = counted
+            setattr(encoder, method, counted)
         return encoder
 
 

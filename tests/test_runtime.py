@@ -318,3 +318,35 @@ def test_an_export_says_what_it_does_and_a_disagreeing_int8_image_tower_is_not_u
     info = json.loads(CliRunner().invoke(app, ["models", "info", siglip_dir, "--json"]).stdout)["onnx"]
     assert info["size"].endswith("B") and info["size"][0].isdigit()
     assert info["directory"] == record["directory"]
+
+
+def test_embed_images_runs_a_batch_per_core_at_once_with_the_vectors_of_one_at_a_time(siglip_dir, photos,
+                                                                                       monkeypatch):
+    import threading
+
+    from mmtools.embed import embed_images
+    from mmtools.images import discover_images
+    from mmtools.models import runtime
+
+    monkeypatch.setattr(runtime, "physical_cores", lambda: 2)
+    encoder = ModelCache().get(siglip_dir, "cpu", "onnx-fp32")
+    assert encoder.image_batches_at_once == 2
+    threads, original = set(), encoder.encode_image_batch_alone
+
+    def alone(batch):
+        threads.add(threading.current_thread().name)
+        return original(batch)
+
+    monkeypatch.setattr(encoder, "encode_image_batch_alone", alone)
+    records = list(embed_images(discover_images([str(photos)]), encoder, batch_size=2))
+    assert len(records) == 8 and len(threads) == 2  # two workers, each encoding its own batches
+    from mmtools.records import decode_vector
+
+    sources = list(discover_images([str(photos)]))
+    from mmtools.images import load_image
+
+    for start in range(0, 8, 2):
+        images = [load_image(s.path, draft_size=encoder.image_size) for s in sources[start:start + 2]]
+        serial = encoder.encode_image_batch(encoder.preprocess_images(images))
+        got = np.stack([decode_vector(r["embedding"]) for r in records[start:start + 2]])
+        assert np.allclose(got, serial, atol=1e-5)

@@ -71,6 +71,7 @@ class _DecodedBatch:
     pixels: Any  # the preprocessed images of the sources that have no cached vector
     problems: list[Problem] = field(default_factory=list)
     known: list[tuple[Any, Any]] = field(default_factory=list)  # per source: (FileFacts, cached vector or None)
+    vectors: Any = None  # the pixels' vectors, where the worker encoded them (encoder.image_batches_at_once)
 
 
 def embed_images(
@@ -106,6 +107,13 @@ def embed_images(
     gpu_decoder = gpu.jpeg_decoder(encoder) if ready else None  # None unless CUDA and torchvision
     fit_in_memory = gpu.OomFallback()
     workers = workers or default_workers(on_cpu)
+    # On a CPU a runtime may take several batches at once (OnnxEncoder.image_batches_at_once): then each worker
+    # decodes and encodes its batch, one worker per core. (Asked of the encoder in the worker, once loaded.)
+    at_once = on_cpu and gpu_decoder is None
+    if at_once:
+        from mmtools.models.runtime import physical_cores
+
+        workers = max(workers, physical_cores())
     prefetch = prefetch or workers + 1  # batches decoded ahead of the model
     pending: deque[Future[_DecodedBatch]] = deque()
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmtools-decode")
@@ -115,7 +123,8 @@ def embed_images(
         for problem in decoded.problems:
             on_problem(problem)
         if decoded.sources:
-            fresh = iter(fit_in_memory(encoder.encode_image_batch, decoded.pixels)
+            fresh = iter(decoded.vectors if decoded.vectors is not None
+                         else fit_in_memory(encoder.encode_image_batch, decoded.pixels)
                          if decoded.pixels is not None else ())
             vectors = [cached if cached is not None else next(fresh) for _facts, cached in decoded.known]
             if cache is not None:
@@ -134,7 +143,8 @@ def embed_images(
 
     try:
         for batch in batched(sources, batch_size):
-            pending.append(executor.submit(_decode_batch, batch, encoder, max_pixels, cache, gpu_decoder))
+            pending.append(executor.submit(_decode_batch, batch, encoder, max_pixels, cache, gpu_decoder,
+                                           at_once))
             if len(pending) > prefetch:
                 yield from finish(pending.popleft())
         while pending:
@@ -144,9 +154,11 @@ def embed_images(
 
 
 def _decode_batch(batch: list[ImageSource], encoder: Encoder, max_pixels: int,
-                  cache: "ImageVectorCache | None" = None, gpu_decoder: Any = None) -> _DecodedBatch:
+                  cache: "ImageVectorCache | None" = None, gpu_decoder: Any = None,
+                  may_encode: bool = False) -> _DecodedBatch:
     """Decode and preprocess a batch (in a worker thread). Files the cache knows are not decoded; on CUDA the
-    pixels are pinned and already on their way to the GPU."""
+    pixels are pinned and already on their way to the GPU. ``may_encode``: encode it here too where the
+    encoder takes several batches at once."""
     from mmtools import gpu
     from mmtools.embed_cache import look_up
 
@@ -169,8 +181,11 @@ def _decode_batch(batch: list[ImageSource], encoder: Encoder, max_pixels: int,
     # Pixels follow the decoded sources in input order, which is the order of the uncached entries kept.
     decoded_ids = {id(source) for source in decoded.sources}
     kept = [(s, facts, cached) for s, facts, cached in looked_up if cached is not None or id(s) in decoded_ids]
+    vectors = None
+    if may_encode and decoded.pixels is not None and encoder.image_batches_at_once > 1:
+        vectors = encoder.encode_image_batch_alone(decoded.pixels)
     return _DecodedBatch([s for s, _, _ in kept], decoded.pixels, problems + decoded.problems,
-                         [(facts, cached) for _, facts, cached in kept])
+                         [(facts, cached) for _, facts, cached in kept], vectors)
 
 
 def _decode_on_cpu(batch: list[ImageSource], encoder: Encoder, max_pixels: int) -> _DecodedBatch:

@@ -224,6 +224,13 @@ class LazyEncoder(Encoder):
     def encode_image_batch(self, batch: Any) -> Any:
         return self._get().encode_image_batch(batch)
 
+    @property
+    def image_batches_at_once(self) -> int:
+        return self._get().image_batches_at_once
+
+    def encode_image_batch_alone(self, batch: Any) -> Any:
+        return self._get().encode_image_batch_alone(batch)
+
     def encode_texts(self, texts: Sequence[str], on_truncated: Callable[[int], None] | None = None) -> Any:
         return self._get().encode_texts(texts, on_truncated)
 

@@ -55,6 +55,16 @@ class Encoder(ABC):
     def encode_images(self, images: Sequence["Image.Image"]) -> "np.ndarray":
         return self.encode_image_batch(self.preprocess_images(images))
 
+    # -- batch jobs: a runtime whose forward pass scales poorly over cores may run several batches at once
+    @property
+    def image_batches_at_once(self) -> int:
+        """How many ``encode_image_batch_alone`` calls a batch job may run at once (from as many threads)."""
+        return 1
+
+    def encode_image_batch_alone(self, batch: ImageBatch) -> "np.ndarray":
+        """``encode_image_batch`` on a share of the cores, for one of ``image_batches_at_once`` calls at once."""
+        return self.encode_image_batch(batch)
+
     # -- texts
     @abstractmethod
     def encode_texts(
