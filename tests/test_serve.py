@@ -108,7 +108,8 @@ def test_a_forwarded_command_line_is_read_by_the_commands_own_parser(tmp_path):
     for args, kw in ((["--help"], {}), (["-k", "zero", "x"], {}), (["-k", "0", "x"], {}), (["--mode", "fuzzy", "x"], {}),
                      (["--device", "cpu", "x"], {}), (["--unknown", "x"], {}), (["x"], {"stdout_tty": True}),
                      (["x", "--montage", "m.png"], {}), ([], {}), (["x", "--then", "y", "--group-by", "video"], {}),
-                     (["x", "--runtime", "torch"], {}), (["x"], {"env": {"MMTOOLS_DEVICE": "cpu"}})):
+                     (["x", "--runtime", "torch"], {}), (["x"], {"env": {"MMTOOLS_DEVICE": "cpu"}}),
+                     (["x", "--folder", "photos"], {})):  # the client brings the folder's index up to date first
         with pytest.raises(Declined):
             search_request(header(*args, **kw))
 

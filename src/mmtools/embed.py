@@ -93,7 +93,8 @@ def embed_images(
     holds them (``mmtools.images.photo_fields``); with a ``cache`` (mmtools.embed_cache), files whose
     content was encoded before by the same model are not decoded or encoded again. ``batch_size`` None:
     chosen from free GPU memory on CUDA (``mmtools.gpu``), CPU_IMAGE_BATCH on a CPU, 32 elsewhere.
-    ``workers`` None: ``default_workers`` for where the model runs.
+    ``workers`` None: ``default_workers`` for where the model runs, or one per core where the encoder takes
+    batches at once.
     """
     from mmtools import gpu
 
@@ -106,14 +107,15 @@ def embed_images(
                                 else default_batch)
     gpu_decoder = gpu.jpeg_decoder(encoder) if ready else None  # None unless CUDA and torchvision
     fit_in_memory = gpu.OomFallback()
-    workers = workers or default_workers(on_cpu)
     # On a CPU a runtime may take several batches at once (OnnxEncoder.image_batches_at_once): then each worker
-    # decodes and encodes its batch, one worker per core. (Asked of the encoder in the worker, once loaded.)
+    # decodes and encodes its batch, one worker per core unless ``workers`` says how many. (Asked of the
+    # encoder in the worker, once loaded.)
     at_once = on_cpu and gpu_decoder is None
-    if at_once:
+    if workers is None and at_once:
         from mmtools.models.runtime import physical_cores
 
-        workers = max(workers, physical_cores())
+        workers = max(default_workers(on_cpu), physical_cores())
+    workers = workers or default_workers(on_cpu)
     prefetch = prefetch or workers + 1  # batches decoded ahead of the model
     pending: deque[Future[_DecodedBatch]] = deque()
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mmtools-decode")

@@ -58,7 +58,7 @@ def update_folder_index(folder: str | os.PathLike[str], *, model: str | None = N
 
     real = os.path.realpath(folder)
     if not os.path.isdir(real):
-        raise UsageError(f"{folder}: no such folder", hint="give a folder of photos, e.g. --folder ~/Pictures")
+        raise UsageError(f"{folder}: no such folder", hint="give a folder that holds photos")
     sources = list(discover_images([real], root=real, on_problem=on_problem))
     if not sources:
         raise UsageError(f"{folder}: no photos in this folder (JPEG, PNG, WebP, ...)",
